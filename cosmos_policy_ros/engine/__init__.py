@@ -1,0 +1,1 @@
+"""Diffusion engine: torch, no rclpy."""

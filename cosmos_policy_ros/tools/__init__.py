@@ -1,0 +1,1 @@
+"""Console scripts: replay, offline evaluation, checkpoint conversion."""

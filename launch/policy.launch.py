@@ -1,0 +1,58 @@
+"""Launch the Cosmos Policy node.
+
+    ros2 launch cosmos_policy_ros policy.launch.py config:=aloha.yaml model:=/models/aloha
+
+Arguments: config (a parameter file: a path, or a file name in this package's config/),
+model (a model directory; overrides the file's model_path), namespace, use_sim_time,
+log_level, autostart (configure and activate the lifecycle node by itself; false leaves it
+unconfigured for `ros2 lifecycle set` or a lifecycle manager).
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+
+ARGUMENTS = (
+    ('config', 'demo.yaml', 'Parameter file: a path, or a file name in cosmos_policy_ros/config'),
+    ('model', '', 'Model directory (overrides model_path of the config file when set)'),
+    ('namespace', '', 'Namespace of the node and its topics'),
+    ('use_sim_time', 'false', 'Follow /clock (rosbag replay) instead of the system clock'),
+    ('log_level', 'info', 'Logging level of the node'),
+    ('autostart', 'true', 'Configure and activate the lifecycle node on start'),
+)
+
+
+def _resolve_config(name):
+    if os.path.isabs(name) or os.path.exists(name):
+        return os.path.abspath(name)
+    return os.path.join(get_package_share_directory('cosmos_policy_ros'), 'config', name)
+
+
+def _node(context):
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    overrides = {
+        'use_sim_time': value['use_sim_time'].lower() == 'true',
+        'autostart': value['autostart'].lower() == 'true',
+    }
+    if value['model']:
+        overrides['model_path'] = value['model']
+    return [LifecycleNode(
+        package='cosmos_policy_ros',
+        executable='policy_node',
+        name='cosmos_policy',
+        namespace=value['namespace'],
+        parameters=[_resolve_config(value['config']), overrides],
+        arguments=['--ros-args', '--log-level', value['log_level']],
+        output='screen',
+        emulate_tty=True,
+    )]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in ARGUMENTS]
+        + [OpaqueFunction(function=_node)])

@@ -1,0 +1,43 @@
+"""Plain-pip install of the Python part of cosmos_policy_ros (core, engine, offline tools).
+
+On a ROS machine the package is built with colcon from CMakeLists.txt, which also generates the
+messages; this file serves `pip install .` where no ROS is present (no `msg` module then).
+"""
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'cosmos_policy_ros'
+HERE = Path(__file__).resolve().parent
+
+
+def console_scripts():
+    """Read resource/console_scripts, the list CMakeLists.txt installs too."""
+    lines = (HERE / 'resource' / 'console_scripts').read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith('#')]
+
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
+    ],
+    python_requires='>=3.10',
+    install_requires=['numpy', 'pyyaml', 'pillow'],
+    extras_require={
+        'engine': ['torch', 'diffusers', 'safetensors'],
+        'tools': ['rosbags', 'rosbags-image', 'matplotlib', 'tqdm'],
+        'test': ['pytest', 'pytest-timeout', 'flake8'],
+    },
+    zip_safe=False,
+    maintainer='cosmos_policy_ros developers',
+    description='Run NVIDIA Cosmos Policy on robot compute with ROS 2.',
+    license='Apache-2.0',
+    entry_points={'console_scripts': console_scripts()},
+)
