@@ -1,0 +1,69 @@
+"""The one door between the ROS node (or any caller) and a policy: observation in, output out.
+
+``Policy`` is what the node is given: ``cosmos_policy_ros.engine.policy.CosmosPolicy`` implements
+it, and so does ``cosmos_policy_ros.testing.FakePolicy``. numpy only, no torch, no rclpy.
+"""
+from dataclasses import dataclass, field
+import math
+from typing import Mapping, Optional, Protocol, Tuple
+
+import numpy as np
+
+from cosmos_policy_ros.layout import LatentLayout
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One synchronized observation.
+
+    images: camera name (as in the layout) -> uint8 RGB array (H, W, 3), any size.
+    proprio: raw proprio vector (D,) in the robot's units (normalized by the policy).
+    instruction: the task text, looked up in the model's text embeddings; or
+    text_embedding: a precomputed T5 embedding (L, 1024) used instead of the instruction.
+    seed: seed of the diffusion noise (the same seed gives the same chunk).
+    """
+
+    images: Mapping[str, np.ndarray]
+    proprio: np.ndarray
+    instruction: Optional[str] = None
+    text_embedding: Optional[np.ndarray] = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PolicyOutput:
+    """What one inference produced.
+
+    actions: (K, d) float32 action chunk in the robot's units.
+    value: predicted value V(s') in [0, 1], NaN when the model produced none.
+    future_proprio: (D,) predicted proprio after the chunk, unnormalized, or None.
+    future_images: camera name -> predicted uint8 RGB image, or None (decoding is optional).
+    timings: stage name -> seconds (e.g. 'preprocess', 'encode', 'denoise', 'extract', 'total').
+    seed, num_steps: the noise seed and the number of network evaluations used.
+    candidate_values: value of every best-of-N candidate in seed order (empty without planning).
+    selected_candidate: index of the returned candidate in candidate_values (0 without planning).
+    """
+
+    actions: np.ndarray
+    value: float = math.nan
+    future_proprio: Optional[np.ndarray] = None
+    future_images: Optional[Mapping[str, np.ndarray]] = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    num_steps: int = 0
+    candidate_values: Tuple[float, ...] = ()
+    selected_candidate: int = 0
+
+
+class Policy(Protocol):
+    """What the node needs from a policy."""
+
+    layout: LatentLayout  # cameras, chunk size, action and proprio sizes
+    model_id: str  # reported in every published message
+
+    def infer(self, observation: Observation, *, num_steps: Optional[int] = None,
+              num_candidates: Optional[int] = None) -> PolicyOutput:
+        """Predict one chunk; num_steps / num_candidates override the policy's defaults."""
+
+    def reset(self) -> None:
+        """Forget per-episode state (caches keyed on the instruction, etc.)."""
