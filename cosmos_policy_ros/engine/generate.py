@@ -32,7 +32,7 @@ from cosmos_policy_ros.engine.denoiser import check_net, ConditionedDenoiser
 from cosmos_policy_ros.engine.injection import (check_latent, extract_actions, extract_proprio,
                                                 extract_value, inject_actions, inject_proprio)
 from cosmos_policy_ros.engine.noise import check_seeds, initial_noise, variance_scales
-from cosmos_policy_ros.engine.sampling import num_evaluations, sample, SamplerConfig
+from cosmos_policy_ros.engine.sampling import sample, SamplerConfig
 
 MODES = ('policy', 'world_model', 'value')
 
@@ -125,59 +125,27 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
     check_net(net)
     if stats is not None:
         stats.check_layout(layout)
-    check_latent(clean_latent, layout, 'clean_latent')
-    if not bool(torch.isfinite(clean_latent).all()):
-        raise ValueError('`clean_latent` has non-finite values.')
-    batch = clean_latent.shape[0]
-    shape = (batch, *layout.latent_shape)
-
+    if actions is not None and not flags[layout.action_index]:
+        raise ValueError(f'`actions` were given but the action frame is generated in mode '
+                         f'{mode!r}' + (' with mask_current_state_action' if mode == 'value'
+                                        else '') + '; they would be ignored.')
     # Condition: the clean latent with the proprio (and any given action chunk) injected.
-    latent = clean_latent.to(device=net.device, dtype=torch.float32)
-    if proprio is not None:
-        latent = inject_proprio(latent, layout, proprio, round_to_bf16=round_proprio_to_bf16)
-    if actions is not None:
-        if not flags[layout.action_index]:
-            raise ValueError(f'`actions` were given but the action frame is generated in mode '
-                             f'{mode!r}'
-                             + (' with mask_current_state_action' if mode == 'value' else '')
-                             + '; they would be ignored.')
-        latent = inject_actions(latent, layout, actions)
-
-    # Noise: from the seed(s) exactly as the reference, or given.
-    sigma_min, sigma_max = sampler.sigma_min, sampler.sigma_max
-    if (seeds is None) == (noise is None):
-        raise ValueError('give exactly one of `seeds` and `noise`.')
-    if noise is not None:
-        if variance_scale:
-            raise ValueError('`variance_scale` draws from the seed; it needs `seeds`, not '
-                             '`noise`.')
-        if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != shape:
-            raise ValueError(f'`noise` must be a tensor of shape {shape}, got '
-                             f'{tuple(getattr(noise, "shape", ()))}.')
-        x_init = noise.to(device=net.device, dtype=torch.float32)
-    else:
-        seeds = check_seeds(seeds, batch)
-        max_scale = min_scale = 1.0
-        if variance_scale:
-            if not isinstance(seeds, int):
-                raise ValueError('`variance_scale` scales the sigmas of the whole batch from one '
-                                 'seed; with per-sample seeds run the samples separately.')
-            max_scale, min_scale = variance_scales(seeds)
-        sigma_max, sigma_min = sigma_max * max_scale, sigma_min * min_scale
-        x_init = initial_noise(seeds, shape, sigma_max=sampler.sigma_max,
-                               sigma_max_scale=max_scale).to(net.device)
-
+    latent = condition_latent(clean_latent, layout, proprio=proprio, actions=actions,
+                              round_proprio_to_bf16=round_proprio_to_bf16).to(net.device)
+    # Starting noise and the sigma range (variance-scaled or not).
+    x_init, sigma_min, sigma_max = starting_noise(
+        (latent.shape[0], *layout.latent_shape), sampler, seeds=seeds, noise=noise,
+        variance_scale=variance_scale)
     # Sample with the x0 denoiser around the network.
     frames = torch.tensor(flags, device=latent.device)
     denoiser = ConditionedDenoiser(net, latent, frames, text_embedding)
     options = dict(sampler.options(), sigma_min=sigma_min, sigma_max=sigma_max)
     with torch.no_grad():
-        generated = sample(denoiser, x_init, generator=generator, **options)
-
-    # Read the predictions back out.
+        generated = sample(denoiser, x_init.to(net.device), generator=generator, **options)
     if not bool(torch.isfinite(generated).all()):
         bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(generated))[:, 2]})
         raise ValueError(f'the network produced non-finite values (latent frames {bad}).')
+    # Read the predictions back out.
     actions_normalized = _numpy(extract_actions(generated, layout))
     future_normalized = _numpy(extract_proprio(generated, layout, future=True))
     return GenerateResult(
@@ -188,14 +156,62 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
         actions=None if stats is None else stats.unnormalize_actions(actions_normalized),
         value=_numpy(extract_value(generated, layout)),
         future_proprio_normalized=future_normalized,
-        future_proprio=(None if stats is None
-                        else stats.unnormalize_proprio(future_normalized)),
+        future_proprio=None if stats is None else stats.unnormalize_proprio(future_normalized),
         mode=mode,
-        seeds=seeds,
+        seeds=None if noise is not None else check_seeds(seeds, latent.shape[0]),
         sigma_min=float(sigma_min),
         sigma_max=float(sigma_max),
-        num_evaluations=num_evaluations(sampler.num_steps, sampler.solver),
+        num_evaluations=sampler.num_evaluations,
     )
+
+
+def condition_latent(clean_latent, layout, *, proprio=None, actions=None,
+                     round_proprio_to_bf16=True):
+    """The float32 conditioning latent: `clean_latent` with proprio and actions injected.
+
+    clean_latent: (B, 16, T, S, S); proprio: (B, D) normalized, injected bf16-rounded by
+    default; actions: (B, K, d) normalized. None leaves the frame as it is. Returns a new
+    (B, 16, T, S, S) float32 tensor on clean_latent's device.
+    """
+    check_latent(clean_latent, layout, 'clean_latent')
+    if not bool(torch.isfinite(clean_latent).all()):
+        raise ValueError('`clean_latent` has non-finite values.')
+    latent = clean_latent.to(torch.float32)
+    if proprio is not None:
+        latent = inject_proprio(latent, layout, proprio, round_to_bf16=round_proprio_to_bf16)
+    if actions is not None:
+        latent = inject_actions(latent, layout, actions)
+    return latent
+
+
+def starting_noise(shape, sampler, *, seeds=None, noise=None, variance_scale=False):
+    """(x_init, sigma_min, sigma_max): the sampler's starting state and sigma range.
+
+    shape: (B, 16, T, S, S). Exactly one of seeds (an int, or B ints; see
+    cosmos_policy_ros.engine.noise) and noise (a given state already scaled by sigma_max).
+    variance_scale: scale sigma_max by U(1, 3) and sigma_min by U(0.1, 1) from the (single)
+    seed, as the reference's use_variance_scale. x_init is float32 on the CPU for seeds.
+    """
+    sigma_min, sigma_max = sampler.sigma_min, sampler.sigma_max
+    if (seeds is None) == (noise is None):
+        raise ValueError('give exactly one of `seeds` and `noise`.')
+    if noise is not None:
+        if variance_scale:
+            raise ValueError('`variance_scale` draws from the seed; it needs `seeds`, not '
+                             '`noise`.')
+        if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(shape):
+            raise ValueError(f'`noise` must be a tensor of shape {tuple(shape)}, got '
+                             f'{tuple(getattr(noise, "shape", ()))}.')
+        return noise.to(torch.float32), sigma_min, sigma_max
+    seeds = check_seeds(seeds, shape[0])
+    max_scale = min_scale = 1.0
+    if variance_scale:
+        if not isinstance(seeds, int):
+            raise ValueError('`variance_scale` scales the sigmas of the whole batch from one '
+                             'seed; with per-sample seeds run the samples separately.')
+        max_scale, min_scale = variance_scales(seeds)
+    x_init = initial_noise(seeds, shape, sigma_max=sigma_max, sigma_max_scale=max_scale)
+    return x_init, sigma_min * min_scale, sigma_max * max_scale
 
 
 def _numpy(tensor):
