@@ -84,7 +84,7 @@ def inject_value(latent, layout, value):
     value = value.to(device=latent.device, dtype=latent.dtype)
     frame = value.reshape(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
     result = latent.clone()
-    result[:, :, layout.value_index] = frame.expand(-1, channels, height, width)
+    result[:, :, layout.value_index] = frame.expand(-1, channels, height, width)  # -> (B, C, H, W)
     return result
 
 

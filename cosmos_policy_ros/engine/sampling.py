@@ -123,9 +123,6 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
     _check_state(x_init)
     sigmas = sigma_schedule(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                             solver=name).to(x_init.device)
-    eta = min(s_churn / len(sigmas), math.sqrt(1.2) - 1)  # len(sigmas) = intervals + 1
-    if eta > 0 and generator is None:
-        raise ValueError('`generator` (a torch.Generator) is required when s_churn > 0.')
     in_dtype = x_init.dtype
     ones = torch.ones(x_init.shape[0], dtype=torch.float64, device=x_init.device)
 
@@ -139,6 +136,9 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
     # One evaluation in all (num_steps 1 or 2): the x0 prediction at sigma_max.
     if len(sigmas) == 1:
         return denoise(x_init, sigmas[0]).to(in_dtype)
+    eta = min(s_churn / len(sigmas), math.sqrt(1.2) - 1)  # len(sigmas) = intervals + 1
+    if eta > 0 and generator is None:
+        raise ValueError('`generator` (a torch.Generator) is required when s_churn > 0.')
     x = x_init.to(torch.float64)
     history = None  # (x0, sigma) of the previous step, for 2ab
     for i in range(len(sigmas) - 1):
