@@ -17,7 +17,8 @@ other users of them in the process are untouched):
 - bf16 parity (``parity``; by default on for bf16 weights, off otherwise): the RoPE dim ranges
   are rounded to bf16 before ``theta ** -r`` (the reference keeps them in bf16 buffers), and the
   q/k and t-embedding RMSNorms round once (fp32 math including the weight, one cast), as
-  Transformer Engine's RMSNorm does. Both are no-ops in fp32.
+  Transformer Engine's RMSNorm does. The RMSNorm patch changes nothing for fp32 weights; the
+  RoPE rounding applies whenever parity is on (forced on, it mimics the bf16 buffers in fp32).
 - per-frame AdaLN (``per_frame_adaln``, default on): the AdaLN-LoRA modulation MLPs run once per
   latent frame instead of once per token, as in the reference. Mathematically identical (every
   token of a frame carries the same embedding); saves about 9 % of the 2B FLOPs.
@@ -226,10 +227,10 @@ def _frame_modulation(norm, embedded_timestep, temb, frames, per_frame):
     """SiLU -> linear_1 -> linear_2 (+ LoRA temb) on the first token of each frame: (B, T, kD)."""
     batch = embedded_timestep.shape[0]
     # (B, THW, D) -> (B, T, HW, D) -> (B, T, D): every token of a frame holds the same row
-    emb = embedded_timestep.view(batch, frames, per_frame, -1)[:, :, 0]
+    emb = embedded_timestep.reshape(batch, frames, per_frame, -1)[:, :, 0]
     modulation = norm.linear_2(norm.linear_1(norm.activation(emb)))
     if temb is not None:
-        modulation = modulation + temb.view(batch, frames, per_frame, -1)[:, :, 0]
+        modulation = modulation + temb.reshape(batch, frames, per_frame, -1)[:, :, 0]
     return modulation
 
 

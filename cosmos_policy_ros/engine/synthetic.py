@@ -249,15 +249,22 @@ def write_synthetic_model(out_dir, layout, *, size='tiny', seed=0, dtype='bf16',
         'info': INFO_FILE,
     }
     paths = {role: out_dir / name for role, name in files.items()}
-    existing = [str(path) for path in paths.values() if path.exists()]
+    # Both checkpoint forms count: a stale model/ next to a new .pt would be picked first.
+    checkpoints = [out_dir / checkpoint_name(suite), out_dir / 'model']
+    existing = [path for path in list(paths.values()) + checkpoints if path.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f'refusing to overwrite {existing} (pass overwrite=True / --force).')
+        raise FileExistsError(f'refusing to overwrite {sorted(set(map(str, existing)))} '
+                              f'(pass overwrite=True / --force).')
     dit_preset, vae_preset = SIZES[size]
     instructions = SUITES[suite][1] if suite in SUITES else (
         'pick up the object', 'place the object in the box')
     out_dir.mkdir(parents=True, exist_ok=True)
-    if paths['checkpoint'].is_dir():
-        for stale in paths['checkpoint'].iterdir():
+    for stale in checkpoints:
+        if stale.is_dir():
+            for entry in stale.iterdir():
+                entry.unlink()
+            stale.rmdir()
+        elif stale.exists():
             stale.unlink()
     write_dit_checkpoint(paths['checkpoint'], dit_preset, seed=seed, dtype=_DTYPES[dtype],
                          checkpoint_format=checkpoint_format)

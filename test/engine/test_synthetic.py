@@ -117,3 +117,13 @@ def test_refuses_to_overwrite_and_bad_arguments(libero, tmp_path, capsys):
         main(['--out', str(tmp_path), '--suite', 'libero', '--size', 'huge'])
     with pytest.raises(ValueError, match='seed'):
         write_synthetic_model(tmp_path, LatentLayout.preset('libero'), seed=-1)
+
+
+def test_force_replaces_the_other_checkpoint_form(tmp_path):
+    layout = LatentLayout.preset('libero')
+    write_synthetic_model(tmp_path, layout, checkpoint_format='dcp')
+    with pytest.raises(FileExistsError, match='model'):
+        write_synthetic_model(tmp_path, layout, checkpoint_format='pt')
+    paths = write_synthetic_model(tmp_path, layout, checkpoint_format='pt', overwrite=True)
+    assert not (tmp_path / 'model').exists()
+    assert find_dit_checkpoint(tmp_path) == paths['checkpoint']
