@@ -39,6 +39,7 @@ class PolicyOutput:
     future_proprio: (D,) predicted proprio after the chunk, unnormalized, or None.
     future_images: camera name -> predicted uint8 RGB image, or None (decoding is optional).
     timings: stage name -> seconds (e.g. 'preprocess', 'encode', 'denoise', 'extract', 'total').
+    evaluation_times: seconds of each network evaluation, in call order.
     seed, num_steps: the noise seed and the number of network evaluations used.
     candidate_values: value of every best-of-N candidate in seed order (empty without planning).
     selected_candidate: index of the returned candidate in candidate_values (0 without planning).
@@ -49,6 +50,7 @@ class PolicyOutput:
     future_proprio: Optional[np.ndarray] = None
     future_images: Optional[Mapping[str, np.ndarray]] = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    evaluation_times: Tuple[float, ...] = ()
     seed: int = 0
     num_steps: int = 0
     candidate_values: Tuple[float, ...] = ()

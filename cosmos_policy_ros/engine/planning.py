@@ -1,0 +1,194 @@
+"""Best-of-N planning (reference section 7.8), batched on one device.
+
+The reference runs each of N candidates in its own GPU process. Here all N run as one batch,
+which gives the same numbers because every candidate has its own noise stream:
+
+1. Policy pass: N candidates with seeds seed, seed + 1, ..., seed + N - 1 (actions, plus the
+   joint value of each).
+2. With a planning network (world model + V(s')):
+   * world-model passes: E_w future-state predictions per candidate, pass i with
+     ``linspace(1, world_model_steps, E_w)[i]`` steps and seed ``seed_j + i``, the action frame
+     conditioning (the policy pass's latent, the current proprio re-injected);
+   * value passes: for every future state, E_v V(s') predictions, pass k with
+     ``linspace(1, value_steps, E_v)[k]`` steps and seed ``seed_j + k``, every frame but the
+     value conditioning (optionally with current state and action masked). The E_w future
+     states of pass k run as one batch too;
+   * the E_w * E_v values of a candidate are aggregated (``majority_mean`` by default).
+   Without a planning network the candidates are scored by their joint-pass value.
+3. Selection as the ALOHA server: keep the base-seed candidate unless another is strictly
+   better (ties go to the lowest seed).
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from cosmos_policy_ros.engine.generate import generate
+from cosmos_policy_ros.engine.sampling import SamplerConfig
+
+AGGREGATIONS = ('majority_mean', 'average', 'lcb', 'success_vote')
+SUCCESS_THRESHOLD = 0.05  # a value above this counts as a predicted success (reference)
+SEED_MODULUS = 2 ** 32  # numpy RandomState seeds are uint32; seed + j wraps around
+
+
+@dataclass(frozen=True)
+class PlanningConfig:
+    """How candidates are scored; the defaults are the ALOHA planning deployment's."""
+
+    world_model_steps: int = 5            # most denoising steps of a future-state prediction
+    world_model_ensemble: int = 3         # future-state predictions per candidate (E_w)
+    value_steps: int = 5                  # most denoising steps of a value prediction
+    value_ensemble: int = 5               # value predictions per future state (E_v)
+    aggregation: str = 'majority_mean'    # one of AGGREGATIONS
+    mask_current_state_action: bool = True  # V(s') sees only the future state
+
+    def __post_init__(self):
+        for field in ('world_model_steps', 'world_model_ensemble', 'value_steps',
+                      'value_ensemble'):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'`{field}` must be a positive integer. Got {value!r}.')
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f'`aggregation` must be one of {list(AGGREGATIONS)}. '
+                             f'Got {self.aggregation!r}.')
+        if not isinstance(self.mask_current_state_action, bool):
+            raise ValueError(f'`mask_current_state_action` must be true or false. '
+                             f'Got {self.mask_current_state_action!r}.')
+
+    @property
+    def world_model_schedule(self):
+        """Denoising steps of each world-model pass: linspace(1, steps, E_w) as integers."""
+        return _linspace_steps(self.world_model_steps, self.world_model_ensemble)
+
+    @property
+    def value_schedule(self):
+        """Denoising steps of each value pass: linspace(1, steps, E_v) as integers."""
+        return _linspace_steps(self.value_steps, self.value_ensemble)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """policy: the policy pass of all N candidates (a GenerateResult, batch N).
+    values: (N,) float score per candidate; selected: index of the chosen candidate;
+    predictions: (E_w * E_v, N) float raw value predictions (None without a planning net)."""
+
+    policy: object
+    values: np.ndarray
+    selected: int
+    predictions: Optional[np.ndarray]
+
+
+def aggregate_values(predictions, scheme='majority_mean'):
+    """Aggregate an ensemble of values per candidate, as the reference, then clip to [0, 1].
+
+    predictions: (E, N) values in [0, 1]. Returns (N,) float64.
+    * average: the mean; lcb: mean - std (unbiased std, like torch.std);
+    * success_vote: the fraction of predictions above SUCCESS_THRESHOLD;
+    * majority_mean: if at least half are above the threshold, the mean of those; else 0.
+    """
+    values = np.asarray(predictions, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 1:
+        raise ValueError(f'predictions must be (E, N) with E >= 1, got {values.shape}.')
+    if scheme == 'average':
+        result = values.mean(axis=0)
+    elif scheme == 'lcb':
+        spread = values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.full(
+            values.shape[1], np.nan)
+        result = values.mean(axis=0) - spread
+    elif scheme == 'success_vote':
+        result = (values > SUCCESS_THRESHOLD).mean(axis=0)
+    elif scheme == 'majority_mean':
+        success = values > SUCCESS_THRESHOLD
+        count = success.sum(axis=0)
+        mean_success = np.where(success, values, 0.0).sum(axis=0) / np.maximum(count, 1)
+        result = np.where(count / values.shape[0] >= 0.5, mean_success, 0.0)
+    else:
+        raise ValueError(f'unknown aggregation {scheme!r}; choose one of {list(AGGREGATIONS)}.')
+    return np.clip(result, 0.0, 1.0)
+
+
+def select_candidate(values):
+    """Index of the best candidate: the base (index 0) unless another is strictly better."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size < 1:
+        raise ValueError(f'values must be (N,) with N >= 1, got {values.shape}.')
+    if np.isnan(values).any():
+        raise ValueError(f'candidate values contain NaN: {values.tolist()}.')
+    return int(np.argmax(values))  # first maximum: ties keep the lower seed
+
+
+def plan(net, clean_latent, text_embedding, layout, *, proprio, seed, num_candidates,
+         sampler, stats=None, planning_net=None, config=PlanningConfig(),
+         round_proprio_to_bf16=True):
+    """Run best-of-N for one observation and pick a candidate.
+
+    net: the policy network; planning_net: the planning network or None (joint values).
+    clean_latent: (1, 16, T, S, S) conditioning latent of the observation.
+    text_embedding: (1, L, 1024). proprio: (1, D) normalized. seed: the base seed.
+    sampler: SamplerConfig of the policy pass. Returns a PlanResult.
+    """
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or (
+            num_candidates < 1):
+        raise ValueError(f'`num_candidates` must be a positive integer. Got {num_candidates!r}.')
+    if clean_latent.shape[0] != 1:
+        raise ValueError(f'plan() takes one observation: clean_latent must have batch 1, got '
+                         f'{tuple(clean_latent.shape)}.')
+    n = num_candidates
+    seeds = [(seed + j) % SEED_MODULUS for j in range(n)]
+    proprio = torch.as_tensor(proprio).reshape(1, -1)
+    policy = generate(net, clean_latent.expand(n, -1, -1, -1, -1), text_embedding, layout,
+                      proprio=proprio.expand(n, -1), mode='policy', seeds=seeds,
+                      sampler=sampler, stats=stats,
+                      round_proprio_to_bf16=round_proprio_to_bf16)
+    if planning_net is None:
+        values = policy.value.astype(np.float64)
+        return PlanResult(policy, values, select_candidate(values), None)
+    predictions = score_with_planning_net(
+        planning_net, policy.latent, text_embedding, layout, proprio=proprio, seeds=seeds,
+        sampler=sampler, config=config, round_proprio_to_bf16=round_proprio_to_bf16)
+    values = aggregate_values(predictions, config.aggregation)
+    return PlanResult(policy, values, select_candidate(values), predictions)
+
+
+def score_with_planning_net(planning_net, policy_latent, text_embedding, layout, *, proprio,
+                            seeds, sampler, config, round_proprio_to_bf16=True):
+    """Raw V(s') predictions (E_w * E_v, N) of N candidates (world model, then value passes).
+
+    policy_latent: (N, 16, T, S, S) latents of the policy pass; proprio: (1, D) normalized;
+    seeds: the N candidate seeds. Row i * E_v + k is future state i, value pass k.
+    """
+    n = policy_latent.shape[0]
+    proprio_n = proprio.expand(n, -1)
+    futures = []
+    for i, steps in enumerate(config.world_model_schedule):
+        result = generate(planning_net, policy_latent, text_embedding, layout,
+                          proprio=proprio_n, mode='world_model',
+                          seeds=[(seed + i) % SEED_MODULUS for seed in seeds],
+                          sampler=_with_steps(sampler, steps),
+                          round_proprio_to_bf16=round_proprio_to_bf16)
+        futures.append(result.latent)
+    e_w = len(futures)
+    stacked = torch.cat(futures, dim=0)  # E_w x (N, ...) -> (E_w * N, 16, T, S, S)
+    predictions = []
+    for k, steps in enumerate(config.value_schedule):
+        result = generate(planning_net, stacked, text_embedding, layout,
+                          proprio=proprio.expand(e_w * n, -1), mode='value',
+                          seeds=[(seed + k) % SEED_MODULUS for _ in range(e_w)
+                                 for seed in seeds],
+                          sampler=_with_steps(sampler, steps),
+                          mask_current_state_action=config.mask_current_state_action,
+                          round_proprio_to_bf16=round_proprio_to_bf16)
+        predictions.append(result.value.reshape(e_w, n))  # (E_w * N,) -> (E_w, N)
+    # E_v x (E_w, N) -> (E_w, E_v, N) -> (E_w * E_v, N): row i * E_v + k.
+    return np.stack(predictions, axis=1).reshape(e_w * len(predictions), n)
+
+
+def _with_steps(sampler, steps):
+    options = sampler.options()
+    options['num_steps'] = steps
+    return SamplerConfig(**options)
+
+
+def _linspace_steps(most, count):
+    return tuple(int(steps) for steps in np.linspace(1, most, count).astype(int))
