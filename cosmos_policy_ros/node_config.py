@@ -14,6 +14,8 @@ import importlib
 import math
 import re
 
+import yaml
+
 DEFAULT_POLICY_FACTORY = 'cosmos_policy_ros.engine.policy:load_policy'
 ACTION_SPACES = ('ee_delta', 'joint_position')
 REPLAN_MODES = ('every_tick', 'steps_left')
@@ -305,8 +307,8 @@ class NodeConfig:
                              f'Got {self.policy_factory!r}.')
         if not self.cameras:
             raise ValueError('`cameras` must name at least one camera.')
-        for item, kind in ((self.cameras, CameraConfig), (self.proprio_sources,
-                                                         ProprioSourceConfig)):
+        for item, kind in ((self.cameras, CameraConfig),
+                           (self.proprio_sources, ProprioSourceConfig)):
             for entry in item:
                 if not isinstance(entry, kind):
                     raise ValueError(f'expected {kind.__name__} entries. Got {entry!r}.')
@@ -384,7 +386,7 @@ class NodeConfig:
 
 
 def derive_seed(mode, seed, stamp_ns):
-    """The diffusion seed of an observation: deterministic, so a replayed bag gives the same chunks.
+    """The diffusion seed of an observation: deterministic, so a replayed bag gives the same chunk.
 
     mode 'fixed': `seed`; mode 'stamp': (seed + stamp_ns) mod 2**32, stamp_ns being the
     reference stream's header stamp in integer nanoseconds.
@@ -471,3 +473,70 @@ def import_factory(spec):
         raise ValueError(f'`policy_factory` {spec!r}: {module_name!r} has no callable '
                          f'{function_name!r}.')
     return function
+
+
+def _flatten(mapping, prefix=''):
+    """{'camera': {'wrist': {'topic': 'x'}}} -> {'camera.wrist.topic': 'x'} (as ROS does)."""
+    flat = {}
+    for key, value in mapping.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_from_parameters(parameters, *, source='parameters'):
+    """A NodeConfig from a ros__parameters mapping (nested as in YAML, or dotted keys).
+
+    The offline evaluator reads the node's parameter file with this (see
+    load_parameter_file); unknown names raise ValueError naming them.
+    """
+    flat = _flatten(dict(parameters))
+    known = {name for name, _, _ in parameter_fields(NodeConfig)}
+    known |= {'cameras', 'proprio_sources', 'autostart', 'use_sim_time'}
+    nested = {}
+    for kind, key in ((CameraConfig, 'cameras'), (ProprioSourceConfig, 'proprio_sources')):
+        entries = []
+        for name in flat.get(key) or ():
+            prefix = f'{kind.GROUP}.{name}.'
+            fields = {field: flat[prefix + field] for field, _, _ in parameter_fields(kind)
+                      if prefix + field in flat}
+            known |= {prefix + field for field in fields}
+            try:
+                entries.append(kind(name, **fields))
+            except ValueError as error:
+                raise ValueError(f'{source}: {error}') from None
+        nested[key] = tuple(entries)
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise ValueError(f'{source}: unknown parameter(s) {unknown}.')
+    values = {name: flat[name] for name, _, _ in parameter_fields(NodeConfig) if name in flat}
+    try:
+        return NodeConfig(**nested, **values)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f'{source}: {error}') from None
+
+
+def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
+    """The NodeConfig of a ROS parameter file (`/**` or `<node_name>` section).
+
+    overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
+    """
+    try:
+        with open(path) as stream:
+            data = yaml.safe_load(stream)
+    except OSError as error:
+        raise ValueError(f'cannot read parameter file {path}: {error.strerror}') from None
+    except yaml.YAMLError as error:
+        raise ValueError(f'parameter file {path} is not valid YAML: {error}') from None
+    parameters = {}
+    for key in ('/**', node_name, f'/{node_name}'):
+        section = (data or {}).get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
+            parameters.update(_flatten(section['ros__parameters']))
+    if not parameters:
+        raise ValueError(f'{path}: no `/**` or `{node_name}` section with ros__parameters.')
+    parameters.update(overrides or {})
+    return config_from_parameters(parameters, source=str(path))

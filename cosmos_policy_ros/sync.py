@@ -94,7 +94,8 @@ class SyncBuffer:
     """Bounded per-stream buffers and the synchronized query over them.
 
     streams: names of every input stream; reference: the one sets are anchored on.
-    capacity: messages kept per stream (an int, or a mapping stream -> int). tolerance_ns: largest |stamp - reference stamp|.
+    capacity: messages kept per stream (an int, or a mapping stream -> int).
+    tolerance_ns: largest |stamp - reference stamp|.
     max_age_ns: oldest acceptable member relative to `now_ns` at query time.
     jump_back_ns: a stamp older than its stream's newest by more than this, or `now_ns` going
     back by more than this, is a time jump (a bag loop): every message stamped more than
@@ -177,8 +178,9 @@ class SyncBuffer:
             stamps = {name: stamp for name, (stamp, _) in members.items()}
             oldest, newest = min(stamps.values()), max(stamps.values())
             if now_ns - oldest > self.max_age_ns:
-                return SyncResult(STALE, f'newest synchronized set is {(now_ns - oldest) / 1e9:.3f}'
-                                         f' s old (max_observation_age '
+                age = (now_ns - oldest) / 1e9
+                return SyncResult(STALE, f'newest synchronized set is {age:.3f} s old '
+                                         f'(max_observation_age '
                                          f'{self.max_age_ns / 1e9:.3f} s); with a bag, '
                                          f'is use_sim_time set?')
             if newest - now_ns > self.max_age_ns:

@@ -117,8 +117,8 @@ def policy_status(snapshot, previous):
 def inputs_status(snapshot, previous):
     values = []
     for stream in snapshot.streams:
-        values.append((f'received.{stream}', snapshot.input_counts.get((stream, 'received'),
-                                                                         0)))
+        received = snapshot.input_counts.get((stream, 'received'), 0)
+        values.append((f'received.{stream}', received))
     drops = {key: count for key, count in snapshot.input_counts.items()
              if key[1] != 'received'}
     values += [(f'dropped.{stream}.{reason}', count) for (stream, reason), count in sorted(

@@ -13,7 +13,6 @@ while the policy runs. With `autostart` (default true) the node configures and a
 itself; a failed configure then ends the process with exit code 1.
 """
 from dataclasses import dataclass
-import math
 import sys
 import threading
 import time
@@ -21,13 +20,13 @@ from typing import Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
