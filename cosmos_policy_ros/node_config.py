@@ -48,8 +48,11 @@ def param(default, description, *, unit='', low=None, high=None, low_exclusive=F
     return field(default=default, metadata=metadata)
 
 
-def _check_value(name, value, meta):
-    """Coerce `value` to the field's kind and check its range/choices; returns the value."""
+def check_value(name, value, meta):
+    """Coerce `value` to a parameter's kind and check its range/choices; returns the value.
+
+    meta: the metadata of a `param` field. Raises ValueError naming `name`.
+    """
     kind = meta['kind']
     if kind in ('str_list', 'float_list'):
         if value is None:
@@ -57,7 +60,7 @@ def _check_value(name, value, meta):
         if isinstance(value, (str, bytes)) or not hasattr(value, '__iter__'):
             raise ValueError(f'`{name}` must be a list. Got {value!r}.')
         item_kind = kind[:-len('_list')]
-        items = tuple(_check_value(f'{name}[{i}]', item, dict(meta, kind=item_kind))
+        items = tuple(check_value(f'{name}[{i}]', item, dict(meta, kind=item_kind))
                       for i, item in enumerate(value))
         return items
     if kind == 'bool':
@@ -92,11 +95,11 @@ def _check_value(name, value, meta):
 
 
 def _validate_fields(instance):
-    """Run _check_value over every parameter field of a dataclass, storing coerced values."""
+    """Run check_value over every parameter field of a dataclass, storing coerced values."""
     for item in dataclasses.fields(instance):
         if 'kind' not in item.metadata:
             continue
-        value = _check_value(instance.PREFIX + item.name, getattr(instance, item.name),
+        value = check_value(instance.PREFIX + item.name, getattr(instance, item.name),
                              item.metadata)
         object.__setattr__(instance, item.name, value)
 

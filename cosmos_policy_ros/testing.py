@@ -70,7 +70,7 @@ class FakePolicy:
             if self.delay:
                 time.sleep(self.delay)
             if self.fail_every and call % self.fail_every == 0:
-                raise RuntimeError(f'fake failure on call {call}')
+                raise RuntimeError(f'fake failure (fail_every={self.fail_every})')
             return self._output(observation, num_steps, num_candidates)
         finally:
             end = time.monotonic()

@@ -11,8 +11,8 @@ Camera and proprio source parameters are declared once their names are known:
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterAlreadyDeclaredException
 
-from cosmos_policy_ros.node_config import (CameraConfig, NodeConfig, parameter_fields,
-                                           ProprioSourceConfig)
+from cosmos_policy_ros.node_config import (CameraConfig, check_value, NodeConfig,
+                                           parameter_fields, ProprioSourceConfig)
 
 # Parameters of the node that are not NodeConfig fields.
 LIST_PARAMETERS = (
@@ -44,21 +44,39 @@ def descriptor(name, default, meta):
     return result
 
 
-def _declare(node, name, default, desc):
+def _declare(node, name, default, desc, meta=None):
+    """Declare one parameter. An override (file or -p) that fails validation is recorded in
+    `node.parameter_errors` and the default is used instead, so the node still starts and
+    configure reports the error naming the parameter (rclpy would raise in the constructor)."""
     if node.has_parameter(name):
         return
     if isinstance(default, (tuple, list)):
         default = list(default) or None  # an empty list has no type: declare it unset
+    ignore_override = False
+    overrides = getattr(node, '_parameter_overrides', {})
+    if meta is not None and name in overrides:
+        value = overrides[name].value
+        if value is None and meta['kind'].endswith('_list'):
+            value = ()
+        try:
+            check_value(name, value, meta)
+        except ValueError as error:
+            node.parameter_errors.append(str(error))
+            ignore_override = True
     try:
-        node.declare_parameter(name, default, desc)
+        node.declare_parameter(name, default, desc, ignore_override=ignore_override)
     except ParameterAlreadyDeclaredException:  # pragma: no cover - raced with has_parameter
         pass
 
 
 def declare_parameters(node):
-    """Declare every parameter whose name does not depend on other parameters."""
+    """Declare every parameter whose name does not depend on other parameters.
+
+    Sets `node.parameter_errors`: messages about overrides that failed validation.
+    """
+    node.parameter_errors = []
     for name, default, meta in parameter_fields(NodeConfig):
-        _declare(node, name, default, descriptor(name, default, meta))
+        _declare(node, name, default, descriptor(name, default, meta), meta)
     for name, text in LIST_PARAMETERS:
         _declare(node, name, None, ParameterDescriptor(
             name=name, description=text + '.', dynamic_typing=True, read_only=True))
@@ -87,7 +105,7 @@ def _nested(node, cls, name):
     values = {}
     for field, default, meta in parameter_fields(cls):
         full = prefix + field
-        _declare(node, full, default, descriptor(full, default, meta))
+        _declare(node, full, default, descriptor(full, default, meta), meta)
         value = _value(node, full)
         values[field] = () if value is None and meta['kind'].endswith('_list') else value
     return cls(name, **values)
@@ -95,9 +113,13 @@ def _nested(node, cls, name):
 
 def read_config(node):
     """Build the NodeConfig from the node's parameters (raises ValueError naming one)."""
+    if node.parameter_errors:
+        raise ValueError('; '.join(node.parameter_errors))
     cameras = tuple(_nested(node, CameraConfig, name) for name in _names(node, 'cameras'))
     sources = tuple(_nested(node, ProprioSourceConfig, name)
                     for name in _names(node, 'proprio_sources'))
+    if node.parameter_errors:
+        raise ValueError('; '.join(node.parameter_errors))
     values = {}
     for name, _, meta in parameter_fields(NodeConfig):
         value = _value(node, name)
