@@ -99,8 +99,8 @@ def _validate_fields(instance):
     for item in dataclasses.fields(instance):
         if 'kind' not in item.metadata:
             continue
-        value = check_value(instance.PREFIX + item.name, getattr(instance, item.name),
-                             item.metadata)
+        name = instance.PREFIX + item.name
+        value = check_value(name, getattr(instance, item.name), item.metadata)
         object.__setattr__(instance, item.name, value)
 
 

@@ -205,8 +205,8 @@ def test_bad_inputs_are_dropped_counted_and_survived(write_setup, start_node, cl
     assert node.stop(signal.SIGINT) == 0, node.output
 
 
-def test_slow_inference_never_stalls_inputs_or_overlaps(write_setup, start_node,
-                                                         client_factory, harness, tmp_path):
+def test_slow_inference_never_stalls_inputs_or_overlaps(write_setup, start_node, client_factory,
+                                                        harness, tmp_path):
     record = tmp_path / 'record.jsonl'
     params = write_setup(
         harness.libero_parameters(max_publish_age=0.8, watchdog_timeout=1.5),
