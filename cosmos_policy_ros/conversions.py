@@ -16,7 +16,7 @@ import numpy as np
 
 NS_PER_S = 1_000_000_000
 
-# Raw encodings: channels and, for colour, the index of R, G, B in each pixel.
+# Raw encodings: channels per pixel and the channel index of R, G and B.
 _RAW_ENCODINGS = {
     'rgb8': (3, (0, 1, 2)),
     'bgr8': (3, (2, 1, 0)),
@@ -69,7 +69,7 @@ def image_to_rgb(msg):
     if encoding not in _RAW_ENCODINGS:
         raise ConversionError('encoding', f'unsupported image encoding {msg.encoding!r}; '
                                           f'supported: {sorted(_RAW_ENCODINGS)}')
-    channels, order = _RAW_ENCODINGS[encoding]
+    channels, rgb = _RAW_ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if int(msg.is_bigendian) not in (0, 1):
         raise ConversionError('size', f'is_bigendian must be 0 or 1. Got {msg.is_bigendian}')
@@ -89,9 +89,12 @@ def image_to_rgb(msg):
                                       f'height = {step * height}')
     rows = data.reshape(height, step)  # (H * step,) -> (H, step)
     pixels = rows[:, :width * channels].reshape(height, width, channels)  # -> (H, W, C)
-    if channels == 1:
-        return np.repeat(pixels, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
-    return np.ascontiguousarray(pixels[:, :, list(order)])  # (H, W, C) -> (H, W, 3) RGB
+    if channels == 3 and rgb == (0, 1, 2):
+        return np.array(pixels, order='C')  # a copy: the message buffer may be reused
+    out = np.empty((height, width, 3), np.uint8)  # (H, W, C) -> (H, W, 3) RGB, channel-wise
+    for target, source in enumerate(rgb):  # (three strided copies beat fancy indexing)
+        out[:, :, target] = pixels[:, :, source]
+    return out
 
 
 def _codec(fmt):

@@ -145,6 +145,10 @@ def control_status(snapshot, previous):
     if snapshot.last_skip_detail:
         values.append(('last_skip_detail', snapshot.last_skip_detail))
     ticks = snapshot.ticks - (previous.ticks if previous else 0)
+    if (ticks == 0 and snapshot.lifecycle_state == 'active' and previous is not None
+            and previous.lifecycle_state == 'active'):
+        return _status(snapshot, 'control loop', WARN,
+                       'the control loop does not tick (use_sim_time without /clock?)', values)
     before = previous.skipped if previous else {}
     starved = sum(snapshot.skipped.get(reason, 0) - before.get(reason, 0)
                   for reason in INPUT_SKIPS)

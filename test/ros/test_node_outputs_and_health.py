@@ -113,6 +113,11 @@ def test_diagnostics_warn_on_new_problems_only():
     assert level == WARN and 'stale: 3 s old' in message
     pacing = snapshot(ticks=30, skipped={'inference_busy': 20})
     assert levels(pacing, snapshot(ticks=10))['control loop'][0] == OK
+    # Active but no tick since the last report (sim time without /clock): WARN.
+    level, message, _ = levels(snapshot(ticks=10), snapshot(ticks=10))['control loop']
+    assert level == WARN and 'use_sim_time without /clock' in message
+    assert levels(snapshot(ticks=10, lifecycle_state='inactive'),
+                  snapshot(ticks=10, lifecycle_state='inactive'))['control loop'][0] == OK
 
 
 def test_worker_runs_one_job_at_a_time():

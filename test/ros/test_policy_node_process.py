@@ -82,7 +82,7 @@ def test_chunks_values_and_provenance(write_setup, start_node, client_factory, h
     for key in ('sync_skew_p50_s', 'observation_age_max_s'):
         assert key in parts['inputs'][2]
     assert float(parts['control loop'][2]['tick_rate_hz']) > 0
-    print(f'\nstart-to-first-chunk: {first_chunk_after:.2f} s')
+    print(f'\nstart-to-first-chunk: {first_chunk_after:.2f} s')  # shown with pytest -s
     assert node.stop(signal.SIGINT) == 0, node.output
 
 
