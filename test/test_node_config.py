@@ -214,3 +214,13 @@ def test_load_parameter_file_errors(tmp_path):
         load_parameter_file(path)
     with pytest.raises(ValueError, match='cannot read parameter file'):
         load_parameter_file(tmp_path / 'missing.yaml')
+
+
+def test_docs_list_every_parameter():
+    text = (ROOT / 'docs' / 'node.md').read_text()
+    names = [name for name, _, _ in parameter_fields(NodeConfig)]
+    names += [f'camera.<name>.{name}' for name, _, _ in parameter_fields(CameraConfig)]
+    names += [f'proprio.<name>.{name}' for name, _, _ in parameter_fields(ProprioSourceConfig)]
+    names += ['cameras', 'proprio_sources', 'autostart']
+    missing = [name for name in names if f'| `{name}` |' not in text]
+    assert not missing, f'docs/node.md has no table row for {missing}'

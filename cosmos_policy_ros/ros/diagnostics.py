@@ -39,6 +39,7 @@ class HealthSnapshot:
     warmup_latencies: Tuple[float, ...] = ()
     rejected: Mapping[str, int] = field(default_factory=dict)  # reason -> chunks
     clamped_values: int = 0
+    trajectories_elapsed: int = 0  # chunks whose trajectory points were all in the past
     num_denoising_steps: int = 0
     num_candidates: int = 0
     streams: Tuple[str, ...] = ()
@@ -91,6 +92,7 @@ def policy_status(snapshot, previous):
     values += [(f'rejected.{reason}', count) for reason, count in sorted(
         snapshot.rejected.items())]
     values += [('clamped_values', snapshot.clamped_values),
+               ('trajectories_elapsed', snapshot.trajectories_elapsed),
                ('num_denoising_steps', snapshot.num_denoising_steps),
                ('num_candidates', snapshot.num_candidates)]
     if snapshot.last_error:

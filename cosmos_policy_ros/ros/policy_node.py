@@ -449,7 +449,8 @@ class PolicyNode(LifecycleNode):
                     joint_names=binding.action_names, actions=verdict.actions,
                     step_period_ns=period_ns, indices=indices))
             else:
-                self._rejected.add('trajectory', 'elapsed')
+                with self._lock:
+                    self._trajectories_elapsed += 1
         if config.publish_future_images and output.future_images:
             for name, image in output.future_images.items():
                 publisher = publishers.get(f'future:{name}')
@@ -508,6 +509,7 @@ class PolicyNode(LifecycleNode):
         self._last_error = ''
         self._last_skip_detail = ''
         self._clamped = 0
+        self._trajectories_elapsed = 0
 
     def health(self):
         """A HealthSnapshot of the node now."""
@@ -532,6 +534,7 @@ class PolicyNode(LifecycleNode):
                 rejected={reason: count for (_, reason), count in
                           self._rejected.snapshot().items()},
                 clamped_values=self._clamped,
+                trajectories_elapsed=self._trajectories_elapsed,
                 num_denoising_steps=config.num_denoising_steps if config else 0,
                 num_candidates=config.num_candidates if config else 0,
                 streams=config.stream_names if config else (),
