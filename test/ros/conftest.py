@@ -293,6 +293,21 @@ class Client:
             self.executor.spin_once(timeout_sec=min(period, 0.02))
         return bool(condition())
 
+    def call(self, service_type, name, request, timeout=30.0, retry_every=2.0):
+        """Call a service; resend when no answer comes (a response can be lost while the
+        server's side of a new client is still being matched). Idempotent requests only."""
+        service = self.node.create_client(service_type, name)
+        try:
+            deadline = time.monotonic() + timeout
+            assert self.spin_until(service.service_is_ready, timeout), f'{name} not available'
+            while time.monotonic() < deadline:
+                future = service.call_async(request)
+                if self.spin_until(future.done, min(retry_every, deadline - time.monotonic())):
+                    return future.result()
+            raise AssertionError(f'no answer from {name} within {timeout} s')
+        finally:
+            self.node.destroy_client(service)
+
     def latest_diagnostics(self):
         return diagnostics_values(self.diagnostics[-1]) if self.diagnostics else {}
 

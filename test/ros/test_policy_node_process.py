@@ -270,18 +270,17 @@ def test_bad_parameter_file_fails_configure_naming_the_parameter(write_setup, st
     assert 'configure failed' in node.output and message in node.output, node.output
 
 
-def _set(client, parameters_client, values):
+def _set(client, values):
+    from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
-    future = parameters_client.set_parameters(
-        [Parameter(name, value=value) for name, value in values.items()])
-    assert client.spin_until(future.done, 20)
-    return future.result().results
+    request = SetParameters.Request()
+    request.parameters = [Parameter(name, value=value).to_parameter_msg()
+                          for name, value in values.items()]
+    return client.call(SetParameters, 'cosmos_policy/set_parameters', request).results
 
 
 def test_runtime_parameter_changes(write_setup, start_node, client_factory, harness):
-    from rclpy.parameter_client import AsyncParameterClient
-
     params = write_setup(harness.libero_parameters(), {'layout': {'preset': 'libero'}})
     node = start_node(params)
     client = client_factory()
@@ -292,10 +291,8 @@ def test_runtime_parameter_changes(write_setup, start_node, client_factory, harn
 
     assert client.spin_until(lambda: client.chunks, START_TIMEOUT, every=publish,
                              process=node), node.output
-    parameters = AsyncParameterClient(client.node, 'cosmos_policy')
-    assert client.spin_until(parameters.services_are_ready, 20)
     # Accepted: a safe change applies to the next chunks.
-    (result,) = _set(client, parameters, {'num_denoising_steps': 7})
+    (result,) = _set(client, {'num_denoising_steps': 7})
     assert result.successful, result.reason
     count = len(client.chunks)
     assert client.spin_until(lambda: len(client.chunks) > count + 1, 30, every=publish)
@@ -310,15 +307,15 @@ def test_runtime_parameter_changes(write_setup, start_node, client_factory, harn
         'step_period': (0.1, 'read-only'),
     }
     for name, (value, reason) in rejected.items():
-        (result,) = _set(client, parameters, {name: value})
+        (result,) = _set(client, {name: value})
         assert not result.successful and reason in result.reason, (name, result.reason)
     # Limits at runtime: the fake's actions are proprio + 0.001 k; z (0.4) is above 0.3.
     upper = [1.0, 1.0, 0.3, 1.0, 1.0, 1.0, 1.0]
-    (result,) = _set(client, parameters, {'action_upper_limits': upper})
+    (result,) = _set(client, {'action_upper_limits': upper})
     assert result.successful, result.reason
     assert client.spin_until(lambda: _count(client, 'policy', 'rejected.limits') > 0, 30,
                              every=publish)
-    (result,) = _set(client, parameters, {'limit_mode': 'clamp'})
+    (result,) = _set(client, {'limit_mode': 'clamp'})
     assert result.successful, result.reason
     count = len(client.chunks)
     assert client.spin_until(lambda: len(client.chunks) > count + 1, 30, every=publish)
@@ -327,7 +324,7 @@ def test_runtime_parameter_changes(write_setup, start_node, client_factory, harn
     assert client.spin_until(lambda: _count(client, 'policy', 'clamped_values') >= 16, 10,
                              every=publish)
     # A new task reaches the policy (seen in the log) and rate changes take effect.
-    results = _set(client, parameters, {'task': 'open the drawer', 'rate': 5.0})
+    results = _set(client, {'task': 'open the drawer', 'rate': 5.0})
     assert all(result.successful for result in results), results
     assert client.spin_until(
         lambda: 0 < float(client.diagnostic('control loop', 'tick_rate_hz', '0')) < 7, 30,
@@ -336,7 +333,18 @@ def test_runtime_parameter_changes(write_setup, start_node, client_factory, harn
     assert node.stop(signal.SIGINT) == 0, node.output
 
 
-def _transition(client, label):
+def _state(client):
+    from lifecycle_msgs.srv import GetState
+
+    return client.call(GetState, 'cosmos_policy/get_state', GetState.Request()).current_state.label
+
+
+def _transition(client, label, expected):
+    """Request a lifecycle transition and wait for the `expected` state.
+
+    The request is sent once (a transition is not idempotent); if its answer is lost, the
+    state is polled instead.
+    """
     from lifecycle_msgs.srv import ChangeState
 
     service = client.node.create_client(ChangeState, 'cosmos_policy/change_state')
@@ -344,20 +352,11 @@ def _transition(client, label):
     request = ChangeState.Request()
     request.transition.label = label
     future = service.call_async(request)
-    assert client.spin_until(future.done, 60), label
+    answered = client.spin_until(future.done, 5)
     client.node.destroy_client(service)
-    return future.result().success
-
-
-def _state(client):
-    from lifecycle_msgs.srv import GetState
-
-    service = client.node.create_client(GetState, 'cosmos_policy/get_state')
-    assert client.spin_until(service.service_is_ready, 20)
-    future = service.call_async(GetState.Request())
-    assert client.spin_until(future.done, 20)
-    client.node.destroy_client(service)
-    return future.result().current_state.label
+    if answered and not future.result().success:
+        return False
+    return client.spin_until(lambda: _state(client) == expected, 60)
 
 
 def test_lifecycle_transitions_without_autostart(write_setup, start_node, client_factory,
@@ -373,23 +372,23 @@ def test_lifecycle_transitions_without_autostart(write_setup, start_node, client
     assert _state(client) == 'unconfigured'
     assert client.spin_until(lambda: client.diagnostic('policy', 'lifecycle_state') ==
                              'unconfigured', 20, process=node)
-    assert _transition(client, 'configure') and _state(client) == 'inactive'
+    assert _transition(client, 'configure', 'inactive')
     # Inactive: inputs are buffered (and counted), nothing is published.
     assert client.spin_until(lambda: _count(client, 'inputs', 'received.primary') > 3, 30,
                              every=publish)
     assert not client.chunks
-    assert _transition(client, 'activate') and _state(client) == 'active'
+    assert _transition(client, 'activate', 'active')
     assert client.spin_until(lambda: len(client.chunks) >= 2, 30, every=publish), node.output
-    assert _transition(client, 'deactivate') and _state(client) == 'inactive'
+    assert _transition(client, 'deactivate', 'inactive')
     client.spin_until(lambda: False, 0.3, every=publish)  # let in-flight messages arrive
     count = len(client.chunks)
     assert client.spin_until(lambda: _count(client, 'inputs', 'received.primary') > 20, 30,
                              every=publish)
     assert len(client.chunks) == count, 'published while inactive'
-    assert _transition(client, 'cleanup') and _state(client) == 'unconfigured'
+    assert _transition(client, 'cleanup', 'unconfigured')
     # Configure again after cleanup, then shut down from inactive.
-    assert _transition(client, 'configure') and _state(client) == 'inactive'
-    assert _transition(client, 'shutdown') and _state(client) == 'finalized'
+    assert _transition(client, 'configure', 'inactive')
+    assert _transition(client, 'shutdown', 'finalized')
     assert node.alive()
     assert node.stop(signal.SIGINT) == 0, node.output
 
