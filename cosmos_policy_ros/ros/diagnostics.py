@@ -110,7 +110,9 @@ def policy_status(snapshot, previous):
     if snapshot.inference_errors > before_errors:
         return _status(snapshot, 'policy', WARN,
                        f'inference failed: {snapshot.last_error}', values)
-    if _increased(snapshot.rejected, previous.rejected if previous else {}):
+    rejected = {reason: count for reason, count in snapshot.rejected.items()
+                if reason != 'deactivated'}  # results discarded by a deactivate are expected
+    if _increased(rejected, previous.rejected if previous else {}):
         return _status(snapshot, 'policy', WARN, 'chunks rejected (see rejected.*)', values)
     return _status(snapshot, 'policy', OK,
                    f'{snapshot.lifecycle_state}, {snapshot.chunks_published} chunks', values)
