@@ -320,9 +320,9 @@ class PolicyNode(LifecycleNode):
         if config.replan_mode == 'every_tick' or self._executing is None:
             return True
         stamp_ns, steps = self._executing
-        if now_ns < stamp_ns:
-            return True  # the clock went back (bag loop)
-        elapsed = (now_ns - stamp_ns) // round(config.step_period * NS)
+        if now_ns < stamp_ns - NS:
+            return True  # the clock went back (bag loop): that chunk is not executing
+        elapsed = max(0, now_ns - stamp_ns) // round(config.step_period * NS)
         return steps - elapsed <= config.replan_threshold
 
     def _on_tick(self):

@@ -393,8 +393,12 @@ def test_lifecycle_transitions_without_autostart(write_setup, start_node, client
     assert node.stop(signal.SIGINT) == 0, node.output
 
 
-def test_use_sim_time_and_bag_loop(write_setup, start_node, client_factory, harness):
-    params = write_setup(harness.libero_parameters(max_observation_age=0.5),
+def test_use_sim_time_steps_left_replanning_and_bag_loop(write_setup, start_node,
+                                                        client_factory, harness):
+    # Chunks of 16 of which 8 are executed (0.4 s); replan when 2 steps are left.
+    params = write_setup(harness.libero_parameters(max_observation_age=0.5, execute_steps=8,
+                                                   replan_mode='steps_left',
+                                                   replan_threshold=2),
                          {'layout': {'preset': 'libero'}})
     node = start_node(params, '-p', 'use_sim_time:=true')
     client = client_factory()
@@ -408,10 +412,18 @@ def test_use_sim_time_and_bag_loop(write_setup, start_node, client_factory, harn
         client.clock(sim['now'])
         libero_frame(client, sim['now'] - 10 * harness.MS, proprio=proprio)
 
-    assert client.spin_until(lambda: len(client.chunks) >= 2, START_TIMEOUT, every=publish,
+    assert client.spin_until(lambda: len(client.chunks) >= 4, START_TIMEOUT, every=publish,
                              process=node), node.output
     stamp = client.chunks[-1].header.stamp
     assert 1000 <= stamp.sec < 1100
+    # On the simulated clock a new chunk is due once 6 of its 8 steps (0.3 s) have elapsed
+    # since the last chunk's stamp; it is computed from the newest frame that has arrived,
+    # one to a few 50 ms frames older than the tick on a loaded machine. So consecutive chunk
+    # stamps are about 0.3 s apart, never one frame (every_tick would give 0.05 s).
+    stamps = [c.header.stamp.sec * S + c.header.stamp.nanosec for c in client.chunks]
+    gaps = np.diff(stamps) / S
+    assert ((gaps >= 0.15 - 1e-6) & (gaps <= 0.4 + 1e-6)).all(), gaps
+    assert _count(client, 'control loop', 'skipped.chunk_executing') > 0
     # The bag loops: simulated time jumps back to 500 s. The buffer drops the old timeline and
     # chunks continue from the new stamps.
     sim['now'] = 500 * S
