@@ -394,7 +394,7 @@ def test_lifecycle_transitions_without_autostart(write_setup, start_node, client
 
 
 def test_use_sim_time_steps_left_replanning_and_bag_loop(write_setup, start_node,
-                                                          client_factory, harness):
+                                                         client_factory, harness):
     # Chunks of 16 of which 8 are executed (0.4 s); replan when 2 steps are left.
     params = write_setup(harness.libero_parameters(max_observation_age=0.5, execute_steps=8,
                                                    replan_mode='steps_left',
