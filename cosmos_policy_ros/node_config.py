@@ -1,0 +1,545 @@
+"""Configuration of the policy node: every parameter with its default, unit and validation, once.
+
+``NodeConfig`` is a frozen dataclass whose fields are the node's ROS parameters (same names).
+Each field carries its description, unit, range, choices and whether it may change while the
+node runs (``runtime``) in its metadata; ``cosmos_policy_ros.ros.params`` turns that into
+``ParameterDescriptor`` s, and validation here gives errors that name the parameter and the bad
+value. Cameras and proprio sources are nested (``camera.<name>.*``, ``proprio.<name>.*``).
+
+numpy-free and ROS-free: the offline evaluator builds the same configuration from YAML.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+import importlib
+import math
+import re
+
+import yaml
+
+DEFAULT_POLICY_FACTORY = 'cosmos_policy_ros.engine.policy:load_policy'
+ACTION_SPACES = ('ee_delta', 'joint_position')
+REPLAN_MODES = ('every_tick', 'steps_left')
+SEED_MODES = ('stamp', 'fixed')
+LIMIT_MODES = ('reject', 'clamp')
+RELIABILITIES = ('best_effort', 'reliable')
+TRANSPORTS = ('raw', 'compressed')
+PROPRIO_TYPES = ('joint_state', 'pose')
+JOINT_FIELDS = ('position', 'velocity', 'effort')
+QUATERNION_ORDERS = ('xyzw', 'wxyz')
+POSE_WIDTH = 7  # x, y, z and a quaternion
+SEED_MODULUS = 2 ** 32  # ActionChunk.seed is uint32; numpy RandomState takes seeds below 2**32
+
+_NAME = re.compile(r'^[a-z][a-z0-9_]*$')
+_FACTORY = re.compile(r'^[A-Za-z_][\w.]*:[A-Za-z_]\w*$')
+
+
+def param(default, description, *, unit='', low=None, high=None, low_exclusive=False,
+          choices=None, runtime=False, kind=None):
+    """A config field that is also a ROS parameter (metadata read by validation and params.py).
+
+    kind: 'str', 'int', 'float', 'bool', 'str_list' or 'float_list'; inferred from the default
+    when omitted (tuples must say which list they are).
+    """
+    if kind is None:
+        kind = {bool: 'bool', int: 'int', float: 'float', str: 'str'}[type(default)]
+    metadata = {'description': description, 'unit': unit, 'low': low, 'high': high,
+                'low_exclusive': low_exclusive, 'choices': choices, 'runtime': runtime,
+                'kind': kind}
+    return field(default=default, metadata=metadata)
+
+
+def check_value(name, value, meta):
+    """Coerce `value` to a parameter's kind and check its range/choices; returns the value.
+
+    meta: the metadata of a `param` field. Raises ValueError naming `name`.
+    """
+    kind = meta['kind']
+    if kind in ('str_list', 'float_list'):
+        if value is None:
+            value = ()
+        if isinstance(value, (str, bytes)) or not hasattr(value, '__iter__'):
+            raise ValueError(f'`{name}` must be a list. Got {value!r}.')
+        item_kind = kind[:-len('_list')]
+        items = tuple(check_value(f'{name}[{i}]', item, dict(meta, kind=item_kind))
+                      for i, item in enumerate(value))
+        return items
+    if kind == 'bool':
+        if not isinstance(value, bool):
+            raise ValueError(f'`{name}` must be true or false. Got {value!r}.')
+        return value
+    if kind == 'str':
+        if not isinstance(value, str):
+            raise ValueError(f'`{name}` must be a string. Got {value!r}.')
+        if meta['choices'] is not None and value not in meta['choices']:
+            raise ValueError(f'`{name}` must be one of {list(meta["choices"])}. Got {value!r}.')
+        return value
+    if kind == 'int':
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f'`{name}` must be an integer. Got {value!r}.')
+    elif kind == 'float':
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f'`{name}` must be a number. Got {value!r}.')
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f'`{name}` must be finite. Got {value!r}.')
+    else:  # pragma: no cover - a programming error in the field table
+        raise AssertionError(f'unknown parameter kind {kind!r} of {name}')
+    low, high, unit = meta['low'], meta['high'], meta['unit']
+    unit = f' {unit}' if unit else ''
+    if low is not None and (value <= low if meta['low_exclusive'] else value < low):
+        relation = '>' if meta['low_exclusive'] else '>='
+        raise ValueError(f'`{name}` must be {relation} {low}{unit}. Got {value!r}.')
+    if high is not None and value > high:
+        raise ValueError(f'`{name}` must be <= {high}{unit}. Got {value!r}.')
+    return value
+
+
+def _validate_fields(instance):
+    """Run check_value over every parameter field of a dataclass, storing coerced values."""
+    for item in dataclasses.fields(instance):
+        if 'kind' not in item.metadata:
+            continue
+        name = instance.PREFIX + item.name
+        value = check_value(name, getattr(instance, item.name), item.metadata)
+        object.__setattr__(instance, item.name, value)
+
+
+def parameter_fields(cls):
+    """The parameter fields of a config dataclass: (name, default, metadata) tuples."""
+    return [(item.name, item.default, item.metadata) for item in dataclasses.fields(cls)
+            if 'kind' in item.metadata]
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """One camera stream; its parameters are `camera.<name>.<field>`."""
+
+    GROUP = 'camera'
+
+    name: str
+    topic: str = param('', 'Image topic; empty: <name>/image_raw (raw) or '
+                           '<name>/image_raw/compressed (compressed)')
+    transport: str = param('raw', 'raw: sensor_msgs/Image, compressed: '
+                                  'sensor_msgs/CompressedImage (jpeg or png)',
+                           choices=TRANSPORTS)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(f'`cameras` entries must be lower-case identifiers. '
+                             f'Got {self.name!r}.')
+        _validate_fields(self)
+        if not self.topic:
+            suffix = '/compressed' if self.transport == 'compressed' else ''
+            object.__setattr__(self, 'topic', f'{self.name}/image_raw{suffix}')
+
+    @property
+    def PREFIX(self):
+        return f'{self.GROUP}.{self.name}.'
+
+
+@dataclass(frozen=True)
+class ProprioSourceConfig:
+    """One proprio stream; its parameters are `proprio.<name>.<field>`.
+
+    joint_state: values of `joints` (in this order) from one field of sensor_msgs/JointState.
+    pose: geometry_msgs/PoseStamped as x, y, z and the quaternion in `quaternion_order`
+    (robosuite's robot0_eef_quat, used by LIBERO and RoboCasa, is x, y, z, w).
+    """
+
+    GROUP = 'proprio'
+
+    name: str
+    type: str = param('joint_state', 'joint_state (sensor_msgs/JointState) or pose '
+                                     '(geometry_msgs/PoseStamped)', choices=PROPRIO_TYPES)
+    topic: str = param('', 'Topic; empty: joint_states for joint_state, <name>/pose for pose')
+    field: str = param('position', 'JointState field to read (joint_state only)',
+                       choices=JOINT_FIELDS)
+    joints: tuple = param((), 'Joint names, in proprio order (joint_state only)',
+                          kind='str_list')
+    quaternion_order: str = param('xyzw', 'Quaternion order in the proprio vector (pose only)',
+                                  choices=QUATERNION_ORDERS)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(f'`proprio_sources` entries must be lower-case identifiers. '
+                             f'Got {self.name!r}.')
+        _validate_fields(self)
+        if not self.topic:
+            topic = 'joint_states' if self.type == 'joint_state' else f'{self.name}/pose'
+            object.__setattr__(self, 'topic', topic)
+        if self.type == 'joint_state':
+            if not self.joints:
+                raise ValueError(f'`{self.PREFIX}joints` must list at least one joint name '
+                                 f'for a joint_state source.')
+            if len(set(self.joints)) != len(self.joints):
+                raise ValueError(f'`{self.PREFIX}joints` must not repeat names. '
+                                 f'Got {list(self.joints)}.')
+        elif self.joints:
+            raise ValueError(f'`{self.PREFIX}joints` is only used by joint_state sources; '
+                             f'{self.name!r} is a pose source.')
+
+    @property
+    def PREFIX(self):
+        return f'{self.GROUP}.{self.name}.'
+
+    @property
+    def width(self):
+        """Number of proprio values this source contributes."""
+        return len(self.joints) if self.type == 'joint_state' else POSE_WIDTH
+
+    @property
+    def labels(self):
+        """One label per contributed value, e.g. 'arm.position.elbow' or 'eef.qw'."""
+        if self.type == 'joint_state':
+            return tuple(f'{self.name}.{self.field}.{joint}' for joint in self.joints)
+        quaternion = ('qx', 'qy', 'qz', 'qw') if self.quaternion_order == 'xyzw' else (
+            'qw', 'qx', 'qy', 'qz')
+        return tuple(f'{self.name}.{axis}' for axis in ('x', 'y', 'z') + quaternion)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the policy node is configured with (field name = ROS parameter name)."""
+
+    PREFIX = ''
+
+    # --- the policy ------------------------------------------------------------------------
+    model_path: str = param('', 'Model directory (or file) given to the policy factory')
+    policy_factory: str = param(DEFAULT_POLICY_FACTORY,
+                                "'module:function' called as function(model_path, device=..., "
+                                'dtype=...) and returning a Policy')
+    device: str = param('auto', "Device passed to the policy factory ('auto', 'cpu', 'cuda', "
+                                "'cuda:1', ...)")
+    dtype: str = param('auto', "Weight dtype passed to the policy factory ('auto', 'bfloat16', "
+                               "'float32', ...)")
+    warmup_iterations: int = param(2, 'Inferences on a synthetic observation during configure',
+                                   low=0, high=100)
+    max_warmup_latency: float = param(
+        0.0, 'Configure fails when the median warm-up latency (first iteration excluded) '
+             'exceeds this; 0 disables the check', unit='s', low=0.0, high=3600.0)
+
+    # --- inputs ----------------------------------------------------------------------------
+    cameras: tuple = ()  # CameraConfig per camera (parameter `cameras` lists the names)
+    proprio_sources: tuple = ()  # ProprioSourceConfig per source, in proprio order
+    task: str = param('', 'Task instruction; a message on task_topic replaces it',
+                      runtime=True)
+    task_topic: str = param('task', 'std_msgs/String topic with the task (transient local)')
+    reference_stream: str = param('', 'Stream whose stamp anchors synchronization; empty: '
+                                      "'primary' if it is a camera, else the first camera")
+    sync_tolerance: float = param(0.05, 'Largest stamp difference from the reference stream',
+                                  unit='s', low=0.0, high=10.0, runtime=True)
+    max_observation_age: float = param(
+        0.25, 'Oldest acceptable member of an observation when it is taken (ROS clock)',
+        unit='s', low=0.0, low_exclusive=True, high=3600.0, runtime=True)
+    buffer_size: int = param(16, 'Messages kept per camera stream', low=1, high=1000)
+    proprio_buffer_size: int = param(256, 'Messages kept per proprio stream (joint states '
+                                          'often come at hundreds of Hz)', low=1, high=100000)
+    input_reliability: str = param('best_effort', 'Reliability QoS of the input subscriptions',
+                                   choices=RELIABILITIES)
+    input_depth: int = param(5, 'History depth QoS of the input subscriptions', low=1,
+                             high=1000)
+
+    # --- control loop ------------------------------------------------------------------------
+    rate: float = param(10.0, 'Control loop tick rate (ROS clock)', unit='Hz', low=0.0,
+                        low_exclusive=True, high=1000.0, runtime=True)
+    replan_mode: str = param('every_tick', 'every_tick: infer at every tick when idle; '
+                                           'steps_left: infer when the executing chunk has at '
+                                           'most replan_threshold steps left',
+                             choices=REPLAN_MODES, runtime=True)
+    replan_threshold: int = param(0, 'Steps left of the executing chunk that trigger a replan '
+                                     '(steps_left mode)', unit='steps', low=0, high=100000,
+                                  runtime=True)
+    execute_steps: int = param(0, 'Actions of each chunk meant to be executed (trajectory '
+                                  'length, replan bookkeeping); 0: the whole chunk',
+                               unit='steps', low=0, high=100000, runtime=True)
+    step_period: float = param(0.05, 'Time between consecutive actions of a chunk', unit='s',
+                               low=0.0, low_exclusive=True, high=60.0)
+    num_denoising_steps: int = param(5, 'Network evaluations of the denoising sampler',
+                                     low=1, high=1000, runtime=True)
+    num_candidates: int = param(1, 'Best-of-N planning candidates (1: no planning)', low=1,
+                                high=64, runtime=True)
+    seed_mode: str = param('stamp', 'stamp: seed = (seed + reference stamp in ns) mod 2**32; '
+                                    'fixed: seed for every chunk', choices=SEED_MODES,
+                           runtime=True)
+    seed: int = param(0, 'Base seed of the diffusion noise', low=0, high=SEED_MODULUS - 1,
+                      runtime=True)
+
+    # --- outputs -----------------------------------------------------------------------------
+    action_space: str = param('ee_delta', 'ee_delta: end-effector deltas (chunks only); '
+                                          'joint_position: absolute joint positions',
+                              choices=ACTION_SPACES)
+    action_names: tuple = param((), 'One name per action dimension (joint names for '
+                                    'joint_position); empty: action_0, action_1, ...',
+                                kind='str_list')
+    frame_id: str = param('', 'frame_id of the published headers')
+    publish_joint_trajectory: bool = param(
+        False, 'Publish trajectory_msgs/JointTrajectory (joint_position action space only)')
+    publish_future_images: bool = param(
+        False, 'Publish predicted future images on future/<camera>/image')
+    output_depth: int = param(10, 'History depth QoS of the outputs (reliable)', low=1,
+                              high=1000)
+    diagnostics_period: float = param(1.0, 'Period of /diagnostics', unit='s', low=0.0,
+                                      low_exclusive=True, high=60.0)
+
+    # --- safety ------------------------------------------------------------------------------
+    action_lower_limits: tuple = param((), 'Per-dimension lower limits of the actions; empty: '
+                                           'none', kind='float_list', runtime=True)
+    action_upper_limits: tuple = param((), 'Per-dimension upper limits of the actions; empty: '
+                                           'none', kind='float_list', runtime=True)
+    limit_mode: str = param('reject', 'reject: drop a chunk outside the limits; clamp: clamp '
+                                      'it into them', choices=LIMIT_MODES, runtime=True)
+    max_first_step_jump: float = param(
+        0.0, 'Largest |first action - current joint position| (joint_position only); 0: off',
+        unit='action units', low=0.0, high=1e6, runtime=True)
+    max_publish_age: float = param(
+        1.0, 'Drop a chunk whose observation is older than this when it is ready', unit='s',
+        low=0.0, low_exclusive=True, high=3600.0, runtime=True)
+    watchdog_timeout: float = param(
+        5.0, 'Diagnostics ERROR when active and no chunk was published for this long; 0: off',
+        unit='s', low=0.0, high=3600.0, runtime=True)
+
+    def __post_init__(self):
+        _validate_fields(self)
+        object.__setattr__(self, 'cameras', tuple(self.cameras))
+        object.__setattr__(self, 'proprio_sources', tuple(self.proprio_sources))
+        if not self.model_path:
+            raise ValueError('`model_path` must be set (the model directory given to the '
+                             'policy factory).')
+        if not _FACTORY.match(self.policy_factory):
+            raise ValueError(f"`policy_factory` must look like 'package.module:function'. "
+                             f'Got {self.policy_factory!r}.')
+        if not self.cameras:
+            raise ValueError('`cameras` must name at least one camera.')
+        for item, kind in ((self.cameras, CameraConfig),
+                           (self.proprio_sources, ProprioSourceConfig)):
+            for entry in item:
+                if not isinstance(entry, kind):
+                    raise ValueError(f'expected {kind.__name__} entries. Got {entry!r}.')
+        names = self.stream_names
+        if len(set(names)) != len(names):
+            raise ValueError(f'camera and proprio source names must be unique (they name the '
+                             f'input streams). Got {list(names)}.')
+        if self.reference_stream and self.reference_stream not in names:
+            raise ValueError(f'`reference_stream` must be one of the streams {list(names)}. '
+                             f'Got {self.reference_stream!r}.')
+        if len(set(self.action_names)) != len(self.action_names):
+            raise ValueError(f'`action_names` must be unique. Got {list(self.action_names)}.')
+        lower, upper = self.action_lower_limits, self.action_upper_limits
+        if lower and upper:
+            if len(lower) != len(upper):
+                raise ValueError(f'`action_lower_limits` ({len(lower)} values) and '
+                                 f'`action_upper_limits` ({len(upper)} values) must have the '
+                                 f'same length.')
+            bad = [i for i, (lo, hi) in enumerate(zip(lower, upper)) if lo > hi]
+            if bad:
+                raise ValueError(f'`action_lower_limits` must not exceed '
+                                 f'`action_upper_limits`; dimension(s) {bad} do.')
+        if self.action_space != 'joint_position':
+            if self.publish_joint_trajectory:
+                raise ValueError(
+                    f'`publish_joint_trajectory` needs `action_space` joint_position (absolute '
+                    f'joint positions); {self.action_space!r} actions are published as '
+                    f'ActionChunk only.')
+            if self.max_first_step_jump > 0:
+                raise ValueError(
+                    f'`max_first_step_jump` compares actions with joint positions and needs '
+                    f'`action_space` joint_position. Got {self.action_space!r}.')
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def camera_names(self):
+        return tuple(camera.name for camera in self.cameras)
+
+    @property
+    def proprio_names(self):
+        return tuple(source.name for source in self.proprio_sources)
+
+    @property
+    def stream_names(self):
+        """Every input stream: cameras, then proprio sources."""
+        return self.camera_names + self.proprio_names
+
+    @property
+    def reference(self):
+        """The stream synchronization is anchored on."""
+        if self.reference_stream:
+            return self.reference_stream
+        return 'primary' if 'primary' in self.camera_names else self.camera_names[0]
+
+    @property
+    def proprio_dim(self):
+        return sum(source.width for source in self.proprio_sources)
+
+    @property
+    def proprio_labels(self):
+        return tuple(label for source in self.proprio_sources for label in source.labels)
+
+    def seed_for(self, stamp_ns):
+        """Seed of the chunk computed from the observation with reference stamp `stamp_ns`."""
+        return derive_seed(self.seed_mode, self.seed, stamp_ns)
+
+    def replace(self, **changes):
+        """A validated copy with `changes` applied (raises ValueError naming the parameter)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def runtime_parameters(cls):
+        """Names of the parameters that may change while the node runs."""
+        return tuple(name for name, _, meta in parameter_fields(cls) if meta['runtime'])
+
+
+def derive_seed(mode, seed, stamp_ns):
+    """The diffusion seed of an observation: deterministic, so a replayed bag gives the same chunk.
+
+    mode 'fixed': `seed`; mode 'stamp': (seed + stamp_ns) mod 2**32, stamp_ns being the
+    reference stream's header stamp in integer nanoseconds.
+    """
+    if mode == 'fixed':
+        return int(seed) % SEED_MODULUS
+    if mode == 'stamp':
+        return (int(seed) + int(stamp_ns)) % SEED_MODULUS
+    raise ValueError(f'`seed_mode` must be one of {list(SEED_MODES)}. Got {mode!r}.')
+
+
+@dataclass(frozen=True)
+class LayoutBinding:
+    """How a NodeConfig maps onto a policy's layout (see bind_layout)."""
+
+    action_names: tuple  # one per action dimension
+    horizon: int  # K, actions per chunk
+    execute_steps: int  # actions meant to be executed (<= horizon)
+    jump_indices: tuple  # proprio index of each action dimension (jump check), or ()
+
+
+def bind_layout(config, layout):
+    """Check `config` against a policy's layout and resolve what depends on both.
+
+    layout: a LatentLayout (cameras, chunk_size, action_dim, proprio_dim).
+    Raises ValueError naming the parameter when they disagree.
+    """
+    if set(config.camera_names) != set(layout.cameras):
+        raise ValueError(f'`cameras` {list(config.camera_names)} must be the cameras of the '
+                         f'model layout {layout.name!r}: {list(layout.cameras)}.')
+    if config.proprio_dim != layout.proprio_dim:
+        widths = {source.name: source.width for source in config.proprio_sources}
+        raise ValueError(f'`proprio_sources` give {config.proprio_dim} values {widths}, but '
+                         f'layout {layout.name!r} expects proprio_dim = {layout.proprio_dim}.')
+    names = config.action_names or tuple(f'action_{i}' for i in range(layout.action_dim))
+    if len(names) != layout.action_dim:
+        raise ValueError(f'`action_names` has {len(names)} names, but layout {layout.name!r} '
+                         f'predicts action_dim = {layout.action_dim} values per action.')
+    for limits in ('action_lower_limits', 'action_upper_limits'):
+        values = getattr(config, limits)
+        if values and len(values) != layout.action_dim:
+            raise ValueError(f'`{limits}` has {len(values)} values; it needs one per action '
+                             f'dimension ({layout.action_dim}) or none.')
+    if config.execute_steps > layout.chunk_size:
+        raise ValueError(f'`execute_steps` = {config.execute_steps} exceeds the chunk size '
+                         f'{layout.chunk_size} of layout {layout.name!r}.')
+    if config.replan_threshold >= (config.execute_steps or layout.chunk_size) and (
+            config.replan_mode == 'steps_left'):
+        raise ValueError(f'`replan_threshold` = {config.replan_threshold} must be smaller than '
+                         f'the executed steps ({config.execute_steps or layout.chunk_size}).')
+    jump_indices = ()
+    if config.max_first_step_jump > 0:
+        positions = {}
+        offset = 0
+        for source in config.proprio_sources:
+            if source.type == 'joint_state' and source.field == 'position':
+                for i, joint in enumerate(source.joints):
+                    positions.setdefault(joint, offset + i)
+            offset += source.width
+        missing = [name for name in names if name not in positions]
+        if missing:
+            raise ValueError(f'`max_first_step_jump` needs the current position of every '
+                             f'action; `action_names` {missing} are not joints of a '
+                             f'joint_state proprio source with field position.')
+        jump_indices = tuple(positions[name] for name in names)
+    return LayoutBinding(action_names=tuple(names), horizon=layout.chunk_size,
+                         execute_steps=config.execute_steps or layout.chunk_size,
+                         jump_indices=jump_indices)
+
+
+def import_factory(spec):
+    """Resolve a 'package.module:function' string to the callable (errors name `spec`)."""
+    if not isinstance(spec, str) or not _FACTORY.match(spec):
+        raise ValueError(f"`policy_factory` must look like 'package.module:function'. "
+                         f'Got {spec!r}.')
+    module_name, function_name = spec.split(':')
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f'`policy_factory` {spec!r}: cannot import {module_name!r}: '
+                         f'{error}') from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f'`policy_factory` {spec!r}: {module_name!r} has no callable '
+                         f'{function_name!r}.')
+    return function
+
+
+def _flatten(mapping, prefix=''):
+    """{'camera': {'wrist': {'topic': 'x'}}} -> {'camera.wrist.topic': 'x'} (as ROS does)."""
+    flat = {}
+    for key, value in mapping.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_from_parameters(parameters, *, source='parameters'):
+    """A NodeConfig from a ros__parameters mapping (nested as in YAML, or dotted keys).
+
+    The offline evaluator reads the node's parameter file with this (see
+    load_parameter_file); unknown names raise ValueError naming them.
+    """
+    flat = _flatten(dict(parameters))
+    known = {name for name, _, _ in parameter_fields(NodeConfig)}
+    known |= {'cameras', 'proprio_sources', 'autostart', 'use_sim_time'}
+    nested = {}
+    for kind, key in ((CameraConfig, 'cameras'), (ProprioSourceConfig, 'proprio_sources')):
+        entries = []
+        for name in flat.get(key) or ():
+            prefix = f'{kind.GROUP}.{name}.'
+            fields = {field: flat[prefix + field] for field, _, _ in parameter_fields(kind)
+                      if prefix + field in flat}
+            known |= {prefix + field for field in fields}
+            try:
+                entries.append(kind(name, **fields))
+            except ValueError as error:
+                raise ValueError(f'{source}: {error}') from None
+        nested[key] = tuple(entries)
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise ValueError(f'{source}: unknown parameter(s) {unknown}.')
+    values = {name: flat[name] for name, _, _ in parameter_fields(NodeConfig) if name in flat}
+    try:
+        return NodeConfig(**nested, **values)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f'{source}: {error}') from None
+
+
+def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
+    """The NodeConfig of a ROS parameter file (`/**` or `<node_name>` section).
+
+    overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
+    """
+    try:
+        with open(path) as stream:
+            data = yaml.safe_load(stream)
+    except OSError as error:
+        raise ValueError(f'cannot read parameter file {path}: {error.strerror}') from None
+    except yaml.YAMLError as error:
+        raise ValueError(f'parameter file {path} is not valid YAML: {error}') from None
+    parameters = {}
+    for key in ('/**', node_name, f'/{node_name}'):
+        section = (data or {}).get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
+            parameters.update(_flatten(section['ros__parameters']))
+    if not parameters:
+        raise ValueError(f'{path}: no `/**` or `{node_name}` section with ros__parameters.')
+    parameters.update(overrides or {})
+    return config_from_parameters(parameters, source=str(path))

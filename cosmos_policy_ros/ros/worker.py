@@ -1,0 +1,74 @@
+"""The inference thread: one job at a time, off the executor, so subscriptions keep being served.
+
+``submit`` hands a job over only when the worker is idle and returns False otherwise: at most
+one inference is ever in flight, and the caller (the control tick) simply tries again with the
+newest observation at its next tick ("latest observation wins").
+"""
+import threading
+
+
+class InferenceWorker:
+    """A daemon thread running `run(job)` for one submitted job at a time.
+
+    run: called in the worker thread; exceptions it raises go to `on_error(error)` (they never
+    kill the thread).
+    """
+
+    def __init__(self, run, on_error, name='cosmos_policy_inference'):
+        self._run = run
+        self._on_error = on_error
+        self._condition = threading.Condition()
+        self._job = None
+        self._busy = False
+        self._stopping = False
+        self.started = 0  # jobs taken
+        self.finished = 0  # jobs done (successfully or not)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self):
+        with self._condition:
+            return self._busy
+
+    def submit(self, job):
+        """Hand `job` to the thread if it is idle; False (job not taken) when busy or stopped."""
+        with self._condition:
+            if self._busy or self._stopping:
+                return False
+            self._job = job
+            self._busy = True
+            self.started += 1
+            self._condition.notify_all()
+            return True
+
+    def wait_idle(self, timeout):
+        """Wait until no job is running; False if one still runs after `timeout` seconds."""
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._busy, timeout)
+
+    def stop(self, timeout):
+        """Let a running job finish (up to `timeout` s) and end the thread; True if it ended."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self):
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: self._job is not None or self._stopping)
+                if self._job is None:
+                    return  # stopping and idle
+                job = self._job
+            try:
+                self._run(job)
+            except Exception as error:  # the boundary: report, keep the thread alive
+                self._on_error(error)
+            finally:
+                with self._condition:
+                    self._job = None
+                    self._busy = False
+                    self.finished += 1
+                    self._condition.notify_all()

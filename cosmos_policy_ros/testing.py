@@ -1,0 +1,161 @@
+"""A fake Policy for tests and dry runs of the node: no weights, deterministic, instrumented.
+
+    policy_factory: cosmos_policy_ros.testing:load_fake_policy
+    model_path: /path/to/fake_policy.yaml      (or a directory holding fake_policy.yaml)
+
+fake_policy.yaml (every key optional except the layout):
+
+    layout: {preset: aloha}          # or the LatentLayout fields
+    delay: 0.0                       # seconds each infer() sleeps (a slow model)
+    actions: follow                  # follow | nan | huge
+    fail_every: 0                    # every n-th call raises RuntimeError (0: never)
+    future_images: false             # return predicted images (the current ones, flipped)
+    record_path: ''                  # append one JSON line per call (timings, concurrency)
+    model_id: fake
+
+Outputs are functions of the observation, so tests can check the data path:
+actions[k, j] = proprio[j mod D] + 0.001 * k ('follow'); value = mean of the R channel of the
+layout's first camera / 255; with N candidates, candidate i has value min(1, value + 0.01 i)
+and the last one is selected. numpy and PyYAML only.
+"""
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import yaml
+
+from cosmos_policy_ros.interface import PolicyOutput
+from cosmos_policy_ros.layout import LatentLayout
+
+ACTION_MODES = ('follow', 'nan', 'huge')
+
+
+class FakePolicy:
+    """Implements the Policy protocol with closed-form outputs (see the module docstring)."""
+
+    def __init__(self, layout, *, delay=0.0, actions='follow', fail_every=0,
+                 future_images=False, record_path='', model_id='fake', default_steps=5):
+        if actions not in ACTION_MODES:
+            raise ValueError(f'`actions` must be one of {list(ACTION_MODES)}. Got {actions!r}.')
+        if delay < 0:
+            raise ValueError(f'`delay` must be >= 0. Got {delay!r}.')
+        if fail_every < 0:
+            raise ValueError(f'`fail_every` must be >= 0. Got {fail_every!r}.')
+        self.layout = layout
+        self.model_id = model_id
+        self.delay = float(delay)
+        self.actions_mode = actions
+        self.fail_every = int(fail_every)
+        self.future_images = bool(future_images)
+        self.record_path = record_path
+        self.default_steps = default_steps
+        self.calls = 0
+        self.resets = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    def infer(self, observation, *, num_steps=None, num_candidates=None):
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            concurrent = self.in_flight
+        start = time.monotonic()
+        try:
+            self._check(observation)
+            if self.delay:
+                time.sleep(self.delay)
+            if self.fail_every and call % self.fail_every == 0:
+                raise RuntimeError(f'fake failure (fail_every={self.fail_every})')
+            return self._output(observation, num_steps, num_candidates)
+        finally:
+            end = time.monotonic()
+            with self._lock:
+                self.in_flight -= 1
+            self._record({'call': call, 'start': start, 'end': end, 'in_flight': concurrent,
+                          'seed': observation.seed, 'num_steps': num_steps,
+                          'num_candidates': num_candidates,
+                          'instruction': observation.instruction,
+                          'proprio': np.asarray(observation.proprio).tolist()})
+
+    def reset(self):
+        with self._lock:
+            self.resets += 1
+        self._record({'reset': self.resets})
+
+    def _check(self, observation):
+        layout = self.layout
+        if set(observation.images) != set(layout.cameras):
+            raise ValueError(f'observation cameras {sorted(observation.images)} are not the '
+                             f'layout cameras {sorted(layout.cameras)}')
+        for name, image in observation.images.items():
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f'camera {name}: expected uint8 (H, W, 3), got {image.dtype} '
+                                 f'{image.shape}')
+        proprio = np.asarray(observation.proprio)
+        if proprio.shape != (layout.proprio_dim,):
+            raise ValueError(f'proprio has shape {proprio.shape}, expected '
+                             f'({layout.proprio_dim},)')
+
+    def _output(self, observation, num_steps, num_candidates):
+        layout = self.layout
+        K, d = layout.chunk_size, layout.action_dim
+        proprio = np.asarray(observation.proprio, dtype=np.float64)
+        base = proprio[np.arange(d) % proprio.size]  # (d,)
+        actions = base[None, :] + 0.001 * np.arange(K)[:, None]  # (K, d)
+        if self.actions_mode == 'nan':
+            actions[K // 2, d - 1] = np.nan
+        elif self.actions_mode == 'huge':
+            actions = actions + 1e3
+        first = np.asarray(observation.images[layout.cameras[0]])
+        value = float(first[:, :, 0].mean() / 255.0)
+        candidates = num_candidates or 1
+        candidate_values = ()
+        selected = 0
+        if candidates > 1:
+            candidate_values = tuple(min(1.0, value + 0.01 * i) for i in range(candidates))
+            selected = candidates - 1
+            value = candidate_values[selected]
+        future = None
+        if self.future_images:
+            future = {name: np.ascontiguousarray(np.asarray(image)[::-1])
+                      for name, image in observation.images.items()}
+        return PolicyOutput(actions=actions.astype(np.float32), value=value,
+                            future_proprio=proprio.copy(), future_images=future,
+                            timings={'total': self.delay}, seed=observation.seed,
+                            num_steps=num_steps or self.default_steps,
+                            candidate_values=candidate_values, selected_candidate=selected)
+
+    def _record(self, entry):
+        if not self.record_path:
+            return
+        line = json.dumps(entry) + '\n'
+        with self._lock, open(self.record_path, 'a') as stream:
+            stream.write(line)
+
+
+def load_fake_policy(model_path, *, device='auto', dtype='auto'):
+    """Policy factory: a FakePolicy described by a YAML file (or dir/fake_policy.yaml)."""
+    path = os.path.join(model_path, 'fake_policy.yaml') if os.path.isdir(model_path) else (
+        model_path)
+    try:
+        with open(path) as stream:
+            data = yaml.safe_load(stream) or {}
+    except OSError as error:
+        raise ValueError(f'cannot read fake policy file {path}: {error.strerror}') from None
+    if not isinstance(data, dict) or 'layout' not in data:
+        raise ValueError(f'{path}: expected a mapping with a `layout` key.')
+    data = dict(data)
+    layout = LatentLayout.from_dict(data.pop('layout'), source=f'{path}: layout')
+    known = {'delay', 'actions', 'fail_every', 'future_images', 'record_path', 'model_id'}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'{path}: unknown key(s) {unknown}; known keys are '
+                         f'{sorted(known | {"layout"})}.')
+    data.setdefault('model_id', f'fake-{layout.name}')
+    return FakePolicy(layout, **data)
