@@ -139,8 +139,11 @@ class FakePolicy:
             stream.write(line)
 
 
-def load_fake_policy(model_path, *, device='auto', dtype='auto'):
-    """Policy factory: a FakePolicy described by a YAML file (or dir/fake_policy.yaml)."""
+def load_fake_policy(model_path, *, device='auto', dtype='auto', decode_future_images=False):
+    """Policy factory: a FakePolicy described by a YAML file (or dir/fake_policy.yaml).
+
+    decode_future_images: the node's publish_future_images; the file's `future_images` wins.
+    """
     path = os.path.join(model_path, 'fake_policy.yaml') if os.path.isdir(model_path) else (
         model_path)
     try:
@@ -158,4 +161,5 @@ def load_fake_policy(model_path, *, device='auto', dtype='auto'):
         raise ValueError(f'{path}: unknown key(s) {unknown}; known keys are '
                          f'{sorted(known | {"layout"})}.')
     data.setdefault('model_id', f'fake-{layout.name}')
+    data.setdefault('future_images', bool(decode_future_images))
     return FakePolicy(layout, **data)

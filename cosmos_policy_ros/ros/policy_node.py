@@ -46,6 +46,7 @@ NODE_NAME = 'cosmos_policy'
 NS = 1_000_000_000
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
 MAX_DISTINCT_ERRORS = 100  # distinct inference errors remembered for log-once
+WARMUP_TEXT_SHAPE = (512, 1024)  # T5 tokens x width of the released models
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,8 @@ class PolicyNode(LifecycleNode):
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
         try:
-            policy = factory(config.model_path, device=config.device, dtype=config.dtype)
+            policy = factory(config.model_path, device=config.device, dtype=config.dtype,
+                             decode_future_images=config.publish_future_images)
         except ValueError as error:
             raise ValueError(f'`model_path` {config.model_path!r}: {error}') from None
         except Exception as error:
@@ -223,7 +225,10 @@ class PolicyNode(LifecycleNode):
         size = layout.image_size
         observation = Observation(
             images={name: np.zeros((size, size, 3), np.uint8) for name in layout.cameras},
-            proprio=np.zeros(layout.proprio_dim), instruction=config.task or 'warm up',
+            proprio=np.zeros(layout.proprio_dim), instruction=config.task or None,
+            # Without a task yet, an all-zero T5 embedding (what padding tokens hold) is a
+            # valid input for any model: it only has to exercise the network.
+            text_embedding=None if config.task else np.zeros(WARMUP_TEXT_SHAPE, np.float32),
             seed=config.seed)
         latencies = []
         for _ in range(config.warmup_iterations):
