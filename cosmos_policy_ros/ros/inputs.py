@@ -12,12 +12,13 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionError,
-                                           image_to_rgb, joint_state_values, pose_values,
-                                           stamp_to_ns)
-from cosmos_policy_ros.sync import ZERO_STAMP
+from cosmos_policy_ros.ingest import input_streams
 
 RECEIVED = 'received'
+MESSAGE_TYPES = {'sensor_msgs/msg/Image': Image,
+                 'sensor_msgs/msg/CompressedImage': CompressedImage,
+                 'sensor_msgs/msg/JointState': JointState,
+                 'geometry_msgs/msg/PoseStamped': PoseStamped}
 LOG_PERIOD = 10.0  # seconds between two warnings about the same stream and reason
 
 
@@ -44,62 +45,37 @@ class InputStreams:
 
     def __init__(self, node, config, *, add, counts, on_task, callback_group):
         self._node = node
-        self._add = add
+        self._buffer = _Adder(add)
         self._counts = counts
         self._logged = {}
         self._log_lock = threading.Lock()
         self.subscriptions = []
         qos = input_qos(config)
-        for camera in config.cameras:
-            if camera.transport == 'compressed':
-                kind, convert = CompressedImage, compressed_image_to_rgb
-            else:
-                kind, convert = Image, image_to_rgb
-            self._subscribe(kind, camera.topic, camera.name, convert, qos, callback_group)
-        for source in config.proprio_sources:
-            if source.type == 'joint_state':
-                kind = JointState
-                convert = functools.partial(joint_state_values, joints=source.joints,
-                                            field=source.field)
-            else:
-                kind = PoseStamped
-                convert = functools.partial(pose_values,
-                                            quaternion_order=source.quaternion_order)
-            self._subscribe(kind, source.topic, source.name, convert, qos, callback_group)
+        for stream in input_streams(config):
+            callback = functools.partial(self._on_message, stream)
+            self.subscriptions.append(node.create_subscription(
+                MESSAGE_TYPES[stream.msg_type], stream.topic, callback, qos,
+                callback_group=callback_group))
         self.subscriptions.append(node.create_subscription(
             String, config.task_topic, lambda msg: on_task(msg.data), TASK_QOS,
             callback_group=callback_group))
 
-    def _subscribe(self, kind, topic, stream, convert, qos, callback_group):
-        callback = functools.partial(self._on_message, stream, topic, convert)
-        self.subscriptions.append(self._node.create_subscription(
-            kind, topic, callback, qos, callback_group=callback_group))
-
-    def _on_message(self, stream, topic, convert, msg):
-        self._counts.add(stream, RECEIVED)
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        if stamp_ns <= 0:
-            self._drop(stream, topic, ZERO_STAMP, 'header stamp is zero (unset)')
-            return
-        try:
-            payload = convert(msg)
-        except ConversionError as error:
-            self._drop(stream, topic, error.reason, str(error))
-            return
-        reason = self._add(stream, stamp_ns, payload)
+    def _on_message(self, stream, msg):
+        self._counts.add(stream.name, RECEIVED)
+        reason, detail = stream.ingest(msg, self._buffer)
         if reason:
-            self._drop(stream, topic, reason, f'stamp {stamp_ns / 1e9:.6f} s')
+            self._drop(stream, reason, detail)
 
-    def _drop(self, stream, topic, reason, detail):
-        self._counts.add(stream, reason)
+    def _drop(self, stream, reason, detail):
+        self._counts.add(stream.name, reason)
         now = time.monotonic()
-        key = (stream, reason)
+        key = (stream.name, reason)
         with self._log_lock:
             if now - self._logged.get(key, -LOG_PERIOD) < LOG_PERIOD:
                 return
             self._logged[key] = now
         self._node.get_logger().warning(
-            f'dropped a message on {topic} ({stream}): {reason}: {detail} '
+            f'dropped a message on {stream.topic} ({stream.name}): {reason}: {detail} '
             f'(counted in /diagnostics; warnings for it are throttled to one per '
             f'{LOG_PERIOD:g} s)')
 
@@ -107,3 +83,10 @@ class InputStreams:
         for subscription in self.subscriptions:
             self._node.destroy_subscription(subscription)
         self.subscriptions.clear()
+
+
+class _Adder:
+    """The node's locked `add` seen as a sync buffer by InputStream.ingest."""
+
+    def __init__(self, add):
+        self.add = add

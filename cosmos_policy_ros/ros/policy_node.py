@@ -31,6 +31,7 @@ from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
 from cosmos_policy_ros.conversions import future_point_indices
+from cosmos_policy_ros.ingest import replan_due
 from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
 from cosmos_policy_ros.node_config import bind_layout, import_factory, NodeConfig
@@ -321,15 +322,6 @@ class PolicyNode(LifecycleNode):
         if detail:
             self._last_skip_detail = f'{reason}: {detail}'
 
-    def _replan_due(self, now_ns, config):
-        if config.replan_mode == 'every_tick' or self._executing is None:
-            return True
-        stamp_ns, steps = self._executing
-        if now_ns < stamp_ns - NS:
-            return True  # the clock went back (bag loop): that chunk is not executing
-        elapsed = max(0, now_ns - stamp_ns) // round(config.step_period * NS)
-        return steps - elapsed <= config.replan_threshold
-
     def _on_tick(self):
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
@@ -343,7 +335,7 @@ class PolicyNode(LifecycleNode):
             if not self._task:
                 return self._skip('no_task', 'no task: set the `task` parameter or publish on '
                                              f'{config.task_topic}')
-            if not self._replan_due(now_ns, config):
+            if not replan_due(now_ns, self._executing, config):
                 return self._skip('chunk_executing')
             result = self._sync.query(now_ns)
             if not result.ok:
