@@ -42,6 +42,7 @@ BAG_SUFFIXES = ('.mcap', '.db3')
 # The ROS 2 distribution whose standard messages the typestore holds (same hashes as Jazzy for
 # the sensor/std/geometry messages used here).
 BASE_STORE = Stores.ROS2_KILTED
+BASE_STORE_NAME = 'ROS 2 Kilted'
 
 
 class BagError(ValueError):
@@ -256,13 +257,11 @@ class BagReader:
         try:
             reader = Reader(self._open_path)
             reader.open()
-        except BagError:
-            raise
         except (ReaderError, OSError, KeyError, ValueError) as error:
-            raise BagError(f'cannot read bag {self._open_path}: {error} (is the file corrupt '
+            raise BagError(f'cannot read bag {self._describe()}: {error} (is the file corrupt '
                            f'or truncated?)') from None
         except Exception as error:  # storage back ends raise their own types on bad bytes
-            raise BagError(f'cannot read bag {self._open_path}: {type(error).__name__}: '
+            raise BagError(f'cannot read bag {self._describe()}: {type(error).__name__}: '
                            f'{error} (is the file corrupt or truncated?)') from None
         self._reader = reader
         topics = {}
@@ -279,6 +278,13 @@ class BagReader:
             end_ns=reader.end_time - 1 if count else 0,  # rosbags: end_time is last + 1 ns
             topics=topics)
         return self
+
+    def _describe(self):
+        """The bag path, with its storage files when it is a directory."""
+        if self._open_path.is_dir():
+            files = [p.name for p in storage_files(self._open_path)]
+            return f'{self._open_path} ({", ".join(files) or "no storage file"})'
+        return str(self._open_path)
 
     def close(self):
         reader, self._reader = self._reader, None
@@ -342,7 +348,7 @@ class BagReader:
                     f'has {self._typestore.hash_rihs01(msgtype)}) and the bag embeds none')
             raise BagError(
                 f'unknown message type {msgtype!r} of topic {topic!r} in bag {self.path}: it is '
-                f'not in the typestore (ROS 2 {BASE_STORE.name} messages and {PACKAGE}) and the '
+                f'not in the typestore ({BASE_STORE_NAME} messages and {PACKAGE}) and the '
                 f'bag embeds no definition of it')
         try:
             store = get_typestore(Stores.EMPTY)
@@ -405,7 +411,7 @@ class BagReader:
         except Exception as error:
             where = (f'after topic {last[0]!r} at log time {last[1]}' if last
                      else 'before the first message')
-            raise BagError(f'bag {self._open_path} is corrupt or truncated: reading failed '
+            raise BagError(f'bag {self._describe()} is corrupt or truncated: reading failed '
                            f'{where}: {type(error).__name__}: {error}') from None
 
     def window_ns(self, start_s=None, end_s=None):
