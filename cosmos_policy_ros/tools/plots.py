@@ -24,7 +24,7 @@ def _figure(width_px, height_px):
     for name, value in (('width_px', width_px), ('height_px', height_px)):
         if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 10000:
             raise ValueError(f'`{name}` must be an integer in [64, 10000]. Got {value!r}.')
-    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout='constrained')
     FigureCanvasAgg(figure)
     return figure
 
@@ -123,7 +123,6 @@ def plot_value(path, stamps_ns, values, *, origin_ns=None, width_px=900, height_
     axis.set_ylabel('value')
     axis.grid(True, alpha=0.3)
     axis.set_title(title)
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -147,5 +146,4 @@ def plot_latency_histogram(path, latencies_s, *, bins=30, width_px=900, height_p
     axis.set_ylabel('chunks')
     axis.grid(True, alpha=0.3)
     axis.set_title(f'{title} (n = {stats["count"]})')
-    figure.tight_layout()
     return _save(figure, path)
