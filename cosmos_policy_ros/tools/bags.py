@@ -584,4 +584,3 @@ def bag_size(path):
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
-

@@ -255,13 +255,14 @@ def tick_table(chunk_stamps_ns, match, *, values=None, latencies_s=None, origin_
         origin_ns = int(stamps[0]) if stamps.size else 0
     mae, rmse, count = tick_errors(match)
     nan = np.full(stamps.size, np.nan)
+    values = nan if values is None else _column('values', values, stamps.size)
+    latencies = nan if latencies_s is None else _column('latencies_s', latencies_s, stamps.size)
     return {
         'tick': np.arange(stamps.size),
         'stamp_ns': stamps,
         'time_s': relative_seconds(stamps, origin_ns),
-        'value': nan if values is None else _column('values', values, stamps.size),
-        'latency_s': nan if latencies_s is None else _column('latencies_s', latencies_s,
-                                                              stamps.size),
+        'value': values,
+        'latency_s': latencies,
         'mae': mae,
         'rmse': rmse,
         'compared': count,

@@ -106,7 +106,7 @@ def plot_actions(path, recorded_stamps_ns, recorded, chunk_stamps_ns, chunks, st
 
 
 def plot_value(path, stamps_ns, values, *, origin_ns=None, width_px=900, height_px=400,
-               title='Predicted value V(s\')'):
+               title="Predicted value V(s')"):
     """The value of every chunk over time (NaN values leave gaps)."""
     stamps_ns = np.asarray(stamps_ns, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)

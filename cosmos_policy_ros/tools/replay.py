@@ -74,7 +74,7 @@ def add_make_sample_parser(subparsers):
     parser.add_argument('--joint-rate', type=_positive, default=defaults.joint_rate,
                         metavar='HZ', help='joint state (and end-effector pose) rate')
     parser.add_argument('--action-rate', type=_positive, default=None, metavar='HZ',
-                        help='recorded action rate (default: the preset robot\'s control rate)')
+                        help="recorded action rate (default: the preset robot's control rate)")
     parser.add_argument('--image-size', type=int, default=defaults.image_size, metavar='PX')
     parser.add_argument('--seed', type=int, default=defaults.seed, metavar='N')
     parser.add_argument('--compressed', action='store_true',
@@ -103,7 +103,7 @@ def add_play_parser(subparsers):
         'play', help='publish a bag on the ROS graph with /clock, optionally recording outputs',
         description='Publish the messages of a bag on their topics at real time (or a rate '
                     'factor) with /clock = bag time, so a node with use_sim_time:=true runs as '
-                    'on the robot. Optionally record the node\'s outputs into a new bag.')
+                    "on the robot. Optionally record the node's outputs into a new bag.")
     parser.add_argument('bag', help='bag directory or storage file')
     parser.add_argument('--rate', type=_positive, default=1.0, metavar='F',
                         help='bag seconds per wall second (2: twice as fast; inf: no pacing)')
@@ -124,7 +124,7 @@ def add_play_parser(subparsers):
     parser.add_argument('--wait-for-subscribers', action='store_true',
                         help='then also wait until every played topic has a subscriber')
     parser.add_argument('--record', default=None, metavar='OUT',
-                        help='record the node\'s outputs into a new bag OUT')
+                        help="record the node's outputs into a new bag OUT")
     parser.add_argument('--record-topics', nargs='+', default=['action_chunk', 'value'],
                         metavar='TOPIC', help='topics to record (default: action_chunk value)')
     parser.add_argument('--record-storage', choices=('mcap', 'sqlite3'), default='mcap')

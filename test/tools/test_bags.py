@@ -61,8 +61,8 @@ def _write_mixed(path, store, storage, compression='none'):
 
 @pytest.mark.parametrize('storage', bags.STORAGES)
 @pytest.mark.parametrize('compression', bags.COMPRESSIONS)
-def test_round_trip_preserves_topics_types_stamps_and_values(tmp_path, store, storage,
-                                                               compression):
+def test_round_trip_preserves_topics_types_stamps_and_values(
+        tmp_path, store, storage, compression):
     counts = _write_mixed(tmp_path / 'bag', store, storage, compression)
     assert counts == {'/task': 1, '/joints': 5, '/chunk': 3}
     with BagReader(tmp_path / 'bag') as bag:
@@ -211,8 +211,8 @@ def test_missing_and_non_bag_paths(tmp_path):
 
 
 @pytest.mark.parametrize('storage', bags.STORAGES)
-def test_bag_directory_without_metadata_is_read_from_its_storage_file(tmp_path, store,
-                                                                     storage):
+def test_bag_directory_without_metadata_is_read_from_its_storage_file(
+        tmp_path, store, storage):
     _write_mixed(tmp_path / 'bag', store, storage)
     (tmp_path / 'bag' / 'metadata.yaml').unlink()  # a recording killed before closing
     items = list(bags.read_messages(tmp_path / 'bag', typestore=store))
@@ -264,8 +264,8 @@ def test_truncation_found_while_reading_names_the_last_good_message(tmp_path, st
 
 @pytest.mark.parametrize('storage', bags.STORAGES)
 @pytest.mark.parametrize('exception', [RuntimeError, KeyboardInterrupt])
-def test_writer_keeps_everything_written_before_an_exception(tmp_path, store, storage,
-                                                           exception):
+def test_writer_keeps_everything_written_before_an_exception(
+        tmp_path, store, storage, exception):
     with pytest.raises(exception):
         with BagWriter(tmp_path / 'bag', storage=storage, typestore=store) as bag:
             bag.add_topic('/joints', 'sensor_msgs/msg/JointState')

@@ -1,0 +1,205 @@
+"""`cosmos-policy-replay play` on a real (loopback) ROS graph: a player subprocess, this test
+process subscribing to what it publishes and publishing what it records."""
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cosmos_policy_ros.tools import bags
+from cosmos_policy_ros.tools import sample_episode as se
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+MS = 1_000_000
+
+
+@pytest.fixture(scope='module')
+def sample_bag(tmp_path_factory):
+    path = tmp_path_factory.mktemp('replay') / 'libero'
+    se.make_sample(path, se.EpisodeConfig(preset='libero', duration=3.0, camera_rate=10.0,
+                                          joint_rate=20.0, image_size=64))
+    return path
+
+
+def _player(env, *args):
+    command = [sys.executable, '-m', 'cosmos_policy_ros.tools.replay', 'play', *map(str, args)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _spin_until(executor, done, timeout):
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.02)
+    return done()
+
+
+def _finish(process, timeout=30):
+    try:
+        output = process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0]
+        pytest.fail('the player did not finish:\n' + output)
+    return process.returncode, output
+
+
+@pytest.fixture
+def graph(ros_context):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    node = rclpy.create_node('replay_test', context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown(timeout_sec=0.1)
+        node.destroy_node()
+
+
+def test_play_window_with_remap_clock_and_latched_task(sample_bag, graph, ros_env):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
+
+    node, executor = graph
+    received = {'image': [], 'joints': [], 'task': [], 'clock': []}
+    reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(Image, '/cam/primary', received['image'].append, reliable)
+    node.create_subscription(JointState, '/joint_states', received['joints'].append, reliable)
+    node.create_subscription(Clock, '/clock', received['clock'].append, reliable)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, '/task', received['task'].append, latched)
+
+    started = time.monotonic()
+    player = _player(ros_env, sample_bag, '--rate', 2, '--start', 1.0, '--end', 2.5,
+                     '--remap', '/primary/image_raw:=/cam/primary',
+                     '--topics', '/primary/image_raw', '/joint_states', '/task',
+                     '--delay', 0.2, '--wait-for-subscribers')
+    _spin_until(executor, lambda: player.poll() is not None, 40)
+    _spin_until(executor, lambda: False, 0.3)  # drain what is still in flight
+    code, output = _finish(player)
+    wall = time.monotonic() - started
+    assert code == 0, output
+
+    info = bags.read_info(sample_bag)
+    start_ns, end_ns = info.start_ns + 1000 * MS, info.start_ns + 2500 * MS
+    expected = {topic: [item.stamp_ns for item in bags.read_messages(
+        sample_bag, [topic], start_ns=start_ns, end_ns=end_ns, raw=True)]
+        for topic in ('/primary/image_raw', '/joint_states')}
+    assert len(expected['/primary/image_raw']) == 15 and len(expected['/joint_states']) == 30
+
+    images = [bags.stamp_to_ns(m.header.stamp) for m in received['image']]
+    assert images == expected['/primary/image_raw'], output
+    assert received['image'][0].height == 64 and received['image'][0].encoding == 'rgb8'
+    assert [bags.stamp_to_ns(m.header.stamp) for m in received['joints']] == expected[
+        '/joint_states']
+    # The task was published at t = 0 s, before the window: carried to its start, latched.
+    assert [m.data for m in received['task']] == [se.ROBOTS['libero'].task]
+
+    clock = np.array([bags.stamp_to_ns(m.clock) for m in received['clock']])
+    assert clock[0] == start_ns and clock[-1] == expected['/joint_states'][-1]
+    assert np.all(np.diff(clock) > 0)  # monotonic
+    assert np.max(np.diff(clock)) <= 10 * MS  # ~100 Hz of bag time between messages
+    assert set(images) <= set(clock.tolist())  # /clock showed every message's time
+    assert wall > 1.5 / 2  # 1.5 s of bag time at rate 2 took at least 0.75 s
+    assert 'published 46 messages' in output  # 15 images + 30 joint states + the task
+
+
+def _chunk(index, stamp_ns):
+    from builtin_interfaces.msg import Time
+
+    from cosmos_policy_ros.msg import ActionChunk
+    chunk = ActionChunk()
+    chunk.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    chunk.header.frame_id = 'base_link'
+    chunk.action_names = list(se.EE_ACTION_NAMES)
+    chunk.horizon, chunk.action_dim, chunk.step_period = 2, 7, 0.05
+    chunk.actions = (np.arange(14, dtype=np.float32) * 0.1 + index).tolist()
+    chunk.value = 0.1 * index
+    chunk.seed, chunk.num_denoising_steps, chunk.inference_time = index, 5, 0.2
+    chunk.model_id = f'test-{index}'
+    return chunk
+
+
+def _publish_chunks(node, executor, count, first_stamp_ns):
+    from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
+    publisher = node.create_publisher(ActionChunk, 'action_chunk', 10)
+    values = node.create_publisher(ValueEstimate, 'value', 10)
+    assert _spin_until(executor, lambda: publisher.get_subscription_count() > 0
+                       and values.get_subscription_count() > 0, 30), 'the recorder never came'
+    for index in range(count):
+        publisher.publish(_chunk(index, first_stamp_ns + index * 100 * MS))
+        value = ValueEstimate(value=0.1 * index, model_id=f'test-{index}')
+        values.publish(value)
+        _spin_until(executor, lambda: False, 0.05)
+
+
+def _check_recording(path, count, bag_start_ns):
+    info = bags.read_info(path)
+    assert info.topics['/action_chunk'].msgtype == 'cosmos_policy_ros/msg/ActionChunk'
+    assert info.topics['/action_chunk'].count == count
+    assert info.topics['/value'].count == count
+    assert info.topics['/action_chunk'].type_hash == bags.make_typestore().hash_rihs01(
+        'cosmos_policy_ros/msg/ActionChunk')
+    chunks = list(bags.read_messages(path, ['/action_chunk']))
+    for index, item in enumerate(chunks):
+        message = item.message
+        assert message.model_id == f'test-{index}'
+        np.testing.assert_allclose(message.actions, np.arange(14) * 0.1 + index, rtol=1e-6)
+        assert math.isclose(message.value, 0.1 * index, rel_tol=1e-6)
+        assert list(message.action_names) == list(se.EE_ACTION_NAMES)
+        assert item.stamp_ns >= bag_start_ns  # log time = bag time at arrival
+
+
+def test_record_outputs_while_playing(sample_bag, graph, ros_env, tmp_path):
+    node, executor = graph
+    out = tmp_path / 'outputs'
+    player = _player(ros_env, sample_bag, '--rate', 2, '--delay', 0.5, '--record', out,
+                     '--record-topics', 'action_chunk', 'value', '--tail', 1.0,
+                     '--record-storage', 'sqlite3')
+    info = bags.read_info(sample_bag)
+    try:
+        _publish_chunks(node, executor, 5, info.start_ns)
+        _spin_until(executor, lambda: player.poll() is not None, 40)
+    finally:
+        code, output = _finish(player)
+    assert code == 0, output
+    assert 'recorded /action_chunk 5, /value 5' in output
+    _check_recording(out, 5, info.start_ns)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_signal_ends_the_player_cleanly_and_keeps_the_recording(
+        sample_bag, graph, ros_env, tmp_path, signum):
+    node, executor = graph
+    out = tmp_path / 'outputs'
+    player = _player(ros_env, sample_bag, '--loop', '--delay', 0.2, '--record', out)
+    info = bags.read_info(sample_bag)
+    try:
+        _publish_chunks(node, executor, 3, info.start_ns)
+        _spin_until(executor, lambda: False, 0.5)  # let the recorder take them
+        assert player.poll() is None, 'the looping player ended by itself'
+        player.send_signal(signum)
+    finally:
+        code, output = _finish(player)
+    assert code == 0, output
+    assert 'interrupted' in output
+    _check_recording(out, 3, info.start_ns)
+
+
+def test_bag_errors_stop_the_player_before_ros_starts(sample_bag, ros_env, tmp_path):
+    player = _player(ros_env, sample_bag, '--topics', '/no/such/topic')
+    code, output = _finish(player)
+    assert code == 2
+    assert "topic '/no/such/topic' not in bag" in output and '/joint_states' in output
+    player = _player(ros_env, tmp_path / 'missing')
+    code, output = _finish(player)
+    assert code == 2 and 'does not exist' in output
