@@ -10,11 +10,15 @@ With ``record`` it also subscribes (raw) to the given output topics of the node 
 writes what arrives into a new rosbag2 bag, with the bag time at arrival as log time. That bag
 is closed properly on the normal end, on errors and on SIGINT/SIGTERM.
 
-QoS. Publishers are reliable, volatile, keep-last QOS_DEPTH (a reliable publisher also serves
-best-effort subscribers such as sensor-data QoS). Topics the bag recorded as transient-local
-(e.g. /task), or named in ``latch``, are published transient-local with depth 1, so a node that
-subscribes to them latched gets the last message even when it starts later; when the window
-starts after such a message, the last one before the window is published at the start.
+QoS. Publishers are reliable, volatile, keep-all (a reliable publisher also serves best-effort
+subscribers such as sensor-data QoS). Keep-all lets DDS retransmit whatever a reliable
+subscriber missed, so nothing is lost even at rates the subscriber cannot keep up with (a
+keep-last queue of 100 lost joint states at 20x here); at the end the player waits up to
+FLUSH_TIMEOUT_S for every reliable subscriber to acknowledge. Topics the bag recorded as
+transient-local (e.g. /task), or named in ``latch``, are published transient-local with depth
+1, so a node that subscribes to them latched gets the last message even when it starts later;
+when the window starts after such a message, the last one before the window is published at
+the start. /clock is reliable, keep-last 10 (rclpy's time source subscribes best effort).
 
 The pacing (``schedule``, ``Pacer``, ``run_schedule``) is pure and takes the clock as an
 argument; only ``Player`` and ``play`` import rclpy.
@@ -31,9 +35,9 @@ from cosmos_policy_ros.tools.bags import (
 
 CLOCK_TOPIC = '/clock'
 CLOCK_PERIOD_NS = 10_000_000  # /clock every 10 ms of bag time between messages (100 Hz)
-QOS_DEPTH = 20
 RECORD_DEPTH = 100
 PROGRESS_PERIOD_S = 0.5
+FLUSH_TIMEOUT_S = 5.0  # wall seconds to wait for reliable subscribers at the end
 # Types of the node's outputs, for record topics that have not been seen on the graph yet.
 KNOWN_OUTPUT_TYPES = {
     'action_chunk': 'cosmos_policy_ros/msg/ActionChunk',
@@ -332,7 +336,7 @@ class Player:
     def start_ros(self, context):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         self.context = context
         self.node = rclpy.create_node('cosmos_policy_replay', context=self.context,
@@ -343,10 +347,13 @@ class Player:
         for topic in self.topics:
             msgtype = self.bag.info.topics[topic].msgtype
             latched = topic in self.latched
-            qos = QoSProfile(
-                depth=1 if latched else QOS_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
-                            else DurabilityPolicy.VOLATILE))
+            if latched:
+                qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            else:
+                qos = QoSProfile(history=HistoryPolicy.KEEP_ALL,
+                                 reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.VOLATILE)
             self.publishers[topic] = self.node.create_publisher(
                 message_class(msgtype, topic), self.output_topic(topic), qos)
         if self.config.clock:
@@ -380,6 +387,24 @@ class Player:
                 self.log(f'waiting for subscribers on {", ".join(missing)}')
                 last_report = self.clock()
             self.spin(0.05)
+
+    def flush(self, timeout):
+        """Wait (handling callbacks) until reliable subscribers acknowledged everything.
+
+        Without it, messages still in flight when the player exits would be lost for
+        subscribers that lag behind (e.g. at --rate inf). Returns the unacknowledged topics.
+        """
+        from rclpy.duration import Duration
+        publishers = dict(self.publishers)
+        if self.config.clock:
+            publishers[CLOCK_TOPIC] = self.clock_publisher
+        deadline = self.clock() + timeout
+        while True:
+            pending = [topic for topic, publisher in publishers.items()
+                       if not publisher.wait_for_all_acked(Duration(seconds=0))]
+            if not pending or self.clock() >= deadline:
+                return [self.output_topic(topic) for topic in pending]
+            self.spin(0.01)
 
     # --- playback ---
     def publish_clock(self, sim_ns):
@@ -449,7 +474,11 @@ class Player:
             loops += 1
             if not self.config.loop:
                 break
+        unacknowledged = self.flush(FLUSH_TIMEOUT_S) if self.context.ok() else []
         elapsed = self.clock() - started
+        if unacknowledged:
+            self.log(f'warning: subscribers of {", ".join(unacknowledged)} did not acknowledge '
+                     f'every message within {FLUSH_TIMEOUT_S:g} s')
         self.progress.update(self.status(), force=True)
         self.progress.finish()
         rate = self.published / elapsed if elapsed > 0 else math.inf

@@ -310,3 +310,38 @@ def test_read_info_and_format(tmp_path, store):
     copy = tmp_path / 'copy.mcap'
     shutil.copy(storage_file, copy)
     assert bags.read_info(copy).topics['/joints'].count == 5
+
+
+def test_chunk_arrays_unpack_row_major_actions(tmp_path, store):
+    _write_mixed(tmp_path / 'bag', store, 'mcap')
+    items = list(bags.read_messages(tmp_path / 'bag', ['/chunk'], typestore=store))
+    arrays = bags.chunk_arrays(items)
+    assert arrays.actions.shape == (3, 2, 3)
+    # actions[k * action_dim + j] is dimension j of action k.
+    np.testing.assert_array_equal(arrays.actions[2], [[2.0, 2.5, 3.0], [3.5, 4.0, 4.5]])
+    np.testing.assert_array_equal(arrays.stamps_ns - T0, [5_000_000, 30_000_000, 55_000_000])
+    np.testing.assert_array_equal(arrays.log_ns, arrays.stamps_ns)
+    assert arrays.action_names == ('dx', 'dy', 'gripper')
+    assert math.isnan(arrays.value[1]) and arrays.value[2] == 0.5
+    assert list(arrays.step_period) == [0.05] * 3 and arrays.model_ids[0] == 'model-0'
+    items[1].message.horizon = 3
+    with pytest.raises(BagError, match=f"'/chunk' at log time {T0 + 30_000_000} is 3 x 3"):
+        bags.chunk_arrays(items)
+
+
+def test_action_stream_arrays(tmp_path, store):
+    _write_mixed(tmp_path / 'bag', store, 'sqlite3')
+    items = list(bags.read_messages(tmp_path / 'bag', ['/joints'], typestore=store))
+    stamps, values, names = bags.action_stream_arrays(items, names=['b', 'a'])
+    assert names == ('b', 'a')
+    np.testing.assert_array_equal(values[4], [-0.2 * 4, 0.1 * 4])  # columns reordered by name
+    np.testing.assert_array_equal(stamps - T0, np.arange(5) * 10_000_000)
+    with pytest.raises(BagError, match=r"has no joint\(s\) \['c'\]"):
+        bags.action_stream_arrays(items, names=['a', 'c'])
+    array_type = store.types['std_msgs/msg/Float64MultiArray']
+    layout = store.types['std_msgs/msg/MultiArrayLayout'](dim=[], data_offset=0)
+    arrays = [bags.BagMessage('/act', 'std_msgs/msg/Float64MultiArray', T0 + i,
+                              array_type(layout=layout, data=np.arange(3.0) + i))
+              for i in range(4)]
+    stamps, values, names = bags.action_stream_arrays(arrays)
+    assert names == ('a0', 'a1', 'a2') and values.shape == (4, 3) and stamps[3] == T0 + 3
