@@ -203,3 +203,45 @@ def test_bag_errors_stop_the_player_before_ros_starts(sample_bag, ros_env, tmp_p
     player = _player(ros_env, tmp_path / 'missing')
     code, output = _finish(player)
     assert code == 2 and 'does not exist' in output
+
+
+def test_nothing_is_lost_when_the_subscriber_lags(graph, ros_env, tmp_path):
+    """1 kHz joint states between 224 x 224 images, played as fast as possible, all arrive.
+
+    The image burst overruns the transport; the player's keep-all publishers let DDS resend
+    what was dropped (a keep-last queue of 100 lost joint states here).
+    """
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, JointState
+
+    store = bags.make_typestore()
+    types = store.types
+    start = se.START_NS
+    scene = se.make_episode(se.EpisodeConfig(preset='aloha')).scenes[0]
+    with bags.BagWriter(tmp_path / 'fast', typestore=store, compression='zstd') as bag:
+        bag.add_topic('/joint_states', 'sensor_msgs/msg/JointState')
+        bag.add_topic('/image', 'sensor_msgs/msg/Image')
+        for i in range(2000):
+            header = types['std_msgs/msg/Header'](stamp=bags.ns_to_stamp(start + i * MS, store),
+                                                  frame_id='')
+            bag.write('/joint_states', start + i * MS, types['sensor_msgs/msg/JointState'](
+                header=header, name=['j'], position=np.array([float(i)]), velocity=np.zeros(0),
+                effort=np.zeros(0)))
+            if i % 5 == 0:
+                pixels = scene.render(i / 1000, 224).reshape(-1)  # (224*224*3,)
+                bag.write('/image', start + i * MS, types['sensor_msgs/msg/Image'](
+                    header=header, height=224, width=224, encoding='rgb8', is_bigendian=0,
+                    step=672, data=pixels))
+    node, executor = graph
+    received, images = [], []
+    reliable = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(JointState, '/joint_states', received.append, reliable)
+    node.create_subscription(Image, '/image', images.append, reliable)
+    player = _player(ros_env, tmp_path / 'fast', '--rate', 'inf', '--delay', 0.2,
+                     '--wait-for-subscribers', '--no-clock')
+    _spin_until(executor, lambda: player.poll() is not None, 40)
+    _spin_until(executor, lambda: len(received) >= 2000 and len(images) >= 400, 5)
+    code, output = _finish(player)
+    assert code == 0, output
+    assert [m.position[0] for m in received] == list(range(2000))
+    assert len(images) == 400
