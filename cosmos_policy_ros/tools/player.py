@@ -516,7 +516,8 @@ def play(config: PlayConfig, *, out=sys.stdout, err=sys.stderr):
 
     player = Player(config, out=out, err=err)  # bag and option errors surface before ROS starts
     context = rclpy.Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    # args=[]: never parse our own command line (FROM:=TO would become a global rcl remap).
+    rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.ALL)
     try:
         player.run(context)
     except (KeyboardInterrupt, ExternalShutdownException):

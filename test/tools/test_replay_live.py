@@ -111,6 +111,7 @@ def test_play_window_with_remap_clock_and_latched_task(sample_bag, graph, ros_en
     assert set(images) <= set(clock.tolist())  # /clock showed every message's time
     assert wall > 1.5 / 2  # 1.5 s of bag time at rate 2 took at least 0.75 s
     assert 'published 46 messages' in output  # 15 images + 30 joint states + the task
+    assert 'Found remap rule' not in output  # rcl did not parse our FROM:=TO as its own remap
 
 
 def _chunk(index, stamp_ns):
