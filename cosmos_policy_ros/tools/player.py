@@ -7,7 +7,8 @@ between, it publishes ``/clock`` (rosgraph_msgs/Clock) with the bag time, so a n
 ``use_sim_time:=true`` sees exactly the clock it saw when the bag was recorded.
 
 With ``record`` it also subscribes (raw) to the given output topics of the node under test and
-writes what arrives into a new rosbag2 bag, with the bag time at arrival as log time. That bag
+writes what arrives into a new rosbag2 bag, with the bag time at arrival as log time (with
+``loop``, pass n adds n window lengths, so the recording's log times keep increasing). That bag
 is closed properly on the normal end, on errors and on SIGINT/SIGTERM.
 
 QoS. Publishers are reliable, volatile, keep-all (a reliable publisher also serves best-effort
@@ -298,6 +299,7 @@ class Player:
         self.node = None
         self.recorder = None
         self.sim_ns = self.window[0]
+        self.loop_offset_ns = 0  # window lengths of the passes before this one (with loop)
         self.published = 0
         self.clock_ticks = 0
 
@@ -363,7 +365,7 @@ class Player:
                 Clock, CLOCK_TOPIC, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.last_clock_ns = None
         if self.config.record is not None:
-            self.recorder = Recorder(self.node, self.config, lambda: self.sim_ns, self.log)
+            self.recorder = Recorder(self.node, self.config, self.record_time_ns, self.log)
 
     def spin(self, seconds):
         """Handle callbacks (recording) for up to `seconds` of wall time."""
@@ -432,6 +434,10 @@ class Player:
         return (f'[play] {self.published} msgs  bag time {done:7.2f} / {total:.2f} s  '
                 f'({rate})')
 
+    def record_time_ns(self):
+        """Log time of a recorded message: the bag time, unwrapped across loop passes."""
+        return self.sim_ns + self.loop_offset_ns
+
     def play_once(self):
         first, last = self.window
         self.sim_ns = first
@@ -472,6 +478,7 @@ class Player:
         while self.context.ok():
             self.play_once()
             loops += 1
+            self.loop_offset_ns += self.window[1] - self.window[0]
             if not self.config.loop:
                 break
         unacknowledged = self.flush(FLUSH_TIMEOUT_S) if self.context.ok() else []

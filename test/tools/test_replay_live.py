@@ -130,17 +130,19 @@ def _chunk(index, stamp_ns):
     return chunk
 
 
-def _publish_chunks(node, executor, count, first_stamp_ns):
+def _publish_chunks(node, executor, count, first_stamp_ns, spacing=0.05):
     from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
     publisher = node.create_publisher(ActionChunk, 'action_chunk', 10)
     values = node.create_publisher(ValueEstimate, 'value', 10)
     assert _spin_until(executor, lambda: publisher.get_subscription_count() > 0
                        and values.get_subscription_count() > 0, 30), 'the recorder never came'
+    # Matching is not symmetric in time: give the recorder's side a moment to match us too.
+    _spin_until(executor, lambda: False, 0.5)
     for index in range(count):
         publisher.publish(_chunk(index, first_stamp_ns + index * 100 * MS))
         value = ValueEstimate(value=0.1 * index, model_id=f'test-{index}')
         values.publish(value)
-        _spin_until(executor, lambda: False, 0.05)
+        _spin_until(executor, lambda: False, spacing)
 
 
 def _check_recording(path, count, bag_start_ns):
@@ -151,7 +153,9 @@ def _check_recording(path, count, bag_start_ns):
     assert info.topics['/action_chunk'].type_hash == bags.make_typestore().hash_rihs01(
         'cosmos_policy_ros/msg/ActionChunk')
     chunks = list(bags.read_messages(path, ['/action_chunk']))
-    for index, item in enumerate(chunks):
+    log_ns = [item.stamp_ns for item in chunks]
+    assert log_ns == sorted(log_ns)
+    for index, item in enumerate(chunks):  # in the order they were published
         message = item.message
         assert message.model_id == f'test-{index}'
         np.testing.assert_allclose(message.actions, np.arange(14) * 0.1 + index, rtol=1e-6)
@@ -163,8 +167,8 @@ def _check_recording(path, count, bag_start_ns):
 def test_record_outputs_while_playing(sample_bag, graph, ros_env, tmp_path):
     node, executor = graph
     out = tmp_path / 'outputs'
-    player = _player(ros_env, sample_bag, '--rate', 2, '--delay', 0.5, '--record', out,
-                     '--record-topics', 'action_chunk', 'value', '--tail', 1.0,
+    player = _player(ros_env, sample_bag, '--rate', 2, '--delay', 1.0, '--record', out,
+                     '--record-topics', 'action_chunk', 'value', '--tail', 2.0,
                      '--record-storage', 'sqlite3')
     info = bags.read_info(sample_bag)
     try:
@@ -182,10 +186,12 @@ def test_signal_ends_the_player_cleanly_and_keeps_the_recording(
         sample_bag, graph, ros_env, tmp_path, signum):
     node, executor = graph
     out = tmp_path / 'outputs'
-    player = _player(ros_env, sample_bag, '--loop', '--delay', 0.2, '--record', out)
+    # A 0.3 s window looped: the chunks, 0.25 s apart, arrive in different passes.
+    player = _player(ros_env, sample_bag, '--loop', '--end', 0.3, '--delay', 0.2,
+                     '--record', out)
     info = bags.read_info(sample_bag)
     try:
-        _publish_chunks(node, executor, 3, info.start_ns)
+        _publish_chunks(node, executor, 3, info.start_ns, spacing=0.25)
         _spin_until(executor, lambda: False, 0.5)  # let the recorder take them
         assert player.poll() is None, 'the looping player ended by itself'
         player.send_signal(signum)
@@ -194,6 +200,8 @@ def test_signal_ends_the_player_cleanly_and_keeps_the_recording(
     assert code == 0, output
     assert 'interrupted' in output
     _check_recording(out, 3, info.start_ns)
+    log_ns = [item.stamp_ns for item in bags.read_messages(out, ['/action_chunk'], raw=True)]
+    assert log_ns[-1] - log_ns[0] > 300 * MS  # bag time unwrapped across the passes
 
 
 def test_bag_errors_stop_the_player_before_ros_starts(sample_bag, ros_env, tmp_path):
