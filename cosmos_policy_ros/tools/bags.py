@@ -239,8 +239,9 @@ def _is_latched(connections):
 class BagReader:
     """Reads a rosbag2 bag (directory, .mcap or .db3). Use as a context manager.
 
-    typestore: deserializes messages (default: ``make_typestore()``). Types it lacks, or whose
-    hash differs from the one the bag recorded, are read with the bag's embedded definitions.
+    typestore: deserializes messages (default: ``make_typestore()``, or the plain ROS 2 store if
+    the msg files cannot be found). Types it lacks, or whose hash differs from the one the bag
+    recorded, are read with the bag's embedded definitions.
     """
 
     def __init__(self, path, typestore=None):
@@ -254,7 +255,7 @@ class BagReader:
     # --- opening ---
     def open(self):
         if self._typestore is None:
-            self._typestore = make_typestore()
+            self._typestore = reader_typestore()
         try:
             reader = Reader(self._open_path)
             reader.open()
@@ -438,12 +439,15 @@ def window_ns(info, start_s=None, end_s=None):
 
 def read_info(path):
     """BagInfo of the bag at `path` (topics, counts, types, times)."""
-    with BagReader(path, typestore=_typestore_for_info()) as bag:
+    with BagReader(path) as bag:
         return bag.info
 
 
-def _typestore_for_info():
-    # Listing topics needs no message types; avoid failing when no msg files are found.
+def reader_typestore():
+    """``make_typestore()``, or the plain ROS 2 store when the msg files cannot be found.
+
+    Enough for reading: bags embed the definitions of this package's messages.
+    """
     try:
         return make_typestore()
     except BagError:

@@ -309,6 +309,12 @@ class Player:
         topics = list(self.config.topics) if self.config.topics is not None else sorted(
             info.topics)
         self.bag.check_topics(topics)
+        if self.config.clock and CLOCK_TOPIC in topics:
+            if self.config.topics is not None:
+                raise BagError(f'bag {self.bag.path} has its own {CLOCK_TOPIC}: play it with '
+                               f'--no-clock, or leave it out of --topics')
+            topics.remove(CLOCK_TOPIC)  # the player publishes /clock itself
+            self.log(f'not replaying the recorded {CLOCK_TOPIC}: the player publishes it')
         self.bag.check_topics(list(self.config.remaps))
         self.bag.check_topics(list(self.config.latch))
         self.topics = topics

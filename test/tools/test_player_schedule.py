@@ -125,3 +125,44 @@ def test_remaps_and_config_validation():
     with pytest.raises(ValueError, match='`record_topics`'):
         PlayConfig(bag='x', record='out', record_topics=())
     assert PlayConfig(bag='x', rate=math.inf).rate == math.inf
+
+
+def _bag_with_clock(path):
+    from cosmos_policy_ros.tools import bags
+    store = bags.make_typestore()
+    with bags.BagWriter(path, typestore=store) as bag:
+        bag.add_topic('/clock', 'rosgraph_msgs/msg/Clock')
+        bag.add_topic('/task', 'std_msgs/msg/String', latched=True)
+        bag.add_topic('/note', 'std_msgs/msg/String')
+        for i in range(10):
+            bag.write('/clock', T0 + i * 100 * MS, store.types['rosgraph_msgs/msg/Clock'](
+                clock=bags.ns_to_stamp(T0 + i * 100 * MS, store)))
+            bag.write('/note', T0 + i * 100 * MS, store.types['std_msgs/msg/String'](data=str(i)))
+        bag.write('/task', T0 + 50 * MS, store.types['std_msgs/msg/String'](data='first'))
+        bag.write('/task', T0 + 250 * MS, store.types['std_msgs/msg/String'](data='second'))
+    return path
+
+
+def test_plan_drops_a_recorded_clock_and_carries_latched_messages(tmp_path):
+    import io
+
+    from cosmos_policy_ros.tools.bags import BagError
+    from cosmos_policy_ros.tools.player import Player
+    path = _bag_with_clock(tmp_path / 'bag')
+    out = io.StringIO()
+    player = Player(PlayConfig(bag=str(path), start=0.4, end=0.75), out=out, err=io.StringIO())
+    try:
+        assert player.topics == ['/note', '/task']  # the player publishes /clock itself
+        assert 'not replaying the recorded /clock' in out.getvalue()
+        assert player.window == (T0 + 400 * MS, T0 + 750 * MS)
+        assert player.latched == {'/task'}
+        # The last /task before the window (0.25 s) is published at its start.
+        assert {t: m.stamp_ns - T0 for t, m in player.carried.items()} == {'/task': 250 * MS}
+    finally:
+        player.close()
+    with pytest.raises(BagError, match='--no-clock'):
+        Player(PlayConfig(bag=str(path), topics=('/clock',)), out=io.StringIO())
+    player = Player(PlayConfig(bag=str(path), clock=False), out=io.StringIO())
+    assert player.topics == ['/clock', '/note', '/task'] and player.carried == {}
+    assert player.count == 22
+    player.close()
