@@ -39,6 +39,7 @@ CLOCK_PERIOD_NS = 10_000_000  # /clock every 10 ms of bag time between messages 
 RECORD_DEPTH = 100
 PROGRESS_PERIOD_S = 0.5
 FLUSH_TIMEOUT_S = 5.0  # wall seconds to wait for reliable subscribers at the end
+DISCOVERY_PERIOD_S = 0.2  # how often the recorder looks for new publishers
 # Types of the node's outputs, for record topics that have not been seen on the graph yet.
 KNOWN_OUTPUT_TYPES = {
     'action_chunk': 'cosmos_policy_ros/msg/ActionChunk',
@@ -97,8 +98,6 @@ class PlayConfig:
                              f'Got {self.record_storage!r}.')
         if self.record is not None and not self.record_topics:
             raise ValueError('`record_topics` must name at least one topic to record.')
-        if self.loop and self.record is not None:
-            pass  # allowed: the recording then spans every loop (log times jump back)
         object.__setattr__(self, 'remaps', dict(self.remaps))
         if self.topics is not None:
             object.__setattr__(self, 'topics', tuple(self.topics))
@@ -239,39 +238,60 @@ class Recorder:
                                 typestore=make_typestore())
         self.writer.open()
         self.pending = [node.resolve_topic_name(topic) for topic in config.record_topics]
-        self.subscriptions = []
+        self.subscriptions = {}  # topic -> (subscription, message class, best_effort)
+        self._next_check = -math.inf
         self.discover()
 
-    def discover(self):
-        """Subscribe to every record topic whose type is known (graph or KNOWN_OUTPUT_TYPES)."""
-        if not self.pending:
+    def discover(self, *, final=False):
+        """Subscribe to the record topics that have publishers (their type, their reliability).
+
+        final: also subscribe, reliable, to topics without publishers yet whose type is known
+        (KNOWN_OUTPUT_TYPES); called when playback starts, so no output is missed. A reliable
+        subscription is remade best effort when a best-effort publisher shows up later. Looks at
+        the graph at most every DISCOVERY_PERIOD_S unless final.
+        """
+        now = time.monotonic()
+        if not final and now < self._next_check:
             return
-        graph = dict(self.node.get_topic_names_and_types())
+        self._next_check = now + DISCOVERY_PERIOD_S
+        graph = dict(self.node.get_topic_names_and_types()) if self.pending else {}
         for topic in list(self.pending):
             types = graph.get(topic, [])
-            msgtype = types[0] if len(types) == 1 else KNOWN_OUTPUT_TYPES.get(
-                topic.rsplit('/', 1)[-1])
+            if len(types) == 1 and self.node.count_publishers(topic):
+                msgtype = types[0]
+            elif final:
+                msgtype = KNOWN_OUTPUT_TYPES.get(topic.rsplit('/', 1)[-1])
+            else:
+                msgtype = None
             if msgtype is None:
                 continue
-            self._subscribe(topic, msgtype)
+            self.writer.add_topic(topic, msgtype)
+            self._subscribe(topic, message_class(msgtype, topic))
+            self.log(f'recording {topic} ({msgtype})')
             self.pending.remove(topic)
+        for topic, (subscription, cls, best_effort) in list(self.subscriptions.items()):
+            if not best_effort and self._best_effort_publishers(topic):
+                self.node.destroy_subscription(subscription)
+                self._subscribe(topic, cls)
+                self.log(f'recording {topic} best effort, as its publisher offers')
 
-    def _subscribe(self, topic, msgtype):
+    def _best_effort_publishers(self, topic):
+        from rclpy.qos import ReliabilityPolicy
+        return any(info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                   for info in self.node.get_publishers_info_by_topic(topic))
+
+    def _subscribe(self, topic, cls):
+        """A raw subscription to `topic`: best effort if a publisher is, else reliable."""
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        cls = message_class(msgtype, topic)
-        self.writer.add_topic(topic, msgtype)
-        reliability = ReliabilityPolicy.RELIABLE
-        for info in self.node.get_publishers_info_by_topic(topic):
-            if info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT:
-                reliability = ReliabilityPolicy.BEST_EFFORT  # match best-effort publishers
-        qos = QoSProfile(depth=RECORD_DEPTH, reliability=reliability)
+        best_effort = self._best_effort_publishers(topic)
+        qos = QoSProfile(depth=RECORD_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT
+                         if best_effort else ReliabilityPolicy.RELIABLE)
 
         def store(data, topic=topic):
             self.writer.write_raw(topic, self.now_ns(), data)
 
-        self.subscriptions.append(
-            self.node.create_subscription(cls, topic, store, qos, raw=True))
-        self.log(f'recording {topic} ({msgtype})')
+        subscription = self.node.create_subscription(cls, topic, store, qos, raw=True)
+        self.subscriptions[topic] = (subscription, cls, best_effort)
 
     def close(self):
         for topic in self.pending:
@@ -479,6 +499,8 @@ class Player:
         self.spin_for(self.config.delay)
         if self.config.wait_for_subscribers:
             self.wait_for_subscribers()
+        if self.recorder is not None:
+            self.recorder.discover(final=True)
         started = self.clock()
         loops = 0
         while self.context.ok():

@@ -130,12 +130,14 @@ def _chunk(index, stamp_ns):
     return chunk
 
 
-def _publish_chunks(node, executor, count, first_stamp_ns, spacing=0.05):
+def _publish_chunks(node, executor, count, first_stamp_ns, spacing=0.05, values=None):
+    """Publish `count` chunks and values once the recorder subscribed; False if it never did."""
     from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
     publisher = node.create_publisher(ActionChunk, 'action_chunk', 10)
-    values = node.create_publisher(ValueEstimate, 'value', 10)
-    assert _spin_until(executor, lambda: publisher.get_subscription_count() > 0
-                       and values.get_subscription_count() > 0, 30), 'the recorder never came'
+    values = values or node.create_publisher(ValueEstimate, 'value', 10)
+    if not _spin_until(executor, lambda: publisher.get_subscription_count() > 0
+                       and values.get_subscription_count() > 0, 30):
+        return False
     # Matching is not symmetric in time: give the recorder's side a moment to match us too.
     _spin_until(executor, lambda: False, 0.5)
     for index in range(count):
@@ -143,6 +145,7 @@ def _publish_chunks(node, executor, count, first_stamp_ns, spacing=0.05):
         value = ValueEstimate(value=0.1 * index, model_id=f'test-{index}')
         values.publish(value)
         _spin_until(executor, lambda: False, spacing)
+    return True
 
 
 def _check_recording(path, count, bag_start_ns):
@@ -165,18 +168,31 @@ def _check_recording(path, count, bag_start_ns):
 
 
 def test_record_outputs_while_playing(sample_bag, graph, ros_env, tmp_path):
+    from rclpy.qos import qos_profile_sensor_data
+    from rosgraph_msgs.msg import Clock
+
+    from cosmos_policy_ros.msg import ValueEstimate
     node, executor = graph
+    clock = []
+    node.create_subscription(Clock, '/clock', clock.append, 10)
     out = tmp_path / 'outputs'
-    player = _player(ros_env, sample_bag, '--rate', 2, '--delay', 1.0, '--record', out,
+    player = _player(ros_env, sample_bag, '--delay', 0.5, '--record', out,
                      '--record-topics', 'action_chunk', 'value', '--tail', 2.0,
                      '--record-storage', 'sqlite3')
     info = bags.read_info(sample_bag)
     try:
-        _publish_chunks(node, executor, 5, info.start_ns)
+        # No `value` publisher when playback starts: the recorder subscribes to it reliable.
+        # Then a best-effort one appears (a reliable subscription cannot match it): the recorder
+        # must switch to best effort.
+        playing = _spin_until(executor, lambda: bool(clock), 30)  # the first /clock
+        values = node.create_publisher(ValueEstimate, 'value', qos_profile_sensor_data)
+        subscribed = _publish_chunks(node, executor, 5, info.start_ns, values=values)
         _spin_until(executor, lambda: player.poll() is not None, 40)
     finally:
         code, output = _finish(player)
+    assert playing and subscribed, 'the player never played or never subscribed:\n' + output
     assert code == 0, output
+    assert 'recording /value best effort, as its publisher offers' in output
     assert 'recorded /action_chunk 5, /value 5' in output
     _check_recording(out, 5, info.start_ns)
 
@@ -191,12 +207,14 @@ def test_signal_ends_the_player_cleanly_and_keeps_the_recording(
                      '--record', out)
     info = bags.read_info(sample_bag)
     try:
-        _publish_chunks(node, executor, 3, info.start_ns, spacing=0.25)
+        subscribed = _publish_chunks(node, executor, 3, info.start_ns, spacing=0.25)
         _spin_until(executor, lambda: False, 0.5)  # let the recorder take them
-        assert player.poll() is None, 'the looping player ended by itself'
+        running = player.poll() is None
         player.send_signal(signum)
     finally:
         code, output = _finish(player)
+    assert subscribed, 'the recorder never subscribed:\n' + output
+    assert running, 'the looping player ended by itself:\n' + output
     assert code == 0, output
     assert 'interrupted' in output
     _check_recording(out, 3, info.start_ns)
