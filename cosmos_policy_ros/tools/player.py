@@ -506,9 +506,9 @@ class Player:
         while self.context.ok():
             self.play_once()
             loops += 1
-            self.loop_offset_ns += self.window[1] - self.window[0]
             if not self.config.loop:
                 break
+            self.loop_offset_ns += self.window[1] - self.window[0]  # the next pass continues
         unacknowledged = self.flush(FLUSH_TIMEOUT_S) if self.context.ok() else []
         elapsed = self.clock() - started
         if unacknowledged:

@@ -131,13 +131,16 @@ def _chunk(index, stamp_ns):
 
 
 def _publish_chunks(node, executor, count, first_stamp_ns, spacing=0.05, values=None):
-    """Publish `count` chunks and values once the recorder subscribed; False if it never did."""
+    """Publish `count` chunks and values once the recorder subscribed.
+
+    Returns the two publishers, or None when the recorder never subscribed.
+    """
     from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
     publisher = node.create_publisher(ActionChunk, 'action_chunk', 10)
     values = values or node.create_publisher(ValueEstimate, 'value', 10)
     if not _spin_until(executor, lambda: publisher.get_subscription_count() > 0
                        and values.get_subscription_count() > 0, 30):
-        return False
+        return None
     # Matching is not symmetric in time: give the recorder's side a moment to match us too.
     _spin_until(executor, lambda: False, 0.5)
     for index in range(count):
@@ -145,10 +148,10 @@ def _publish_chunks(node, executor, count, first_stamp_ns, spacing=0.05, values=
         value = ValueEstimate(value=0.1 * index, model_id=f'test-{index}')
         values.publish(value)
         _spin_until(executor, lambda: False, spacing)
-    return True
+    return publisher, values
 
 
-def _check_recording(path, count, bag_start_ns):
+def _check_recording(path, count, bag_start_ns, bag_end_ns=None):
     info = bags.read_info(path)
     assert info.topics['/action_chunk'].msgtype == 'cosmos_policy_ros/msg/ActionChunk'
     assert info.topics['/action_chunk'].count == count
@@ -165,6 +168,7 @@ def _check_recording(path, count, bag_start_ns):
         assert math.isclose(message.value, 0.1 * index, rel_tol=1e-6)
         assert list(message.action_names) == list(se.EE_ACTION_NAMES)
         assert item.stamp_ns >= bag_start_ns  # log time = bag time at arrival
+        assert bag_end_ns is None or item.stamp_ns <= bag_end_ns
 
 
 # The test's best-effort publisher meets the recorder's first, reliable subscription: rclpy
@@ -190,14 +194,23 @@ def test_record_outputs_while_playing(sample_bag, graph, ros_env, tmp_path):
         playing = _spin_until(executor, lambda: bool(clock), 30)  # the first /clock
         values = node.create_publisher(ValueEstimate, 'value', qos_profile_sensor_data)
         subscribed = _publish_chunks(node, executor, 5, info.start_ns, values=values)
+        # One more after the last message, in the tail: logged at the last bag time.
+        ended = _spin_until(
+            executor, lambda: clock and bags.stamp_to_ns(clock[-1].clock) == info.end_ns, 30)
+        if subscribed and ended:
+            subscribed[0].publish(_chunk(5, info.end_ns))
+            subscribed[1].publish(ValueEstimate(value=0.5, model_id='test-5'))
         _spin_until(executor, lambda: player.poll() is not None, 40)
     finally:
         code, output = _finish(player)
     assert playing and subscribed, 'the player never played or never subscribed:\n' + output
+    assert ended, 'the player never reached the end of the bag:\n' + output
     assert code == 0, output
     assert 'recording /value best effort, as its publisher offers' in output
-    assert 'recorded /action_chunk 5, /value 5' in output
-    _check_recording(out, 5, info.start_ns)
+    assert 'recorded /action_chunk 6, /value 6' in output
+    _check_recording(out, 6, info.start_ns, info.end_ns)
+    tail = list(bags.read_messages(out, ['/action_chunk', '/value'], raw=True))[-2:]
+    assert [item.stamp_ns for item in tail] == [info.end_ns] * 2
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
