@@ -1,0 +1,180 @@
+"""`cosmos-policy-replay`: replay recorded episodes through a Cosmos Policy node.
+
+    cosmos-policy-replay info BAG
+    cosmos-policy-replay make-sample OUT [--preset aloha] [--storage mcap] [--compressed] ...
+    cosmos-policy-replay play BAG [--rate 2] [--remap FROM:=TO ...] [--record OUT] ...
+
+Each subcommand is one `add_<name>_parser(subparsers)` function that declares its arguments
+and sets `handler` to a `run_<name>(args) -> exit code` function; add a new subcommand (e.g.
+`eval`) by writing such a pair and listing the adder in SUBCOMMANDS. Errors in inputs (bags,
+topics, options) print one `error: ...` line and exit with code 2; SIGINT/SIGTERM during
+`play` exit cleanly with code 0.
+"""
+import argparse
+import math
+import os
+import sys
+
+from cosmos_policy_ros.tools.bags import BagError
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number of seconds: {text!r}') from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0 seconds, got {text!r}')
+    return value
+
+
+def _positive(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a number: {text!r}') from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'must be > 0, got {text!r}')
+    return value
+
+
+# --- info --------------------------------------------------------------------------------------
+def add_info_parser(subparsers):
+    parser = subparsers.add_parser(
+        'info', help='list the topics, types and message counts of a bag',
+        description='List the topics, types and message counts of a rosbag2 bag (directory, '
+                    '.mcap or .db3), like `ros2 bag info`.')
+    parser.add_argument('bag', help='bag directory or storage file')
+    parser.set_defaults(handler=run_info)
+
+
+def run_info(args):
+    from cosmos_policy_ros.tools.bags import read_info
+    print(read_info(args.bag).format())
+    return 0
+
+
+# --- make-sample -------------------------------------------------------------------------------
+def add_make_sample_parser(subparsers):
+    from cosmos_policy_ros.tools.sample_episode import EpisodeConfig, ROBOTS
+    defaults = EpisodeConfig()
+    parser = subparsers.add_parser(
+        'make-sample', help='write a small synthetic episode bag',
+        description='Write a small synthetic episode (cameras of the layout preset, joint '
+                    'states, recorded demonstrator actions, task) as a rosbag2 bag. The same '
+                    'arguments give a byte-identical bag.')
+    parser.add_argument('out', help='output bag directory (must not exist)')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
+    parser.add_argument('--preset', choices=sorted(ROBOTS), default=defaults.preset,
+                        help='layout preset: cameras, joints and action space')
+    parser.add_argument('--duration', type=_positive, default=defaults.duration,
+                        metavar='S', help='episode length in seconds')
+    parser.add_argument('--camera-rate', type=_positive, default=defaults.camera_rate,
+                        metavar='HZ', help='image rate per camera')
+    parser.add_argument('--joint-rate', type=_positive, default=defaults.joint_rate,
+                        metavar='HZ', help='joint state (and end-effector pose) rate')
+    parser.add_argument('--action-rate', type=_positive, default=None, metavar='HZ',
+                        help="recorded action rate (default: the preset robot's control rate)")
+    parser.add_argument('--image-size', type=int, default=defaults.image_size, metavar='PX')
+    parser.add_argument('--seed', type=int, default=defaults.seed, metavar='N')
+    parser.add_argument('--compressed', action='store_true',
+                        help='JPEG sensor_msgs/CompressedImage on /<camera>/image_raw/compressed')
+    parser.add_argument('--compression', choices=('zstd', 'none'), default='zstd',
+                        help='bag compression (mcap: chunks, sqlite3: per message)')
+    parser.set_defaults(handler=run_make_sample)
+
+
+def run_make_sample(args):
+    from cosmos_policy_ros.tools.bags import bag_size
+    from cosmos_policy_ros.tools.sample_episode import EpisodeConfig, make_sample
+    config = EpisodeConfig(preset=args.preset, duration=args.duration,
+                           camera_rate=args.camera_rate, joint_rate=args.joint_rate,
+                           action_rate=args.action_rate, image_size=args.image_size,
+                           seed=args.seed, compressed=args.compressed)
+    info = make_sample(args.out, config, storage=args.storage, compression=args.compression)
+    print(info.format())
+    print(f'size:      {bag_size(args.out) / 1e6:.2f} MB')
+    return 0
+
+
+# --- play --------------------------------------------------------------------------------------
+def add_play_parser(subparsers):
+    parser = subparsers.add_parser(
+        'play', help='publish a bag on the ROS graph with /clock, optionally recording outputs',
+        description='Publish the messages of a bag on their topics at real time (or a rate '
+                    'factor) with /clock = bag time, so a node with use_sim_time:=true runs as '
+                    "on the robot. Optionally record the node's outputs into a new bag.")
+    parser.add_argument('bag', help='bag directory or storage file')
+    parser.add_argument('--rate', type=_positive, default=1.0, metavar='F',
+                        help='bag seconds per wall second (2: twice as fast; inf: no pacing)')
+    parser.add_argument('--start', type=_seconds, default=None, metavar='S',
+                        help='start at S seconds after the first message')
+    parser.add_argument('--end', type=_seconds, default=None, metavar='S',
+                        help='stop before S seconds after the first message')
+    parser.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO',
+                        help='publish bag topic FROM on topic TO')
+    parser.add_argument('--topics', nargs='+', default=None, metavar='TOPIC',
+                        help='publish only these bag topics (default: all)')
+    parser.add_argument('--latch', nargs='+', default=[], metavar='TOPIC',
+                        help='also publish these topics transient-local (latched)')
+    parser.add_argument('--loop', action='store_true', help='play the window again and again')
+    parser.add_argument('--no-clock', action='store_true', help='do not publish /clock')
+    parser.add_argument('--delay', type=_seconds, default=1.0, metavar='S',
+                        help='wait S seconds after creating the publishers (discovery)')
+    parser.add_argument('--wait-for-subscribers', action='store_true',
+                        help='then also wait until every played topic has a subscriber')
+    parser.add_argument('--record', default=None, metavar='OUT',
+                        help="record the node's outputs into a new bag OUT")
+    parser.add_argument('--record-topics', nargs='+', default=['action_chunk', 'value'],
+                        metavar='TOPIC', help='topics to record (default: action_chunk value)')
+    parser.add_argument('--record-storage', choices=('mcap', 'sqlite3'), default='mcap')
+    parser.add_argument('--tail', type=_seconds, default=2.0, metavar='S',
+                        help='keep recording S seconds after the last message')
+    parser.set_defaults(handler=run_play)
+
+
+def run_play(args):
+    from cosmos_policy_ros.tools.player import parse_remaps, play, PlayConfig
+    config = PlayConfig(
+        bag=args.bag, rate=args.rate, start=args.start, end=args.end,
+        remaps=parse_remaps(args.remap), topics=args.topics, loop=args.loop,
+        clock=not args.no_clock, latch=tuple(args.latch), delay=args.delay,
+        wait_for_subscribers=args.wait_for_subscribers, record=args.record,
+        record_topics=tuple(args.record_topics), record_storage=args.record_storage,
+        tail=args.tail)
+    return play(config)
+
+
+# --- entry point -------------------------------------------------------------------------------
+SUBCOMMANDS = (add_info_parser, add_make_sample_parser, add_play_parser)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='cosmos-policy-replay',
+        description='Replay recorded episodes through a Cosmos Policy node and inspect bags.')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Console script entry point; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (BagError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # outside `play` (e.g. while writing a sample)
+        print('interrupted', file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `cosmos-policy-replay info BAG | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""A small synthetic episode for replay tests and demos, written as a rosbag2 bag.
+
+Deterministic for a seed (the same arguments give a byte-identical bag). For a layout preset
+(``cosmos_policy_ros.layout.PRESETS``) the bag holds:
+
+    /<camera>/image_raw             sensor_msgs/Image rgb8 per layout camera (moving shapes), or
+    /<camera>/image_raw/compressed  sensor_msgs/CompressedImage jpeg with `compressed`
+    /joint_states                   sensor_msgs/JointState: smooth sinusoidal trajectories
+    /eef_pose                       geometry_msgs/PoseStamped (LIBERO/RoboCasa only)
+    /recorded_actions               the demonstrator's actions:
+                                      ALOHA: sensor_msgs/JointState, the commanded positions =
+                                        the joint trajectory one control period ahead
+                                      LIBERO/RoboCasa: std_msgs/Float64MultiArray, 7-d
+                                        end-effector deltas (EE_ACTION_NAMES)
+    /task                           std_msgs/String, once at the start, latched
+
+Header stamps equal the log times and start at START_NS (2023-11-14, non-zero on purpose).
+"""
+from dataclasses import dataclass, field
+import io
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+from cosmos_policy_ros.layout import LatentLayout, PRESETS
+from cosmos_policy_ros.tools.bags import (
+    BagError, BagWriter, make_typestore, ns_to_stamp, read_info)
+
+START_NS = 1_700_000_000 * 1_000_000_000
+TASK_TOPIC = '/task'
+JOINT_TOPIC = '/joint_states'
+EEF_TOPIC = '/eef_pose'
+ACTION_TOPIC = '/recorded_actions'
+EEF_FRAME = 'base_link'
+EE_ACTION_NAMES = ('dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper')
+JPEG_FORMAT = 'rgb8; jpeg compressed bgr8'  # image_transport's format string
+JPEG_QUALITY = 90
+FINGER_OPEN_WIDTH = 0.08  # metres between the fingers of a Panda gripper, fully open
+
+_ALOHA_JOINTS = ('waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate',
+                 'gripper')
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    """The robot behind a layout preset: joints, action space, control rate and task."""
+
+    joint_names: Tuple[str, ...]
+    action_kind: str  # 'joint_position' (ALOHA) or 'eef_delta' (LIBERO, RoboCasa)
+    control_rate: float  # Hz of the recorded actions
+    task: str
+
+    @property
+    def has_eef_pose(self):
+        return self.action_kind == 'eef_delta'
+
+    @property
+    def action_names(self):
+        return self.joint_names if self.action_kind == 'joint_position' else EE_ACTION_NAMES
+
+
+ROBOTS = {
+    # ALOHA: two 6-DoF ViperX arms with grippers; the policy runs at 25 Hz (reference §7).
+    'aloha': RobotSpec(tuple(f'{side}_{joint}' for side in ('left', 'right')
+                             for joint in _ALOHA_JOINTS),
+                       'joint_position', 25.0, 'put the red cube into the bowl'),
+    # LIBERO and RoboCasa: a Panda arm; proprio = finger qpos (2) + eef pose (3 + 4).
+    'libero': RobotSpec(('panda_finger_joint1', 'panda_finger_joint2'), 'eef_delta', 20.0,
+                        'put the black bowl on the plate'),
+    'robocasa': RobotSpec(('panda_finger_joint1', 'panda_finger_joint2'), 'eef_delta', 20.0,
+                          'open the microwave door'),
+}
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """What `make-sample` generates. Rates in Hz, duration in seconds."""
+
+    preset: str = 'aloha'
+    duration: float = 10.0
+    camera_rate: float = 10.0
+    joint_rate: float = 50.0
+    action_rate: Optional[float] = None  # the preset robot's control rate when None
+    image_size: int = 224
+    seed: int = 0
+    compressed: bool = False
+    start_ns: int = START_NS
+
+    def __post_init__(self):
+        if self.preset not in ROBOTS:
+            raise ValueError(f'`preset` must be one of {sorted(ROBOTS)}. Got {self.preset!r}.')
+        for name in ('duration', 'camera_rate', 'joint_rate'):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f'`{name}` must be a positive number. Got {value!r}.')
+        if self.action_rate is not None and not (
+                isinstance(self.action_rate, (int, float)) and math.isfinite(self.action_rate)
+                and self.action_rate > 0):
+            raise ValueError(f'`action_rate` must be a positive number. Got {self.action_rate!r}.')
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or not (
+                16 <= self.image_size <= 1024):
+            raise ValueError(f'`image_size` must be an integer in [16, 1024]. '
+                             f'Got {self.image_size!r}.')
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
+                0 <= self.seed < 2**32):
+            raise ValueError(f'`seed` must be an integer in [0, 2**32). Got {self.seed!r}.')
+        if isinstance(self.start_ns, bool) or not isinstance(self.start_ns, int) or (
+                self.start_ns <= 0):
+            raise ValueError(f'`start_ns` must be a positive integer. Got {self.start_ns!r}.')
+
+    @property
+    def robot(self):
+        return ROBOTS[self.preset]
+
+    @property
+    def layout(self):
+        return PRESETS[self.preset]
+
+    @property
+    def control_rate(self):
+        return self.action_rate if self.action_rate is not None else self.robot.control_rate
+
+
+def camera_topic(camera, compressed=False):
+    """Topic of a camera in the sample bag, e.g. '/primary/image_raw'."""
+    return f'/{camera}/image_raw' + ('/compressed' if compressed else '')
+
+
+def sample_stamps(start_ns, rate, duration):
+    """(N,) int64 stamps start_ns + round(i * 1e9 / rate) for every i with i / rate < duration."""
+    count = int(math.ceil(duration * rate - 1e-9))
+    index = np.arange(count, dtype=np.int64)
+    return start_ns + np.round(index * (1e9 / rate)).astype(np.int64)
+
+
+# --- trajectories (pure functions of time) ----------------------------------------------------
+@dataclass(frozen=True)
+class Sinusoids:
+    """x_j(t) = center_j + sum_h amplitude_jh * sin(2 pi frequency_jh t + phase_jh)."""
+
+    center: np.ndarray     # (J,)
+    amplitude: np.ndarray  # (J, H)
+    frequency: np.ndarray  # (J, H) Hz
+    phase: np.ndarray      # (J, H) rad
+
+    def value(self, t):
+        """(N,) seconds -> (N, J) values."""
+        angle = 2 * np.pi * self.frequency[None] * t[:, None, None] + self.phase[None]  # (N,J,H)
+        return self.center[None] + np.sum(self.amplitude[None] * np.sin(angle), axis=2)
+
+    def derivative(self, t):
+        """(N,) seconds -> (N, J) time derivatives."""
+        omega = 2 * np.pi * self.frequency
+        angle = omega[None] * t[:, None, None] + self.phase[None]  # (N, J, H)
+        return np.sum((self.amplitude * omega)[None] * np.cos(angle), axis=2)
+
+
+def _sinusoids(rng, center, amplitude, frequency, harmonics=2):
+    count = len(center)
+    return Sinusoids(
+        center=np.asarray(center, dtype=np.float64),
+        amplitude=rng.uniform(*amplitude, size=(count, harmonics)) / harmonics,
+        frequency=rng.uniform(*frequency, size=(count, harmonics)),
+        phase=rng.uniform(0, 2 * np.pi, size=(count, harmonics)))
+
+
+def quaternion_multiply(a, b):
+    """Hamilton product of (..., 4) quaternions in ROS (x, y, z, w) order."""
+    ax, ay, az, aw = np.moveaxis(a, -1, 0)
+    bx, by, bz, bw = np.moveaxis(b, -1, 0)
+    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz], axis=-1)
+
+
+def quaternion_from_rpy(roll, pitch, yaw):
+    """(N,) fixed-axis roll, pitch, yaw (R = Rz(yaw) Ry(pitch) Rx(roll)) -> (N, 4) x, y, z, w."""
+    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
+    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
+    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
+    return np.stack([sr * cp * cy - cr * sp * sy,
+                     cr * sp * cy + sr * cp * sy,
+                     cr * cp * sy - sr * sp * cy,
+                     cr * cp * cy + sr * sp * sy], axis=-1)
+
+
+def rotation_vector(q):
+    """(N, 4) unit quaternions (x, y, z, w) -> (N, 3) axis * angle, angle in [0, pi]."""
+    q = q * np.where(q[:, 3:4] < 0, -1.0, 1.0)  # the same rotation with w >= 0
+    xyz = q[:, :3]
+    sin_half = np.linalg.norm(xyz, axis=1)
+    angle = 2 * np.arctan2(sin_half, q[:, 3])
+    # angle / sin(angle / 2) -> 2 as the angle -> 0.
+    scale = np.where(sin_half > 1e-12, angle / np.maximum(sin_half, 1e-300), 2.0)
+    return xyz * scale[:, None]
+
+
+@dataclass(frozen=True)
+class Motion:
+    """The robot's trajectory as functions of time in seconds since the episode start."""
+
+    robot: RobotSpec
+    joints: Sinusoids                # ALOHA joints, or the finger width (J = 1) for a Panda
+    eef_position: Optional[Sinusoids]     # (3,) metres in EEF_FRAME
+    eef_angles: Optional[Sinusoids]       # (3,) roll, pitch, yaw offsets from pointing down
+
+    def joint_state(self, t):
+        """(N,) -> positions (N, J), velocities (N, J) in the robot's joint order."""
+        if self.robot.action_kind == 'joint_position':
+            return self.joints.value(t), self.joints.derivative(t)
+        width, speed = self.joints.value(t), self.joints.derivative(t)  # (N, 1)
+        # Panda fingers move symmetrically: finger1 = +w/2, finger2 = -w/2 (robosuite qpos).
+        return (np.concatenate([width / 2, -width / 2], axis=1),
+                np.concatenate([speed / 2, -speed / 2], axis=1))
+
+    def finger_width(self, t):
+        return self.joints.value(t)[:, 0]
+
+    def eef_pose(self, t):
+        """(N,) -> positions (N, 3), orientations (N, 4) as x, y, z, w (unit norm)."""
+        angles = self.eef_angles.value(t)  # (N, 3)
+        down = np.array([1.0, 0.0, 0.0, 0.0])  # rotation by pi about x: the gripper points down
+        offset = quaternion_from_rpy(angles[:, 0], angles[:, 1], angles[:, 2])
+        return self.eef_position.value(t), quaternion_multiply(offset, down[None])
+
+    def actions(self, t, period):
+        """(N,) action times, control period in s -> (N, d) recorded demonstrator actions.
+
+        joint_position: the joint positions commanded for one period ahead, q(t + period).
+        eef_delta: [p(t+T) - p(t), rotation vector of R(t+T) R(t)^T (base frame), gripper],
+        gripper -1 (open) or +1 (close) for the finger width at t + T below half open.
+        """
+        if self.robot.action_kind == 'joint_position':
+            return self.joints.value(t + period)
+        position, orientation = self.eef_pose(t)
+        position_next, orientation_next = self.eef_pose(t + period)
+        inverse = orientation * np.array([-1.0, -1.0, -1.0, 1.0])  # conjugate of a unit quat
+        relative = quaternion_multiply(orientation_next, inverse)  # R(t+T) R(t)^T
+        closing = self.finger_width(t + period) < FINGER_OPEN_WIDTH / 2
+        gripper = np.where(closing, 1.0, -1.0)[:, None]
+        return np.concatenate([position_next - position, rotation_vector(relative), gripper],
+                              axis=1)
+
+
+def make_motion(robot, rng):
+    """Random smooth trajectories for `robot` (frequencies 0.05-0.3 Hz)."""
+    if robot.action_kind == 'joint_position':
+        count = len(robot.joint_names)
+        center = rng.uniform(-0.6, 0.6, size=count)
+        grippers = [i for i, name in enumerate(robot.joint_names) if name.endswith('gripper')]
+        center[grippers] = 0.5  # normalized gripper position, 0 closed .. 1 open
+        joints = _sinusoids(rng, center, (0.2, 0.6), (0.05, 0.3))
+        return Motion(robot, joints, None, None)
+    half = FINGER_OPEN_WIDTH / 2
+    # One harmonic of amplitude half about half: the width stays in [0, FINGER_OPEN_WIDTH].
+    width = Sinusoids(center=np.array([half]), amplitude=np.array([[half]]),
+                      frequency=rng.uniform(0.12, 0.2, size=(1, 1)),
+                      phase=rng.uniform(0, 2 * np.pi, size=(1, 1)))
+    position = _sinusoids(rng, [0.45, 0.0, 0.25], (0.05, 0.15), (0.05, 0.25))
+    angles = _sinusoids(rng, [0.0, 0.0, 0.0], (0.1, 0.4), (0.05, 0.2))
+    return Motion(robot, width, position, angles)
+
+
+# --- images ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CameraScene:
+    """Coloured shapes moving smoothly over a gradient, different for every camera."""
+
+    background: np.ndarray  # (3,) RGB in [0, 1]
+    kinds: Tuple[str, ...]  # 'circle', 'square' or 'diamond' per shape
+    colors: np.ndarray      # (S, 3) RGB in [0, 1]
+    radii: np.ndarray       # (S,) fraction of the image size
+    paths: Sinusoids        # (2S,) centre x and y of each shape, fraction of the image size
+
+    def render(self, t, size):
+        """Image at time t seconds: (size, size, 3) uint8 RGB."""
+        axis = (np.arange(size) + 0.5) / size
+        y, x = axis[:, None], axis[None, :]  # (H, 1), (1, W)
+        shade = 0.55 + 0.45 * y  # vertical gradient
+        image = np.broadcast_to(self.background * shade[..., None], (size, size, 3)).copy()
+        centers = self.paths.value(np.array([t]))[0].reshape(-1, 2)  # (2S,) -> (S, 2)
+        for kind, color, radius, (cx, cy) in zip(self.kinds, self.colors, self.radii, centers):
+            dx, dy = x - cx, y - cy  # (1, W), (H, 1)
+            if kind == 'circle':
+                mask = dx * dx + dy * dy < radius * radius
+            elif kind == 'square':
+                mask = (np.abs(dx) < radius) & (np.abs(dy) < radius)
+            else:
+                mask = np.abs(dx) + np.abs(dy) < radius * 1.3
+            image[mask] = color
+        return np.round(image * 255).astype(np.uint8)
+
+
+def make_scene(rng, index):
+    """The scene of the camera at position `index` of the layout."""
+    kinds = ('circle', 'square', 'diamond')
+    count = 3
+    hue = (index * 0.37 + rng.uniform(0, 0.1)) % 1.0
+    background = 0.25 + 0.5 * np.array([0.5 + 0.5 * math.cos(2 * math.pi * (hue + k / 3))
+                                        for k in range(3)])
+    centers = rng.uniform(0.3, 0.7, size=2 * count)
+    return CameraScene(
+        background=background,
+        kinds=tuple(kinds[(index + k) % 3] for k in range(count)),
+        colors=rng.uniform(0.0, 1.0, size=(count, 3)),
+        radii=rng.uniform(0.06, 0.14, size=count),
+        paths=_sinusoids(rng, centers, (0.15, 0.35), (0.05, 0.3)))
+
+
+def encode_jpeg(image, quality=JPEG_QUALITY):
+    """(H, W, 3) uint8 RGB -> JPEG bytes (Pillow, deterministic for the same input)."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(image, 'RGB').save(buffer, format='JPEG', quality=quality)
+    return buffer.getvalue()
+
+
+# --- the episode -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Episode:
+    """A generated episode: stamps (int64 ns) and arrays; images are rendered on demand."""
+
+    config: EpisodeConfig
+    motion: Motion
+    scenes: Tuple[CameraScene, ...]  # one per layout camera, in layout order
+    camera_stamps_ns: np.ndarray     # (F,)
+    joint_stamps_ns: np.ndarray      # (J,)
+    action_stamps_ns: np.ndarray     # (A,)
+    cameras: Tuple[str, ...] = field(default=())
+
+    def seconds(self, stamps_ns):
+        return (np.asarray(stamps_ns) - self.config.start_ns) / 1e9
+
+    def image(self, camera, frame):
+        """Frame `frame` of `camera`: (S, S, 3) uint8 RGB."""
+        scene = self.scenes[self.cameras.index(camera)]
+        return scene.render(self.seconds(self.camera_stamps_ns[frame]), self.config.image_size)
+
+    def joint_state(self):
+        """positions (J, n), velocities (J, n) at joint_stamps_ns."""
+        return self.motion.joint_state(self.seconds(self.joint_stamps_ns))
+
+    def eef_pose(self):
+        """positions (J, 3), orientations (J, 4) x, y, z, w at joint_stamps_ns (eef robots)."""
+        return self.motion.eef_pose(self.seconds(self.joint_stamps_ns))
+
+    def actions(self):
+        """(A, d) recorded actions at action_stamps_ns, columns named by action_names."""
+        return self.motion.actions(self.seconds(self.action_stamps_ns),
+                                   1.0 / self.config.control_rate)
+
+    @property
+    def action_names(self):
+        return self.config.robot.action_names
+
+    def topics(self):
+        """topic -> message type, in the order the bag declares them."""
+        image_type = ('sensor_msgs/msg/CompressedImage' if self.config.compressed
+                      else 'sensor_msgs/msg/Image')
+        topics = {TASK_TOPIC: 'std_msgs/msg/String'}
+        for camera in self.cameras:
+            topics[camera_topic(camera, self.config.compressed)] = image_type
+        topics[JOINT_TOPIC] = 'sensor_msgs/msg/JointState'
+        if self.config.robot.has_eef_pose:
+            topics[EEF_TOPIC] = 'geometry_msgs/msg/PoseStamped'
+        topics[ACTION_TOPIC] = ('sensor_msgs/msg/JointState'
+                                if self.config.robot.action_kind == 'joint_position'
+                                else 'std_msgs/msg/Float64MultiArray')
+        return topics
+
+
+def make_episode(config):
+    """Generate the episode of `config` (numpy RandomState(seed): deterministic)."""
+    rng = np.random.RandomState(config.seed)
+    layout = LatentLayout.preset(config.preset)
+    motion = make_motion(config.robot, rng)
+    scenes = tuple(make_scene(rng, index) for index in range(layout.num_cameras))
+    return Episode(
+        config=config, motion=motion, scenes=scenes, cameras=layout.cameras,
+        camera_stamps_ns=sample_stamps(config.start_ns, config.camera_rate, config.duration),
+        joint_stamps_ns=sample_stamps(config.start_ns, config.joint_rate, config.duration),
+        action_stamps_ns=sample_stamps(config.start_ns, config.control_rate, config.duration))
+
+
+def episode_messages(episode, typestore):
+    """Yield (topic, stamp_ns, message) of `episode` in log-time order (typestore messages)."""
+    types = typestore.types
+    header_type = types['std_msgs/msg/Header']
+
+    def header(stamp_ns, frame_id=''):
+        return header_type(stamp=ns_to_stamp(stamp_ns, typestore), frame_id=frame_id)
+
+    config = episode.config
+    events = [(episode.config.start_ns, 0, 'task', 0)]
+    events += [(int(s), 1 + c, 'camera', (c, i)) for i, s in enumerate(episode.camera_stamps_ns)
+               for c in range(len(episode.cameras))]
+    offset = 1 + len(episode.cameras)
+    events += [(int(s), offset, 'joint', i) for i, s in enumerate(episode.joint_stamps_ns)]
+    events += [(int(s), offset + 1, 'action', i) for i, s in enumerate(episode.action_stamps_ns)]
+    events.sort(key=lambda event: (event[0], event[1]))
+
+    positions, velocities = episode.joint_state()
+    if config.robot.has_eef_pose:
+        eef_position, eef_orientation = episode.eef_pose()
+    actions = episode.actions()
+    names = list(config.robot.joint_names)
+    topics = episode.topics()
+    for stamp_ns, _, kind, index in events:
+        if kind == 'task':
+            yield TASK_TOPIC, stamp_ns, types['std_msgs/msg/String'](data=config.robot.task)
+        elif kind == 'camera':
+            camera_index, frame = index
+            camera = episode.cameras[camera_index]
+            image = episode.image(camera, frame)
+            frame_header = header(stamp_ns, f'{camera}_optical_frame')
+            if config.compressed:
+                message = types['sensor_msgs/msg/CompressedImage'](
+                    header=frame_header, format=JPEG_FORMAT,
+                    data=np.frombuffer(encode_jpeg(image), dtype=np.uint8))
+            else:
+                height, width, channels = image.shape
+                message = types['sensor_msgs/msg/Image'](
+                    header=frame_header, height=height, width=width, encoding='rgb8',
+                    is_bigendian=0, step=width * channels, data=image.reshape(-1))  # (H*W*3,)
+            yield camera_topic(camera, config.compressed), stamp_ns, message
+        elif kind == 'joint':
+            yield JOINT_TOPIC, stamp_ns, types['sensor_msgs/msg/JointState'](
+                header=header(stamp_ns), name=names, position=positions[index],
+                velocity=velocities[index], effort=np.zeros(0))
+            if config.robot.has_eef_pose:
+                position = types['geometry_msgs/msg/Point'](*eef_position[index])
+                orientation = types['geometry_msgs/msg/Quaternion'](*eef_orientation[index])
+                yield EEF_TOPIC, stamp_ns, types['geometry_msgs/msg/PoseStamped'](
+                    header=header(stamp_ns, EEF_FRAME),
+                    pose=types['geometry_msgs/msg/Pose'](position=position,
+                                                         orientation=orientation))
+        elif topics[ACTION_TOPIC] == 'sensor_msgs/msg/JointState':
+            yield ACTION_TOPIC, stamp_ns, types['sensor_msgs/msg/JointState'](
+                header=header(stamp_ns), name=names, position=actions[index],
+                velocity=np.zeros(0), effort=np.zeros(0))
+        else:
+            dim = types['std_msgs/msg/MultiArrayDimension'](
+                label='action', size=actions.shape[1], stride=actions.shape[1])
+            layout = types['std_msgs/msg/MultiArrayLayout'](dim=[dim], data_offset=0)
+            yield ACTION_TOPIC, stamp_ns, types['std_msgs/msg/Float64MultiArray'](
+                layout=layout, data=actions[index])
+
+
+def write_episode(episode, path, *, storage='mcap', compression='zstd', typestore=None):
+    """Write `episode` as a new bag at `path`; returns its BagInfo.
+
+    compression: 'zstd' (mcap: chunk compression; sqlite3: per-message, as `ros2 bag record
+    --compression-mode message` writes) or 'none'.
+    """
+    typestore = typestore if typestore is not None else make_typestore()
+    with BagWriter(path, storage=storage, typestore=typestore,
+                   compression=compression) as bag:
+        for topic, msgtype in episode.topics().items():
+            bag.add_topic(topic, msgtype, latched=topic == TASK_TOPIC)
+        for topic, stamp_ns, message in episode_messages(episode, typestore):
+            bag.write(topic, stamp_ns, message)
+    return read_info(path)
+
+
+def make_sample(path, config=None, *, storage='mcap', compression='zstd'):
+    """Generate and write the sample episode of `config` (default EpisodeConfig()) to `path`."""
+    config = config if config is not None else EpisodeConfig()
+    if storage not in ('mcap', 'sqlite3'):
+        raise BagError(f'`storage` must be mcap or sqlite3. Got {storage!r}.')
+    return write_episode(make_episode(config), path, storage=storage, compression=compression)
