@@ -27,6 +27,7 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
         ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
+        ('share/' + PACKAGE + '/msg', glob('msg/*.msg')),
     ],
     python_requires='>=3.10',
     install_requires=['numpy', 'pyyaml', 'pillow'],
