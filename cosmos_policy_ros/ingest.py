@@ -5,7 +5,7 @@ exactly this code, so a bag gives the same observations, the same seeds and the 
 both:
 
 * ``input_streams(config)``: one InputStream per camera and proprio source (topic, message
-  type, the conversion of its message to a payload);
+  type, the conversion of its message to a payload); ``make_sync_buffer(config)``;
 * ``InputStream.ingest(msg, buffer)``: header stamp, conversion, hand-off to the sync buffer;
   returns '' or the reason the message was dropped;
 * ``replan_due(now_ns, executing, config)``: whether a tick may start a new chunk.
@@ -20,7 +20,7 @@ from typing import Callable, Optional, Tuple
 from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionError,
                                            image_to_rgb, joint_state_values, pose_values,
                                            stamp_to_ns)
-from cosmos_policy_ros.sync import ZERO_STAMP
+from cosmos_policy_ros.sync import SyncBuffer, ZERO_STAMP
 
 NS = 1_000_000_000
 BAG_LOOP_MARGIN_NS = NS  # a clock this far behind the executing chunk's stamp went back
@@ -74,6 +74,15 @@ def input_streams(config):
             streams.append(InputStream(source.name, source.topic,
                                        'geometry_msgs/msg/PoseStamped', convert))
     return streams
+
+
+def make_sync_buffer(config):
+    """The sync buffer of a NodeConfig: every input stream, anchored on the reference."""
+    capacity = {name: config.buffer_size for name in config.camera_names}
+    capacity.update({name: config.proprio_buffer_size for name in config.proprio_names})
+    return SyncBuffer(config.stream_names, config.reference, capacity=capacity,
+                      tolerance_ns=round(config.sync_tolerance * NS),
+                      max_age_ns=round(config.max_observation_age * NS))
 
 
 def replan_due(now_ns, executing: Optional[Tuple[int, int]], config):

@@ -16,6 +16,8 @@ import re
 
 import yaml
 
+from cosmos_policy_ros.safety import ChunkLimits
+
 DEFAULT_POLICY_FACTORY = 'cosmos_policy_ros.engine.policy:load_policy'
 ACTION_SPACES = ('ee_delta', 'joint_position')
 REPLAN_MODES = ('every_tick', 'steps_left')
@@ -298,6 +300,11 @@ class NodeConfig:
         5.0, 'Diagnostics ERROR when active and no chunk was published for this long; 0: off',
         unit='s', low=0.0, high=3600.0, runtime=True)
 
+    # --- offline evaluation ------------------------------------------------------------------
+    recorded_actions_topic: str = param(
+        '', 'Topic of the demonstrator actions in a bag (JointState or Float64MultiArray), '
+            'compared with the chunks by cosmos-policy-replay eval; the node ignores it')
+
     def __post_init__(self):
         _validate_fields(self)
         object.__setattr__(self, 'cameras', tuple(self.cameras))
@@ -377,6 +384,12 @@ class NodeConfig:
     def seed_for(self, stamp_ns):
         """Seed of the chunk computed from the observation with reference stamp `stamp_ns`."""
         return derive_seed(self.seed_mode, self.seed, stamp_ns)
+
+    def chunk_limits(self):
+        """The ChunkLimits the safety check applies to every chunk."""
+        return ChunkLimits(lower=self.action_lower_limits or None,
+                           upper=self.action_upper_limits or None, mode=self.limit_mode,
+                           max_first_step_jump=self.max_first_step_jump)
 
     def replace(self, **changes):
         """A validated copy with `changes` applied (raises ValueError naming the parameter)."""

@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
 from cosmos_policy_ros.conversions import future_point_indices
-from cosmos_policy_ros.ingest import replan_due
+from cosmos_policy_ros.ingest import make_sync_buffer, replan_due
 from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
 from cosmos_policy_ros.node_config import bind_layout, import_factory, NodeConfig
@@ -39,9 +39,9 @@ from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
 from cosmos_policy_ros.ros.inputs import InputStreams
 from cosmos_policy_ros.ros.worker import InferenceWorker
-from cosmos_policy_ros.safety import check_chunk, ChunkLimits
+from cosmos_policy_ros.safety import check_chunk
 from cosmos_policy_ros.stats import RateMeter, ReasonCounts, RollingWindow
-from cosmos_policy_ros.sync import current_proprio, observation_from_set, SyncBuffer
+from cosmos_policy_ros.sync import current_proprio, observation_from_set
 
 NODE_NAME = 'cosmos_policy'
 NS = 1_000_000_000
@@ -67,12 +67,6 @@ def _output_qos(config):
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=config.output_depth,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
-
-
-def _limits(config):
-    return ChunkLimits(lower=config.action_lower_limits or None,
-                       upper=config.action_upper_limits or None, mode=config.limit_mode,
-                       max_first_step_jump=config.max_first_step_jump)
 
 
 class PolicyNode(LifecycleNode):
@@ -200,15 +194,11 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self._config, self._binding, self._policy = config, binding, policy
             self._layout = policy.layout
-            self._limits = _limits(config)
+            self._limits = config.chunk_limits()
             self._task = config.task
             self._reset_stats()
             self._warmup_latencies = latencies
-            capacity = {name: config.buffer_size for name in config.camera_names}
-            capacity.update({name: config.proprio_buffer_size for name in config.proprio_names})
-            self._sync = SyncBuffer(config.stream_names, config.reference, capacity=capacity,
-                                    tolerance_ns=round(config.sync_tolerance * NS),
-                                    max_age_ns=round(config.max_observation_age * NS))
+            self._sync = make_sync_buffer(config)
         self._worker = InferenceWorker(self._run_job, self._worker_error)
         self._create_publishers(config)
         self._inputs = InputStreams(self, config, add=self._add_message,
@@ -471,7 +461,7 @@ class PolicyNode(LifecycleNode):
             if not changed:
                 return SetParametersResult(successful=True)
             binding = bind_layout(new, layout)
-            limits = _limits(new)
+            limits = new.chunk_limits()
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         with self._lock:
