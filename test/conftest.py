@@ -11,6 +11,9 @@ os.environ.pop('ROS_LOCALHOST_ONLY', None)
 os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 # Subprocesses started from the checkout import the installed package, not the source tree.
 os.environ['PYTHONSAFEPATH'] = '1'
+# One intra-op thread per process (set before torch is imported): test processes, nodes and
+# players share 2 cores, and oversubscribed OpenMP makes torch 10x slower, not faster.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 
 def _has_cuda():

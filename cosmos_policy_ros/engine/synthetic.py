@@ -37,15 +37,16 @@ SIZES = {'tiny': ('tiny', 'tiny'), 'small': ('small', 'tiny')}
 SIZES_DIT = {dit for dit, _ in SIZES.values()}
 SIZES_VAE = {vae for _, vae in SIZES.values()}
 CHECKPOINT_FORMATS = ('pt', 'dcp')
-# Released repository names (nvidia/Cosmos-Policy-<name>-Predict2-2B) and sample instructions.
+# Released repository names (nvidia/Cosmos-Policy-<name>-Predict2-2B) and sample instructions
+# (the first is the task of the synthetic sample episode, tools/sample_episode.py).
 SUITES = {
-    'libero': ('LIBERO', ('put the bowl on the plate',
+    'libero': ('LIBERO', ('put the black bowl on the plate', 'put the bowl on the plate',
                           'open the top drawer and put the bowl inside',
                           'pick up the alphabet soup and place it in the basket')),
     'robocasa': ('RoboCasa', ('open the microwave door',
                               'pick the apple from the counter and place it in the sink',
                               'turn on the sink faucet')),
-    'aloha': ('ALOHA', ('put the candy in the bowl',
+    'aloha': ('ALOHA', ('put the red cube into the bowl', 'put the candy in the bowl',
                         'fold the shirt',
                         'put the items in the pot')),
 }

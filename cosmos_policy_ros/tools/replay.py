@@ -3,6 +3,7 @@
     cosmos-policy-replay info BAG
     cosmos-policy-replay make-sample OUT [--preset aloha] [--storage mcap] [--compressed] ...
     cosmos-policy-replay play BAG [--rate 2] [--remap FROM:=TO ...] [--record OUT] ...
+    cosmos-policy-replay eval BAG --config config/aloha.yaml --model /models/aloha [--out DIR]
 
 Each subcommand is one `add_<name>_parser(subparsers)` function that declares its arguments
 and sets `handler` to a `run_<name>(args) -> exit code` function; add a new subcommand (e.g.
@@ -145,8 +146,103 @@ def run_play(args):
     return play(config)
 
 
+# --- eval --------------------------------------------------------------------------------------
+def add_eval_parser(subparsers):
+    parser = subparsers.add_parser(
+        'eval', help='run a bag through the policy offline (no ROS graph): chunks, metrics, plots',
+        description='Feed a bag through the same conversions, sync buffer, replanning and '
+                    'safety rules the node uses, run the policy at the control rate on bag '
+                    'time (deterministic seeds), and write the chunks as a bag, per-tick CSVs, '
+                    'metrics against the recorded actions, and PNG plots.')
+    parser.add_argument('bag', help='bag directory or storage file')
+    parser.add_argument('--config', required=True,
+                        help="the node's parameter file (e.g. config/aloha.yaml)")
+    parser.add_argument('--model', default=None, help='model directory (overrides model_path)')
+    parser.add_argument('--out', default=None,
+                        help='output directory (default: <bag>_eval next to the bag)')
+    parser.add_argument('--ticks', choices=('control', 'observations'), default='control',
+                        help="control: the node's control loop at `rate`; observations: one "
+                             'chunk per reference-camera frame (for parity checks)')
+    parser.add_argument('--start', type=_seconds, default=None, metavar='S',
+                        help='start at S seconds after the first message')
+    parser.add_argument('--end', type=_seconds, default=None, metavar='S',
+                        help='stop before S seconds after the first message')
+    parser.add_argument('--recorded-actions', default=None, metavar='TOPIC',
+                        help='demonstrator actions topic (default: recorded_actions_topic of '
+                             'the config)')
+    parser.add_argument('--device', default=None, help="override the config's device")
+    parser.add_argument('--dtype', default=None, help="override the config's dtype")
+    parser.add_argument('--param', '-p', nargs='+', default=[], metavar='NAME:=VALUE',
+                        help='override node parameters (YAML values), e.g. rate:=2.0')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
+                        help='storage of the output chunk bag')
+    parser.add_argument('--no-plots', action='store_true', help='skip the PNG plots')
+    parser.set_defaults(handler=run_eval)
+
+
+def parse_overrides(items):
+    """NAME:=VALUE strings -> {name: YAML-parsed value}."""
+    import yaml
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition(':=')
+        if not sep or not name:
+            raise ValueError(f'parameter override {item!r} is not NAME:=VALUE.')
+        overrides[name] = yaml.safe_load(value)
+    return overrides
+
+
+def run_eval(args):
+    from cosmos_policy_ros.node_config import import_factory, load_parameter_file
+    from cosmos_policy_ros.tools.evaluate import evaluate
+    overrides = parse_overrides(args.param)
+    for name in ('model', 'device', 'dtype'):
+        if getattr(args, name) is not None:
+            overrides['model_path' if name == 'model' else name] = getattr(args, name)
+    config = load_parameter_file(args.config, overrides=overrides)
+    out = args.out or str(args.bag).rstrip('/') + '_eval'
+    print(f'loading the policy: {config.policy_factory}({config.model_path!r}, '
+          f'device={config.device!r}, dtype={config.dtype!r})')
+    policy = import_factory(config.policy_factory)(config.model_path, device=config.device,
+                                                   dtype=config.dtype)
+    try:
+        report = evaluate(args.bag, policy, config, out, tick_mode=args.ticks,
+                          start_s=args.start, end_s=args.end,
+                          recorded_actions_topic=args.recorded_actions, storage=args.storage,
+                          plots=not args.no_plots)
+    except KeyboardInterrupt:
+        print(f'interrupted: the results so far are in {out} (metrics.json says incomplete)',
+              file=sys.stderr)
+        return 130
+    print(format_report(report))
+    errors = [tick for tick in report.ticks if tick.status == 'inference_error']
+    if errors and not report.chunks:
+        print(f'error: every inference failed; the first: {errors[0].detail}', file=sys.stderr)
+        return 2
+    return 0
+
+
+def format_report(report):
+    """A few lines summarizing an EvalReport for the terminal."""
+    summary = report.summary
+    lines = [f'{summary["ticks"]} ticks, {summary["chunks"]} chunks '
+             f'({", ".join(f"{k}: {v}" for k, v in summary["ticks_by_status"].items())})']
+    if summary.get('latency_s', {}).get('count'):
+        latency = summary['latency_s']
+        lines.append(f'latency: mean {latency["mean"]:.3f} s, p95 {latency["p95"]:.3f} s, '
+                     f'max {latency["max"]:.3f} s')
+    if summary.get('value', {}).get('count'):
+        lines.append(f'value: mean {summary["value"]["mean"]:.3f}')
+    actions = summary.get('actions', {})
+    if 'mae_mean' in actions:
+        lines.append(f'actions vs recorded: MAE {actions["mae_mean"]:.4f}, RMSE '
+                     f'{actions["rmse_mean"]:.4f} over {actions["compared_actions"]} actions')
+    lines += [f'{name:12s} {path}' for name, path in report.files.items()]
+    return '\n'.join(lines)
+
+
 # --- entry point -------------------------------------------------------------------------------
-SUBCOMMANDS = (add_info_parser, add_make_sample_parser, add_play_parser)
+SUBCOMMANDS = (add_info_parser, add_make_sample_parser, add_play_parser, add_eval_parser)
 
 
 def build_parser():

@@ -1,0 +1,415 @@
+"""Offline evaluation: a recorded episode through the node's rules and the policy, no ROS graph.
+
+The bag's messages go, in log-time order, through exactly what the node runs on live topics
+(``cosmos_policy_ros.ingest``: conversions, the sync buffer, the replanning rule;
+``NodeConfig.seed_for``; the chunk safety check), and the control loop ticks on bag time
+(= the ROS clock of a node replaying the bag with use_sim_time). Inference takes no bag time
+here, so every tick whose observation is ready gets a chunk; the latency is still measured.
+
+Tick modes:
+* ``control``: ticks at the configured `rate` with the node's replanning rule (what the robot
+  would have executed);
+* ``observations``: one chunk per reference-stream message (ticked `sync_tolerance` after its
+  stamp, when every stream within tolerance has arrived). Every chunk a live node publishes
+  for this bag is among these, with the same values: the parity check compares them.
+
+Outputs (in one directory): ``chunks/`` (rosbag2: ActionChunk on /action_chunk, ValueEstimate on
+/value), ``ticks.csv`` (every tick and why it did or did not give a chunk), ``chunks.csv``
+(per chunk: value, latency, error), ``metrics.json`` (summary), and PNG plots. Results are
+written also when the run stops early (an error or Ctrl-C), marked incomplete.
+"""
+from collections import Counter
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+import time
+from typing import Mapping, Optional, Tuple
+
+import numpy as np
+
+from cosmos_policy_ros.ingest import input_streams, make_sync_buffer, replan_due
+from cosmos_policy_ros.node_config import bind_layout
+from cosmos_policy_ros.safety import check_chunk
+from cosmos_policy_ros.sync import current_proprio, observation_from_set
+from cosmos_policy_ros.tools import metrics
+from cosmos_policy_ros.tools.bags import (action_stream_arrays, BagError, BagReader,
+                                          BagWriter, make_typestore, ns_to_stamp)
+
+NS = 1_000_000_000
+TICK_MODES = ('control', 'observations')
+CHUNK = 'chunk'  # status of a tick that produced a chunk
+CHUNK_TOPIC, VALUE_TOPIC = '/action_chunk', '/value'
+
+
+def absolute_topic(topic):
+    """A node topic as it appears in a bag recorded in the root namespace."""
+    return topic if topic.startswith('/') else '/' + topic
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One control tick: a chunk, or the reason there was none."""
+
+    time_ns: int                      # bag time of the tick
+    status: str                       # CHUNK or a skip/rejection reason
+    detail: str = ''
+    reference_ns: Optional[int] = None  # reference stamp of the observation used
+    stamps: Mapping[str, int] = field(default_factory=dict)
+    seed: Optional[int] = None
+    actions: Optional[np.ndarray] = None  # (K, d) float32, after the safety check
+    value: float = math.nan
+    candidate_values: Tuple[float, ...] = ()
+    selected: int = 0
+    latency_s: float = math.nan
+    num_steps: int = 0
+
+
+class OfflineNode:
+    """The node's input handling, control tick and publish checks, driven by bag time.
+
+    policy: a Policy; config: the NodeConfig the node would run with. clock: wall clock for
+    latencies (an argument, so tests can fake it).
+    """
+
+    def __init__(self, policy, config, *, clock=time.perf_counter):
+        self.policy = policy
+        self.config = config
+        self.binding = bind_layout(config, policy.layout)
+        self.streams = {absolute_topic(s.topic): s for s in input_streams(config)}
+        self.buffer = make_sync_buffer(config)
+        self.limits = config.chunk_limits()
+        self.task = config.task
+        self.executing = None  # (reference stamp, executed steps) of the last chunk
+        self.received = Counter()  # stream -> messages
+        self.dropped = Counter()  # (stream, reason) -> messages
+        self._clock = clock
+        self._reset_pending = False
+
+    def feed(self, topic, message):
+        """One input message (topic as in the bag); returns its drop reason or ''."""
+        stream = self.streams[topic]
+        self.received[stream.name] += 1
+        reason, _ = stream.ingest(message, self.buffer)
+        if reason:
+            self.dropped[(stream.name, reason)] += 1
+        return reason
+
+    def set_task(self, text):
+        if text != self.task:
+            self.task = text
+            self._reset_pending = True
+
+    def tick(self, now_ns, *, replan=True):
+        """The node's control tick at bag time `now_ns` (inference takes no bag time)."""
+        config = self.config
+        if not self.task:
+            return Tick(now_ns, 'no_task', 'no task in the bag or the configuration')
+        if replan and not replan_due(now_ns, self.executing, config):
+            return Tick(now_ns, 'chunk_executing')
+        result = self.buffer.query(now_ns)
+        if not result.ok:
+            return Tick(now_ns, result.reason, result.detail)
+        reference_ns = result.reference_stamp_ns
+        seed = config.seed_for(reference_ns)
+        observation = observation_from_set(result, config.camera_names, config.proprio_names,
+                                           instruction=self.task, seed=seed)
+        self.buffer.mark_used(reference_ns)
+        if self._reset_pending:
+            self.policy.reset()
+            self._reset_pending = False
+        start = self._clock()
+        stamps = dict(result.stamps)
+        try:
+            output = self.policy.infer(observation, num_steps=config.num_denoising_steps,
+                                       num_candidates=config.num_candidates)
+        except Exception as error:  # caught at the boundary, as the node does
+            return Tick(now_ns, 'inference_error', f'{type(error).__name__}: {error}',
+                        reference_ns=reference_ns, stamps=stamps, seed=seed)
+        latency = self._clock() - start
+        base = dict(time_ns=now_ns, reference_ns=reference_ns, stamps=stamps, seed=output.seed,
+                    value=float(output.value), latency_s=latency, num_steps=output.num_steps,
+                    candidate_values=tuple(output.candidate_values),
+                    selected=output.selected_candidate)
+        current = None
+        if self.binding.jump_indices and config.max_first_step_jump > 0:
+            proprio = current_proprio(self.buffer, config.proprio_names)
+            if proprio is None:
+                return Tick(status='jump', detail='no current joint positions', **base)
+            current = proprio[list(self.binding.jump_indices)]
+        age = (now_ns - min(stamps.values())) / NS
+        if age > config.max_publish_age:
+            return Tick(status='stale_at_publish', detail=f'observation {age:.3f} s old',
+                        **base)
+        verdict = check_chunk(output.actions, self.limits, horizon=self.binding.horizon,
+                              action_dim=len(self.binding.action_names), value=output.value,
+                              current=current, names=self.binding.action_names)
+        if not verdict.ok:
+            return Tick(status=verdict.reason, detail=verdict.detail, **base)
+        self.executing = (reference_ns, self.binding.execute_steps)
+        return Tick(status=CHUNK, actions=np.asarray(verdict.actions, np.float32), **base)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    out_dir: Path
+    ticks: Tuple[Tick, ...]
+    summary: Mapping
+    complete: bool
+    files: Mapping[str, Path]
+
+    @property
+    def chunks(self):
+        return tuple(tick for tick in self.ticks if tick.status == CHUNK)
+
+
+def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None, end_s=None,
+             recorded_actions_topic=None, storage='mcap', plots=True, progress=None,
+             clock=time.perf_counter):
+    """Run the bag through `policy` as the node would and write the results to `out_dir`.
+
+    recorded_actions_topic: bag topic with the demonstrator actions (default: the config's
+    recorded_actions_topic; none: no error metrics). progress: show a progress bar (None: only
+    on a terminal). Returns an EvalReport. On an error or KeyboardInterrupt the results so far
+    are written (marked incomplete) before the exception propagates.
+    """
+    if tick_mode not in TICK_MODES:
+        raise ValueError(f'tick mode must be one of {list(TICK_MODES)}. Got {tick_mode!r}.')
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f'output directory {out_dir} is not empty; choose another --out.')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    node = OfflineNode(policy, config, clock=clock)
+    actions_topic = recorded_actions_topic or config.recorded_actions_topic or None
+    actions_topic = absolute_topic(actions_topic) if actions_topic else None
+    task_topic = absolute_topic(config.task_topic)
+    period_ns = round(NS / config.rate)
+    tolerance_ns = round(config.sync_tolerance * NS)
+    ticks, recorded, error = [], [], None
+    typestore = make_typestore()
+    with BagReader(bag) as reader:
+        info = reader.info
+        _check_topics(info, node.streams, actions_topic)
+        start_ns, end_ns = reader.window_ns(start_s, end_s)
+        start_ns = info.start_ns if start_ns is None else start_ns
+        end_ns = info.end_ns + 1 if end_ns is None else end_ns
+        wanted = [*node.streams, *([actions_topic] if actions_topic else [])]
+        wanted += [task_topic] if task_topic in info.topics else []
+        bar = _progress_bar(progress, (end_ns - start_ns) / NS)
+        with BagWriter(out_dir / 'chunks', storage=storage, typestore=typestore) as writer:
+            writer.add_topic(CHUNK_TOPIC, 'cosmos_policy_ros/msg/ActionChunk')
+            writer.add_topic(VALUE_TOPIC, 'cosmos_policy_ros/msg/ValueEstimate')
+            pending = [start_ns + period_ns] if tick_mode == 'control' else []
+
+            def run_ticks(until_ns):
+                # Ticks strictly before `until_ns`: a tick sees every message logged up to
+                # and including its own time.
+                while pending and pending[0] < until_ns:
+                    now = pending.pop(0)
+                    tick = node.tick(now, replan=tick_mode == 'control')
+                    ticks.append(tick)
+                    if tick.status == CHUNK:
+                        _write_chunk(writer, typestore, tick, node, policy.model_id)
+                    if tick_mode == 'control':
+                        pending.append(now + period_ns)
+
+            try:
+                # The latched task recorded before the window still applies in it.
+                if task_topic in info.topics:
+                    for item in reader.messages([task_topic], end_ns=start_ns):
+                        node.set_task(item.message.data)
+                last_ns = start_ns
+                for item in reader.messages(wanted, start_ns=start_ns, end_ns=end_ns):
+                    run_ticks(item.stamp_ns)
+                    if item.topic == task_topic:
+                        node.set_task(item.message.data)
+                    elif item.topic == actions_topic:
+                        recorded.append(item)
+                    else:
+                        node.feed(item.topic, item.message)
+                        stream = node.streams[item.topic]
+                        if tick_mode == 'observations' and stream.name == config.reference:
+                            stamp = _header_ns(item.message)
+                            if stamp > 0:
+                                pending.append(stamp + tolerance_ns)
+                                pending.sort()
+                    if bar is not None:
+                        bar.update((item.stamp_ns - last_ns) / NS)
+                    last_ns = item.stamp_ns
+                run_ticks(end_ns if tick_mode == 'control' else max(pending, default=0) + 1)
+            except (Exception, KeyboardInterrupt) as raised:
+                error = raised
+            finally:
+                if bar is not None:
+                    bar.close()
+    summary, files = _write_results(out_dir, ticks, node, recorded, config, policy,
+                                    plots=plots, error=error, origin_ns=start_ns)
+    report = EvalReport(out_dir, tuple(ticks), summary, error is None, files)
+    if error is not None:
+        raise error
+    return report
+
+
+def compare_chunks(reference, other, *, atol=1e-5, rtol=1e-5):
+    """Compare two chunk sets by observation stamp (values, not bytes).
+
+    reference, other: ChunkArrays (tools.bags.chunk_arrays) or sequences of Tick. Returns
+    (matched stamps, stamps of `other` missing from `reference`, largest |difference|).
+    """
+    first, second = _by_stamp(reference), _by_stamp(other)
+    matched = sorted(set(first) & set(second))
+    missing = sorted(set(second) - set(first))
+    worst = 0.0
+    for stamp in matched:
+        a, b = first[stamp], second[stamp]
+        if a.shape != b.shape or not np.allclose(a, b, atol=atol, rtol=rtol):
+            worst = math.inf if a.shape != b.shape else max(worst, float(np.abs(a - b).max()))
+        else:
+            worst = max(worst, float(np.abs(a - b).max()))
+    return matched, missing, worst
+
+
+def _by_stamp(chunks):
+    if hasattr(chunks, 'stamps_ns'):
+        return {int(s): np.asarray(a) for s, a in zip(chunks.stamps_ns, chunks.actions)}
+    return {tick.reference_ns: tick.actions for tick in chunks if tick.status == CHUNK}
+
+
+def _check_topics(info, streams, actions_topic):
+    available = sorted(info.topics)
+    for topic, stream in streams.items():
+        if topic not in info.topics:
+            raise BagError(f'bag {info.path} has no topic {topic} (input stream '
+                           f'{stream.name!r}); it has {available}. Set the topic in the '
+                           f'configuration (camera.<name>.topic, proprio.<name>.topic).')
+        if info.topics[topic].msgtype != stream.msg_type:
+            raise BagError(f'topic {topic} in bag {info.path} is '
+                           f'{info.topics[topic].msgtype}; the configuration reads '
+                           f'{stream.msg_type} there (input stream {stream.name!r}).')
+    if actions_topic is not None and actions_topic not in info.topics:
+        raise BagError(f'bag {info.path} has no recorded-actions topic {actions_topic}; it has '
+                       f'{available}.')
+
+
+def _header_ns(message):
+    stamp = message.header.stamp
+    return int(stamp.sec) * NS + int(stamp.nanosec)
+
+
+def _progress_bar(progress, total_s):
+    import sys
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=round(total_s, 3), unit='s', desc='evaluating (bag time)',
+                bar_format='{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s '
+                           '[{elapsed}<{remaining}]')
+
+
+def _write_chunk(writer, typestore, tick, node, model_id):
+    types = typestore.types
+    config, binding = node.config, node.binding
+    header = types['std_msgs/msg/Header'](stamp=ns_to_stamp(tick.reference_ns, typestore),
+                                          frame_id=config.frame_id)
+    names = config.stream_names
+    writer.write(CHUNK_TOPIC, tick.time_ns, types['cosmos_policy_ros/msg/ActionChunk'](
+        header=header, action_names=list(binding.action_names), horizon=binding.horizon,
+        action_dim=len(binding.action_names), step_period=config.step_period,
+        actions=tick.actions.reshape(-1),  # (K, d) -> (K*d,), row-major
+        value=np.float32(tick.value),
+        source_stamps=[ns_to_stamp(tick.stamps[name], typestore) for name in names],
+        source_names=list(names), seed=tick.seed, num_denoising_steps=tick.num_steps,
+        inference_time=np.float32(tick.latency_s), model_id=str(model_id)))
+    writer.write(VALUE_TOPIC, tick.time_ns, types['cosmos_policy_ros/msg/ValueEstimate'](
+        header=header, value=np.float32(tick.value),
+        candidate_values=np.asarray(tick.candidate_values, np.float32),
+        selected_candidate=tick.selected, model_id=str(model_id)))
+
+
+def _write_results(out_dir, ticks, node, recorded, config, policy, *, plots, error,
+                   origin_ns):
+    files = {'chunks': out_dir / 'chunks'}
+    chunks = [tick for tick in ticks if tick.status == CHUNK]
+    statuses = Counter(tick.status for tick in ticks)
+    summary = {
+        'complete': error is None,
+        'error': None if error is None else f'{type(error).__name__}: {error}',
+        'model_id': policy.model_id,
+        'ticks': len(ticks),
+        'chunks': len(chunks),
+        'ticks_by_status': dict(sorted(statuses.items())),
+        'received_by_stream': dict(sorted(node.received.items())),
+        'dropped_messages': {f'{stream}.{reason}': count
+                             for (stream, reason), count in sorted(node.dropped.items())},
+        'num_denoising_steps': config.num_denoising_steps,
+        'num_candidates': config.num_candidates,
+        'execute_steps': node.binding.execute_steps,
+    }
+    files['ticks'] = out_dir / 'ticks.csv'
+    metrics.write_csv(files['ticks'], {
+        'time_s': metrics.relative_seconds(np.array([t.time_ns for t in ticks], np.int64),
+                                           origin_ns),
+        'status': [t.status for t in ticks],
+        'reference_stamp_ns': [t.reference_ns if t.reference_ns is not None else ''
+                               for t in ticks],
+        'seed': [t.seed if t.seed is not None else '' for t in ticks],
+        'value': [t.value for t in ticks],
+        'latency_s': [t.latency_s for t in ticks],
+        'detail': [t.detail for t in ticks],
+    })
+    if chunks:
+        stamps = np.array([t.reference_ns for t in chunks], np.int64)
+        actions = np.stack([t.actions for t in chunks])  # (M, K, d)
+        values = np.array([t.value for t in chunks])
+        latencies = np.array([t.latency_s for t in chunks])
+        summary['value'] = metrics.value_statistics(values)
+        summary['latency_s'] = metrics.latency_statistics(latencies)
+        match = recorded_stream = None
+        if recorded:
+            names = node.binding.action_names if hasattr(recorded[0].message, 'position') else (
+                None)
+            recorded_stream = action_stream_arrays(recorded, names=names)[:2]
+            rec_stamps, rec_values = recorded_stream
+            if rec_values.shape[1] != actions.shape[2]:
+                summary['actions'] = {'error': f'the recorded actions have '
+                                               f'{rec_values.shape[1]} values, the chunks '
+                                               f'{actions.shape[2]}: not compared'}
+                recorded_stream = None
+            else:
+                match = metrics.match_actions(stamps, actions, config.step_period, rec_stamps,
+                                              rec_values, executed=node.binding.execute_steps)
+                summary['actions'] = metrics.summarize(
+                    match, action_names=node.binding.action_names)
+        files['chunks_csv'] = out_dir / 'chunks.csv'
+        if match is not None:
+            table = metrics.tick_table(stamps, match, values=values, latencies_s=latencies,
+                                       origin_ns=origin_ns)
+        else:
+            table = {'stamp_ns': stamps,
+                     'time_s': metrics.relative_seconds(stamps, origin_ns),
+                     'value': values, 'latency_s': latencies}
+        metrics.write_csv(files['chunks_csv'], table)
+        if plots:
+            files.update(_plots(out_dir, stamps, actions, values, latencies, recorded_stream,
+                                config, node, origin_ns))
+    files['metrics'] = out_dir / 'metrics.json'
+    metrics.write_json(files['metrics'], summary)
+    return summary, files
+
+
+def _plots(out_dir, stamps, actions, values, latencies, recorded_stream, config, node,
+           origin_ns):
+    from cosmos_policy_ros.tools import plots
+    files = {}
+    if recorded_stream is not None:
+        rec_stamps, rec_values = recorded_stream
+        files['actions_png'] = out_dir / 'actions.png'
+        plots.plot_actions(files['actions_png'], rec_stamps, rec_values, stamps, actions,
+                           config.step_period, executed=node.binding.execute_steps,
+                           action_names=node.binding.action_names, origin_ns=origin_ns)
+    files['value_png'] = out_dir / 'value.png'
+    plots.plot_value(files['value_png'], stamps, values, origin_ns=origin_ns)
+    files['latency_png'] = out_dir / 'latency.png'
+    plots.plot_latency_histogram(files['latency_png'], latencies)
+    return files
