@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main command: set-up (idempotent), then the end-to-end demo.
+# The main command: set-up (idempotent, see scripts/setup_env.sh), then the end-to-end demo:
+# a tiny stand-in model, a synthetic episode bag, policy_node fed by a live replay with /clock,
+# the offline evaluation of the same bag, and the check that both give the same chunks.
+# Outputs go to output/demo/. Extra arguments go to the demo (e.g. --duration 5).
 set -euo pipefail
 # shellcheck disable=SC1091
 . "$(cd "$(dirname "$0")" && pwd)/setup_env.sh"
 cd "$COSMOS_ROOT"
-echo "[demo] set-up done; the end-to-end demo is added by the node and replay work (issues 5, 6)."
+exec python -m cosmos_policy_ros.tools.demo "$@"
