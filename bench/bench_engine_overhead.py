@@ -35,7 +35,7 @@ def run(ctx):
     for steps in STEPS:
         variants[f'identity_pass_{steps}'] = run_pass(identity, steps)
         variants[f'dit_pass_{steps}'] = run_pass(net, steps)
-    medians = ctx.compare(variants)
+    medians = ctx.compare(variants, repetitions=2 * ctx.repetitions)
     forward = medians['dit_forward']
     fractions, measured = {}, {}
     for steps in STEPS:

@@ -13,9 +13,11 @@ The runner adds the machine, torch version, device, dtype, repetitions and timin
 
 Timing policy: ratios, not absolute speed. Variants that are compared run interleaved
 (A B A B ...) in one process, so load from other processes hits them alike, and each variant
-reports the median of its repetitions after warm-up calls.
+reports the median of its repetitions after warm-up calls (the fastest call is stored too, as
+``minimums_ms``). On the CPU the runner uses one torch thread by default: on a shared machine
+an operator split over several threads waits for the slowest one, which makes ratios noisy.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import datetime
 import json
 import os
@@ -41,6 +43,7 @@ class BenchContext:
     repetitions: int         # timed calls per variant
     warmup: int = 1          # untimed calls per variant first
     clock: Callable[[], float] = time.perf_counter
+    minimums: dict = field(default_factory=dict)  # fastest call per variant (ms), also stored
 
     @property
     def dtype(self):
@@ -69,6 +72,7 @@ class BenchContext:
                 fn()
                 self.synchronize()
                 samples[name].append((self.clock() - start) * 1e3)
+        self.minimums.update({name: min(values) for name, values in samples.items()})
         return {name: statistics.median(values) for name, values in samples.items()}
 
     def once(self, fn):
@@ -119,6 +123,7 @@ def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
         'repetitions': ctx.repetitions,
         'warmup': ctx.warmup,
         'timing': 'median of interleaved repetitions after warm-up, milliseconds',
+        'minimums_ms': dict(ctx.minimums),
         'measured_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
         'machine': machine_info(ctx.device),
     }

@@ -58,6 +58,9 @@ def parse_args(argv):
                         help='network dtype (default: bf16 on cuda, fp32 on cpu)')
     parser.add_argument('--repetitions', type=int, default=None,
                         help='timed calls per variant (default 3 quick, 5 full)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch CPU threads (default 1: stable ratios on a shared machine; '
+                             '0 keeps the torch default)')
     parser.add_argument('--out', type=Path, default=harness.RESULTS,
                         help=f'result directory (default {harness.RESULTS})')
     parser.add_argument('--list', action='store_true', help='list the benchmarks and exit')
@@ -82,6 +85,11 @@ def main(argv=None):
     if args.repetitions is not None and args.repetitions < 1:
         print(f'--repetitions must be >= 1, got {args.repetitions}', file=sys.stderr)
         return 2
+    if args.threads < 0:
+        print(f'--threads must be >= 0, got {args.threads}', file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ctx = harness.BenchContext(
         device=torch.device(args.device),
         dtype_name=args.dtype or ('bf16' if args.device == 'cuda' else 'fp32'),
@@ -92,6 +100,7 @@ def main(argv=None):
         module = benchmarks[name]
         print(f'[bench] {name}: {module.TITLE}', flush=True)
         start = time.perf_counter()
+        ctx.minimums = {}
         try:
             with torch.no_grad():
                 result = module.run(ctx)

@@ -13,8 +13,9 @@ it drops in wherever a network goes (``generate``, ``ConditionedDenoiser``, the 
   ``torch.cuda.CUDAGraph`` with static input buffers and replays it (inputs are copied into the
   buffers; a new shape captures a new graph). Removes the per-kernel launch cost, which matters
   on Jetson-class CPUs. CUDA only.
-- ``AccelerationConfig`` + ``accelerate(net, config)``: the two above from one validated
-  config (YAML/ROS parameters), composed in the right order.
+- ``AccelerationConfig`` + ``accelerate(net, config)``: the two above and the attention
+  backend (``set_attention_backend``) from one validated config (YAML/ROS parameters), composed
+  in the right order.
 - ``graph_breaks(net, *inputs)``: what ``torch._dynamo.explain`` reports for a network.
 - ``HostSyncCounter``: counts the Python-level tensor-to-host conversions (``.item()``,
   ``bool(t)``, ``.tolist()``, ``.cpu()``, ...) that stall a GPU pipeline; the sampler loop is
@@ -26,7 +27,7 @@ from dataclasses import dataclass, fields
 import logging
 import threading
 import time
-from typing import Mapping, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 
@@ -34,6 +35,11 @@ from cosmos_policy_ros.engine.denoiser import check_net
 
 LOGGER = logging.getLogger(__name__)
 
+# diffusers attention backends that compute exact softmax attention and download nothing:
+# PyTorch SDPA (automatic choice, or one kernel forced), flash-attn 2 / 3, xFormers. (The
+# '*_hub' backends fetch kernels at run time; Sage attention quantizes q/k.)
+ATTENTION_BACKENDS = ('native', '_native_flash', '_native_efficient', '_native_cudnn',
+                      '_native_math', 'flash', '_flash_3', 'xformers')
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 # Modes in which inductor records CUDA graphs itself (do not wrap those in CUDAGraphNetwork).
 CUDAGRAPH_COMPILE_MODES = ('reduce-overhead', 'max-autotune')
@@ -338,6 +344,9 @@ class AccelerationConfig:
     cuda_graphs: replay captured CUDA graphs (CUDA networks only; see CUDAGraphNetwork). With
         compile on, use mode 'default' or 'max-autotune-no-cudagraphs' ('reduce-overhead' and
         'max-autotune' already capture CUDA graphs inside inductor).
+    attention_backend: None (diffusers' default: PyTorch SDPA picks flash / memory-efficient /
+        cuDNN / math itself, or the DIFFUSERS_ATTN_BACKEND environment variable) or one of
+        ATTENTION_BACKENDS (see set_attention_backend: it is process-wide).
     """
 
     compile: bool = False
@@ -348,6 +357,7 @@ class AccelerationConfig:
     cuda_graphs: bool = False
     cuda_graph_warmup: int = 3
     max_cuda_graphs: int = 4
+    attention_backend: Optional[str] = None
 
     def __post_init__(self):
         for field in ('compile', 'cuda_graphs'):
@@ -358,6 +368,9 @@ class AccelerationConfig:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f'`{field}` must be an integer >= 1. Got {value!r}.')
+        if self.attention_backend is not None and self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f'`attention_backend` must be null or one of '
+                             f'{list(ATTENTION_BACKENDS)}. Got {self.attention_backend!r}.')
         if self.compile and self.cuda_graphs and self.compile_mode in CUDAGRAPH_COMPILE_MODES:
             raise ValueError(f'`compile_mode` {self.compile_mode!r} already records CUDA graphs; '
                              f'with `cuda_graphs` true use compile_mode "default" or '
@@ -386,20 +399,46 @@ class AccelerationConfig:
 def accelerate(net, config=AccelerationConfig()):
     """`net` with the speed-ups of `config` applied (the same object when all are off).
 
-    Order: torch.compile inside, CUDA-graph replay outside (the graph records the compiled
-    kernels). Raises ValueError for cuda_graphs on a CPU network.
+    Order: the attention backend first, torch.compile inside, CUDA-graph replay outside (the
+    graph records the compiled kernels). Raises ValueError for cuda_graphs on a CPU network or
+    an attention backend that is not installed.
     """
     if not isinstance(config, AccelerationConfig):
         raise TypeError(f'`config` must be an AccelerationConfig, got {type(config).__name__}.')
     check_net(net)
     if config.cuda_graphs:
         CUDAGraphCapture(net.device)  # fail before compiling, with the clear error
+    if config.attention_backend is not None:
+        set_attention_backend(net, config.attention_backend)
     if config.compile:
         net = CompiledNetwork(net, config.compile_config())
     if config.cuda_graphs:
         net = CUDAGraphNetwork(net, warmup_iterations=config.cuda_graph_warmup,
                                max_graphs=config.max_cuda_graphs)
     return net
+
+
+def set_attention_backend(net, name):
+    """Make diffusers run the attention of `net` (a CosmosDiT or a diffusers model) with `name`.
+
+    name: one of ATTENTION_BACKENDS; 'native' is PyTorch SDPA with its automatic kernel choice.
+    Process-wide: the Cosmos attention processor reads diffusers' active backend, so this
+    affects every diffusers model in the process, and diffusers' ``reset_attention_backend``
+    does not undo it (call this again with 'native'). A captured CUDA graph or a compiled graph
+    keeps the backend it was made with. Raises ValueError if the backend's package (flash-attn,
+    xformers) is missing.
+    """
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f'`attention_backend` must be one of {list(ATTENTION_BACKENDS)}. '
+                         f'Got {name!r}.')
+    model = getattr(net, 'transformer', net)
+    if not hasattr(model, 'set_attention_backend'):
+        raise TypeError(f'{type(net).__name__} is not a diffusers model (or a CosmosDiT): '
+                        f'its attention backend cannot be set.')
+    try:
+        model.set_attention_backend(name)
+    except (RuntimeError, ImportError) as error:
+        raise ValueError(f'`attention_backend` {name!r} is not usable here: {error}') from None
 
 
 # --- host synchronisation audit ------------------------------------------------------------------

@@ -4,6 +4,8 @@ The compile tests run inductor on the CPU (one tiny shape, one compile per dtype
 asserts); the CUDA-graph tests check the replay, shape keying and eviction logic with a fake
 graph on the CPU and compare real replays with eager on a GPU where there is one.
 """
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,8 @@ from torch._dynamo.utils import counters
 
 from cosmos_policy_ros.engine.acceleration import (
     accelerate, AccelerationConfig, compile_network, CompileConfig, CompiledNetwork,
-    count_host_syncs, CUDAGraphNetwork, graph_breaks, HostSyncCounter, SYNC_METHODS)
+    count_host_syncs, CUDAGraphNetwork, graph_breaks, HostSyncCounter, set_attention_backend,
+    SYNC_METHODS)
 from cosmos_policy_ros.engine.denoiser import ConditionedDenoiser
 from cosmos_policy_ros.engine.dit import CosmosDiT
 from cosmos_policy_ros.engine.generate import generate
@@ -99,6 +102,26 @@ def test_accelerate_is_a_no_op_by_default_and_compiles_lazily(make_net):
     assert compiled.first_call_seconds == {}  # nothing compiled until the first call
     with pytest.raises(TypeError, match='`net.dtype`'):
         compile_network(lambda *inputs: inputs[0])
+
+
+def test_attention_backend_is_validated_and_applied():
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+    with pytest.raises(ValueError, match="`attention_backend`.*Got 'flash_hub'"):
+        AccelerationConfig(attention_backend='flash_hub')  # would download kernels
+    net, inputs = _tiny_dit(), _net_inputs()
+    with torch.no_grad():
+        default = net(*inputs)
+    try:
+        assert accelerate(net, AccelerationConfig(attention_backend='_native_math')) is net
+        assert _AttentionBackendRegistry.get_active_backend()[0].value == '_native_math'
+        with torch.no_grad():
+            assert _relative_error(net(*inputs), default) < FP32_TOLERANCE
+        if importlib.util.find_spec('flash_attn') is None:
+            with pytest.raises(ValueError, match="'flash' is not usable here.*flash-attn"):
+                set_attention_backend(net, 'flash')
+    finally:
+        set_attention_backend(net, 'native')
+    assert _AttentionBackendRegistry.get_active_backend()[0].value == 'native'
 
 
 # --- graph breaks --------------------------------------------------------------------------------
