@@ -69,7 +69,7 @@ def run(ctx):
                   f'Wan2.1 VAE at {vae_size} px, 3 cameras',
         'headline': f'DiT activation peak = formula within {worst:.1%} '
                     f'({dit["batch_1"]["measured_mb"]} MB at batch 1), VAE within '
-                    f'{abs(vae_check["measured_over_formula"] - 1):.0%}; 2B bf16 estimate '
+                    f'{abs(vae_check["measured_over_formula"] - 1):.1%}; 2B bf16 estimate '
                     f'{estimates["libero_batch1"]} GB LIBERO, {estimates["robocasa_batch1"]} GB '
                     f'RoboCasa, {estimates["aloha_batch8_planning"]} GB ALOHA planning N=8 '
                     f'on one GPU',
