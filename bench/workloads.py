@@ -16,9 +16,19 @@ def layout(name='libero', image_size=224):
 
 
 def dit(preset, ctx, seed=0, **options):
-    """A CosmosDiT with random weights, in eval mode without gradients, on ctx's device/dtype."""
+    """A CosmosDiT with random weights, in eval mode without gradients, on ctx's device/dtype.
+
+    Built directly on the device in the dtype (no float32 CPU copy of the 2B weights first).
+    """
     torch.manual_seed(seed)
-    net = CosmosDiT(preset, **options).eval()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(ctx.dtype)
+    try:
+        with torch.device(ctx.device):
+            net = CosmosDiT(preset, **options)
+    finally:
+        torch.set_default_dtype(default)
+    net.eval()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     return net.to(device=ctx.device, dtype=ctx.dtype)
