@@ -115,6 +115,8 @@ class CompiledNetwork:
             start = self._clock()
             output = self._compiled(*inputs)
             if key not in self.first_call_seconds:
+                if isinstance(output, torch.Tensor) and output.is_cuda:
+                    torch.cuda.synchronize(output.device)  # the forward's GPU time too
                 self.first_call_seconds[key] = self._clock() - start
                 LOGGER.info('torch.compile (%s, mode %s) of %s for %s: first call %.1f s',
                             self.config.backend, self.config.mode, type(self.eager).__name__,
