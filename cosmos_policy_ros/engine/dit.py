@@ -159,6 +159,8 @@ class _CosmosRoPE(CosmosRotaryPosEmbed):
                              'fps modulation off.')
         _, _, frames, height, width = hidden_states.shape
         bf16 = self._patch_state.bf16_parity
+        if not _shape_caches_allowed():
+            return self._tables_for(frames, height, width, hidden_states.device, bf16)
         key = (frames, height, width, hidden_states.device, bf16)
         cache = self.__dict__.setdefault('_tables', {})
         if key not in cache:
@@ -232,6 +234,19 @@ def _frame_modulation(norm, embedded_timestep, temb, frames, per_frame):
     if temb is not None:
         modulation = modulation + temb.reshape(batch, frames, per_frame, -1)[:, :, 0]
     return modulation
+
+
+def _shape_caches_allowed():
+    """Whether the per-shape caches may be used: not while compiling or capturing a CUDA graph.
+
+    Then the RoPE tables and the padding mask are computed inside the graph instead of read from
+    (or stored into) the caches. A compiled graph would otherwise guard on the cache contents
+    (and compile twice), and a captured graph would keep reading a cached tensor after the cache
+    dropped it.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 def _retype(module, cls, state):
@@ -341,12 +356,13 @@ class CosmosDiT(nn.Module):
 
     def _padding_mask(self, height, width):
         """All-zero (1, 1, 8H, 8W) padding mask (the reference's is the 224 x 224 image size)."""
+        shape = (1, 1, VAE_SPATIAL_FACTOR * height, VAE_SPATIAL_FACTOR * width)
+        if not _shape_caches_allowed():
+            return torch.zeros(shape, dtype=self.dtype, device=self.device)
         key = (height, width, self.dtype, self.device)
         if key not in self._padding_masks:
             self._padding_masks.clear()
-            self._padding_masks[key] = torch.zeros(
-                1, 1, VAE_SPATIAL_FACTOR * height, VAE_SPATIAL_FACTOR * width,
-                dtype=self.dtype, device=self.device)
+            self._padding_masks[key] = torch.zeros(shape, dtype=self.dtype, device=self.device)
         return self._padding_masks[key]
 
     def _check_inputs(self, x, timesteps, condition_mask, text_embedding):

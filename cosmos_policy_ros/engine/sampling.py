@@ -121,8 +121,10 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
     name = resolve_solver(solver)
     _check_options(num_steps, sigma_min, sigma_max, rho, s_churn, s_min, s_max, s_noise)
     _check_state(x_init)
-    sigmas = sigma_schedule(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
-                            solver=name).to(x_init.device)
+    schedule = sigma_schedule(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+                              solver=name)
+    levels = schedule.tolist()  # host copy for the churn window test: no device sync per step
+    sigmas = schedule.to(x_init.device)
     in_dtype = x_init.dtype
     ones = torch.ones(x_init.shape[0], dtype=torch.float64, device=x_init.device)
 
@@ -144,7 +146,7 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         # Increase the noise temporarily (churn), inside (s_min, s_max) only.
-        if eta > 0 and s_min < sigma < s_max:
+        if eta > 0 and s_min < levels[i] < s_max:
             sigma_hat = sigma + eta * sigma
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             x = x + (sigma_hat ** 2 - sigma ** 2).sqrt() * s_noise * noise
