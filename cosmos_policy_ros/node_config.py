@@ -214,6 +214,15 @@ class NodeConfig:
                                 "'cuda:1', ...)")
     dtype: str = param('auto', "Weight dtype passed to the policy factory ('auto', 'bfloat16', "
                                "'float32', ...)")
+    compile_network: bool = param(
+        False, 'torch.compile the network (the first warm-up inference compiles: seconds to '
+               'minutes); passed to the policy factory as acceleration')
+    cuda_graphs: bool = param(
+        False, 'Replay captured CUDA graphs of the network (CUDA only); passed to the policy '
+               'factory as acceleration')
+    attention_backend: str = param(
+        '', "diffusers attention backend ('' = PyTorch SDPA's own choice; e.g. _native_flash, "
+            'flash, xformers); passed to the policy factory as acceleration')
     warmup_iterations: int = param(2, 'Inferences on a synthetic observation during configure',
                                    low=0, high=100)
     max_warmup_latency: float = param(
@@ -384,6 +393,13 @@ class NodeConfig:
     def seed_for(self, stamp_ns):
         """Seed of the chunk computed from the observation with reference stamp `stamp_ns`."""
         return derive_seed(self.seed_mode, self.seed, stamp_ns)
+
+    def acceleration(self):
+        """The factory's `acceleration` argument, or None when every speed-up is off."""
+        if not (self.compile_network or self.cuda_graphs or self.attention_backend):
+            return None
+        return {'compile': self.compile_network, 'cuda_graphs': self.cuda_graphs,
+                'attention_backend': self.attention_backend or None}
 
     def chunk_limits(self):
         """The ChunkLimits the safety check applies to every chunk."""

@@ -6,6 +6,12 @@ members lie within ``tolerance_ns`` of the reference stream's stamp and whose ol
 most ``max_age_ns`` older than ``now_ns``, or the reason there is none. Time is always an
 argument (the node passes its ROS clock, the offline evaluator the bag's time), never read here.
 
+Each member is the stream's message closest to the reference stamp, taken only once it is
+settled: the stream already has a message stamped at or after the reference (with in-order
+delivery nothing closer can still come), or ``tolerance_ns`` has passed since the reference
+stamp (stop waiting). So a set does not depend on which of its messages happened to arrive
+first, and a replayed bag gives the same sets live and offline.
+
 Not thread-safe by itself: the node serializes calls with a lock.
 """
 import bisect
@@ -25,6 +31,7 @@ SKEW = 'skew'
 STALE = 'stale'
 FUTURE = 'future'
 NOT_NEW = 'not_new'
+UNSETTLED = 'unsettled'
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,8 @@ class SyncResult:
     stamps / payloads: stream name -> header stamp (ns) / converted payload of the set.
     reference_stamp_ns: stamp of the reference stream's member.
     skew_ns: largest |stamp - reference stamp| in the set; age_ns: now - oldest stamp.
-    reason: '' when ok, else one of missing, skew, stale, future, not_new; detail says more.
+    reason: '' when ok, else one of missing, skew, unsettled, stale, future, not_new; detail
+    says more.
     """
 
     reason: str = ''
@@ -165,13 +173,22 @@ class SyncBuffer:
         if empty:
             return SyncResult(MISSING, f'no message yet from {", ".join(empty)}')
         reference = self._rings[self.reference]
-        closest_skew = None
+        failure = None  # why the newest reference frame has no set
         for position in range(len(reference.stamps) - 1, -1, -1):
             reference_ns = reference.stamps[position]
             members, worst = self._members(reference_ns)
             if members is None:
-                if closest_skew is None:
-                    closest_skew = worst
+                if failure is None:
+                    name, skew = worst
+                    failure = SyncResult(SKEW, f'{name} is {skew / 1e9:.3f} s from '
+                                               f'{self.reference} (sync_tolerance '
+                                               f'{self.tolerance_ns / 1e9:.3f} s)')
+                continue
+            waiting = self._unsettled(reference_ns, now_ns)
+            if waiting:
+                if failure is None:
+                    failure = SyncResult(UNSETTLED, f'waiting for {", ".join(waiting)} at or '
+                                                    f'after the reference stamp')
                 continue
             if reference_ns <= self._used_ns:
                 return SyncResult(NOT_NEW, 'no observation newer than the last one used')
@@ -192,9 +209,7 @@ class SyncBuffer:
                 reference_stamp_ns=reference_ns,
                 skew_ns=max(abs(stamp - reference_ns) for stamp in stamps.values()),
                 age_ns=now_ns - oldest)
-        name, skew = closest_skew
-        return SyncResult(SKEW, f'{name} is {skew / 1e9:.3f} s from {self.reference} '
-                                f'(sync_tolerance {self.tolerance_ns / 1e9:.3f} s)')
+        return failure
 
     def mark_used(self, reference_stamp_ns):
         """Remember that the set with this reference stamp was used (see query)."""
@@ -242,6 +257,13 @@ class SyncBuffer:
         if worst[1] > self.tolerance_ns:
             return None, worst
         return members, worst
+
+    def _unsettled(self, reference_ns, now_ns):
+        """Streams whose closest message to reference_ns could still change (see the module)."""
+        if now_ns - reference_ns >= self.tolerance_ns:
+            return []
+        return [name for name in self.streams
+                if self._rings[name].stamps[-1] < reference_ns]
 
     def _ring(self, stream):
         try:

@@ -70,3 +70,11 @@ def test_replan_due_every_tick_and_steps_left():
     assert replan_due(11_400_000_000, executing, config)  # 14 elapsed: 2 left
     assert not replan_due(10 * S - S // 2, executing, config)  # stamped slightly ahead
     assert replan_due(10 * S - S - 1, executing, config)  # clock went back: bag loop
+
+
+def test_acceleration_parameters_become_the_factory_argument():
+    assert _config().acceleration() is None
+    assert _config(compile_network=True).acceleration() == {
+        'compile': True, 'cuda_graphs': False, 'attention_backend': None}
+    assert _config(attention_backend='_native_flash').acceleration()['attention_backend'] == (
+        '_native_flash')

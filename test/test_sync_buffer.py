@@ -215,3 +215,30 @@ def test_observation_from_set_concatenates_proprio_in_source_order():
                                   [0.5, 0.5, 0, 1, 2, 3, 4, 5, 6])
     with pytest.raises(ValueError, match='failed query'):
         observation_from_set(sync.SyncResult(sync.STALE), (), ())
+
+
+def test_a_set_waits_until_its_members_are_settled():
+    # The joint state stamped like the camera frame arrives just after it (the usual order of
+    # a bag replay): the frame is used only once it is there, or once the tolerance has passed.
+    ms = 1_000_000
+    buffer = SyncBuffer(['camera', 'joints'], 'camera', tolerance_ns=50 * ms,
+                        max_age_ns=1000 * ms)
+    s = 1_000 * ms
+    buffer.add('camera', s, 'frame')
+    buffer.add('joints', s - 20 * ms, 'early')
+    waiting = buffer.query(s + 1 * ms)
+    assert (waiting.reason, waiting.detail) == ('unsettled',
+                                                'waiting for joints at or after the reference '
+                                                'stamp')
+    buffer.add('joints', s, 'exact')
+    result = buffer.query(s + 1 * ms)
+    assert result.ok and result.payloads['joints'] == 'exact'
+    # An older frame is used while the newest is unsettled.
+    buffer.mark_used(s)
+    buffer.add('camera', s + 100 * ms, 'next frame')
+    buffer.add('joints', s + 80 * ms, 'before the next frame')
+    assert buffer.query(s + 101 * ms).reason == 'not_new'  # that older frame was used
+    # After the tolerance, the best message so far is taken even if none came after it.
+    late = buffer.query(s + 150 * ms)
+    assert late.ok and late.reference_stamp_ns == s + 100 * ms
+    assert late.stamps['joints'] == s + 80 * ms

@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from cosmos_policy_ros.engine.acceleration import accelerate, AccelerationConfig
 from cosmos_policy_ros.engine.checkpoint import load_dit, load_vae
 from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.engine.images import IMAGE_PRESETS, ImagePipelineConfig, preprocess_images
@@ -113,21 +114,25 @@ class CosmosPolicy:
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def from_model_dir(cls, path, *, device='auto', dtype='auto', decode_future_images=False,
-                       t5_model=None):
+                       t5_model=None, acceleration=None):
         """Load a directory written by cosmos-policy-convert (safetensors, memory-mapped).
 
         t5_model: optional path of a local T5 encoder for instructions missing from the
         model's embeddings (needs `transformers`).
+        acceleration: an AccelerationConfig or its dict (torch.compile, CUDA graphs, attention
+        backend) applied to the DiT(s); None: eager.
         """
         spec = read_spec(path)
         files = model_files(path, spec)
         device, dtype = resolve_device(device, dtype)
         planning_dit = None
         if spec.planning is not None:
-            planning_dit = load_dit(files['planning_dit'], spec.dit_preset, dtype=dtype,
-                                    device=device)
+            planning_dit = _accelerated(
+                load_dit(files['planning_dit'], spec.dit_preset, dtype=dtype, device=device),
+                acceleration)
         return cls(
-            dit=load_dit(files['dit'], spec.dit_preset, dtype=dtype, device=device),
+            dit=_accelerated(load_dit(files['dit'], spec.dit_preset, dtype=dtype, device=device),
+                             acceleration),
             vae=load_vae(files['vae'], spec.vae_preset, dtype=dtype, device=device),
             layout=spec.layout,
             stats=NormStats.from_json(files['statistics'], layout=spec.layout),
@@ -145,7 +150,7 @@ class CosmosPolicy:
                       layout='libero', images=None, dit_preset='2b', vae_preset='wan2.1',
                       num_steps=None, planning_checkpoint=None, planning=None,
                       model_id=None, device='auto', dtype='auto', decode_future_images=False,
-                      t5_model=None):
+                      t5_model=None, acceleration=None):
         """Load the released files directly (converted in memory, nothing written).
 
         checkpoint: the policy `.pt` or DCP directory; tokenizer: the Wan2.1 tokenizer.pth;
@@ -153,6 +158,7 @@ class CosmosPolicy:
         with the restricted unpickler) or a converted `.safetensors`.
         layout: a preset name or a LatentLayout; images: an ImagePipelineConfig (default: the
         preset of the layout's name). planning_checkpoint: optional planning model.
+        acceleration: as in from_model_dir.
         """
         layout = LatentLayout.preset(layout) if isinstance(layout, str) else layout
         images = _default_images(layout) if images is None else images
@@ -165,9 +171,12 @@ class CosmosPolicy:
             embeddings.encoder = T5Encoder.from_pretrained(t5_model, device=device)
         planning_dit = None
         if planning_checkpoint is not None:
-            planning_dit = load_dit(planning_checkpoint, dit_preset, dtype=dtype, device=device)
+            planning_dit = _accelerated(
+                load_dit(planning_checkpoint, dit_preset, dtype=dtype, device=device),
+                acceleration)
         return cls(
-            dit=load_dit(checkpoint, dit_preset, dtype=dtype, device=device),
+            dit=_accelerated(load_dit(checkpoint, dit_preset, dtype=dtype, device=device),
+                             acceleration),
             vae=load_vae(tokenizer, vae_preset, dtype=dtype, device=device),
             layout=layout,
             stats=NormStats.from_json(statistics, layout=layout),
@@ -302,7 +311,8 @@ class CosmosPolicy:
 def load_policy(model_path, *, device='auto', dtype='auto', **options):
     """The node's default policy factory: a CosmosPolicy from a model directory.
 
-    options: passed to CosmosPolicy.from_model_dir (decode_future_images, t5_model).
+    options: passed to CosmosPolicy.from_model_dir (decode_future_images, t5_model,
+    acceleration).
     """
     if not is_model_dir(model_path):
         hint = ''
@@ -325,6 +335,14 @@ def _default_images(layout):
         return ImagePipelineConfig.preset(layout.name, image_size=layout.image_size)
     raise ValueError(f'layout {layout.name!r} has no image-pipeline preset; pass `images` '
                      f'(an ImagePipelineConfig) explicitly.')
+
+
+def _accelerated(net, acceleration):
+    if acceleration is None:
+        return net
+    if isinstance(acceleration, dict):
+        acceleration = AccelerationConfig.from_dict(acceleration, source='acceleration')
+    return accelerate(net, acceleration)
 
 
 def _text_embeddings(path, t5_model, device):

@@ -178,8 +178,11 @@ class PolicyNode(LifecycleNode):
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
         try:
+            options = {'decode_future_images': config.publish_future_images}
+            if config.acceleration() is not None:
+                options['acceleration'] = config.acceleration()
             policy = factory(config.model_path, device=config.device, dtype=config.dtype,
-                             decode_future_images=config.publish_future_images)
+                             **options)
         except ValueError as error:
             raise ValueError(f'`model_path` {config.model_path!r}: {error}') from None
         except Exception as error:

@@ -163,8 +163,10 @@ def run(args):
     out.mkdir(parents=True, exist_ok=True)
     share, _ = _share_dir()
     config = Path(args.config) if args.config else share / 'config' / 'demo.yaml'
+    # Node, player and this process share the CPU: one intra-op thread each (set before torch
+    # is imported here; inherited by the children).
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
     env = dict(os.environ)
-    env.setdefault('OMP_NUM_THREADS', '1')  # node, player and this process share the CPU
     print('cosmos_policy_ros demo: Cosmos Policy on a replayed episode, live and offline')
     print('NOTE: the model is a tiny random-weight stand-in in the released formats (no '
           'weights can be\n      downloaded here): its actions are meaningless, the pipeline '
@@ -193,15 +195,15 @@ def run(args):
     shutil.rmtree(eval_dir, ignore_errors=True)
     report = evaluate(bag, policy, node_config, eval_dir)
     print('\n'.join('  ' + line for line in format_report(report).splitlines()))
-    parity_dir = out / 'eval_observations'
-    shutil.rmtree(parity_dir, ignore_errors=True)
-    every = evaluate(bag, policy, node_config, parity_dir, tick_mode='observations',
-                     plots=False, progress=False)
 
     _step(5, 'parity: live chunks vs offline chunks of the same observations')
     with BagReader(recorded) as reader:
         live = chunk_arrays(reader.messages(['/action_chunk']))
-    matched, missing, worst = compare_chunks(every.chunks, live)
+    parity_dir = out / 'eval_live_observations'
+    shutil.rmtree(parity_dir, ignore_errors=True)
+    same = evaluate(bag, policy, node_config, parity_dir, tick_mode='observations',
+                    plots=False, progress=False, references={int(s) for s in live.stamps_ns})
+    matched, missing, worst = compare_chunks(same.chunks, live)
     ok = bool(matched) and not missing and worst <= 1e-5
     print(f'  {len(live.stamps_ns)} live chunks, {len(matched)} equal to their offline '
           f'twin (largest difference {worst:.2e}), {len(missing)} without one')

@@ -164,12 +164,13 @@ class EvalReport:
 
 def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None, end_s=None,
              recorded_actions_topic=None, storage='mcap', plots=True, progress=None,
-             clock=time.perf_counter):
+             references=None, clock=time.perf_counter):
     """Run the bag through `policy` as the node would and write the results to `out_dir`.
 
     recorded_actions_topic: bag topic with the demonstrator actions (default: the config's
     recorded_actions_topic; none: no error metrics). progress: show a progress bar (None: only
-    on a terminal). Returns an EvalReport. On an error or KeyboardInterrupt the results so far
+    on a terminal). references: in 'observations' mode, only these reference stamps (ns) get a
+    chunk (e.g. the stamps of a live run's chunks). Returns an EvalReport. On an error or KeyboardInterrupt the results so far
     are written (marked incomplete) before the exception propagates.
     """
     if tick_mode not in TICK_MODES:
@@ -229,7 +230,7 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
                         stream = node.streams[item.topic]
                         if tick_mode == 'observations' and stream.name == config.reference:
                             stamp = _header_ns(item.message)
-                            if stamp > 0:
+                            if stamp > 0 and (references is None or stamp in references):
                                 pending.append(stamp + tolerance_ns)
                                 pending.sort()
                     if bar is not None:

@@ -314,3 +314,23 @@ def test_stopwatch_with_a_fake_clock():
     stages, evaluations = watch.results()
     assert stages == {'denoise': 11.0}
     assert evaluations == (0.5, 0.25)
+
+
+def test_acceleration_options_reach_the_networks(model_dir, policy):
+    from cosmos_policy_ros.engine.acceleration import CompiledNetwork, set_attention_backend
+
+    compiled = load_policy(model_dir, device='cpu', dtype='fp32',
+                           acceleration={'compile': True})
+    assert isinstance(compiled.dit, CompiledNetwork)  # compiled lazily, at the first call
+    try:
+        math_attention = load_policy(model_dir, device='cpu', dtype='fp32',
+                                     acceleration={'attention_backend': '_native_math'})
+        a = math_attention.infer(observation(math_attention, seed=8))
+    finally:
+        set_attention_backend(policy.dit, 'native')  # the backend is process-wide
+    b = policy.infer(observation(policy, seed=8))
+    np.testing.assert_allclose(a.actions, b.actions, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['compile_everything'\]"):
+        load_policy(model_dir, device='cpu', acceleration={'compile_everything': True})
+    with pytest.raises(ValueError, match='CUDA'):
+        load_policy(model_dir, device='cpu', acceleration={'cuda_graphs': True})
