@@ -223,6 +223,11 @@ class NodeConfig:
     attention_backend: str = param(
         '', "diffusers attention backend ('' = PyTorch SDPA's own choice; e.g. _native_flash, "
             'flash, xformers); passed to the policy factory as acceleration')
+    python_switch_interval: float = param(
+        1e-4, "Python's thread switch interval (sys.setswitchinterval, process-wide): the "
+              'inference thread waits up to this long for the GIL after every torch op while '
+              'callbacks run; the Python default 5 ms made a CPU inference 25x slower here',
+        unit='s', low=1e-6, high=0.1)
     warmup_iterations: int = param(2, 'Inferences on a synthetic observation during configure',
                                    low=0, high=100)
     max_warmup_latency: float = param(

@@ -173,6 +173,8 @@ class PolicyNode(LifecycleNode):
         if unknown:
             raise ValueError(f'unknown parameter(s) {unknown} (a typo? a camera or proprio '
                              f'source not listed in `cameras` / `proprio_sources`?)')
+        # The inference thread must not queue for the GIL behind the callbacks after every op.
+        sys.setswitchinterval(config.python_switch_interval)
         factory = import_factory(config.policy_factory)
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
                                f'{config.model_path!r}, device={config.device!r}, '
