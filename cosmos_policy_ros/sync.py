@@ -211,6 +211,28 @@ class SyncBuffer:
                 age_ns=now_ns - oldest)
         return failure
 
+    def select(self, stamps):
+        """The set made of exactly these messages: {stream: stamp_ns} for every stream.
+
+        For re-running a decision recorded elsewhere (an ActionChunk's source stamps); reason
+        missing (naming the stream and stamp) while one of them is not in the buffer.
+        """
+        if set(stamps) != set(self.streams):
+            raise ValueError(f'select() needs a stamp for every stream {list(self.streams)}; '
+                             f'got {sorted(stamps)}.')
+        payloads = {}
+        for name, stamp in stamps.items():
+            ring = self._rings[name]
+            index = bisect.bisect_left(ring.stamps, int(stamp))
+            if index == len(ring.stamps) or ring.stamps[index] != int(stamp):
+                return SyncResult(MISSING, f'no {name} message stamped {int(stamp)}')
+            payloads[name] = ring.payloads[index]
+        reference_ns = int(stamps[self.reference])
+        return SyncResult(stamps={name: int(stamp) for name, stamp in stamps.items()},
+                          payloads=payloads, reference_stamp_ns=reference_ns,
+                          skew_ns=max(abs(int(s) - reference_ns) for s in stamps.values()),
+                          age_ns=0)
+
     def mark_used(self, reference_stamp_ns):
         """Remember that the set with this reference stamp was used (see query)."""
         self._used_ns = max(self._used_ns, int(reference_stamp_ns))

@@ -242,3 +242,16 @@ def test_a_set_waits_until_its_members_are_settled():
     late = buffer.query(s + 150 * ms)
     assert late.ok and late.reference_stamp_ns == s + 100 * ms
     assert late.stamps['joints'] == s + 80 * ms
+
+
+def test_select_rebuilds_a_recorded_set_exactly():
+    buffer = make()
+    fill(buffer, {'primary': [0, 33], 'wrist': [2, 35], 'joints': [0, 30, 34]})
+    chosen = {'primary': T0 + 33 * MS, 'wrist': T0 + 35 * MS, 'joints': T0 + 30 * MS}
+    result = buffer.select(chosen)  # not the closest joints (34): exactly the recorded one
+    assert result.ok and result.payloads == {'primary': 33, 'wrist': 35, 'joints': 30}
+    assert result.reference_stamp_ns == T0 + 33 * MS and result.skew_ns == 3 * MS
+    missing = buffer.select({**chosen, 'joints': T0 + 31 * MS})
+    assert missing.reason == 'missing' and 'joints' in missing.detail
+    with pytest.raises(ValueError, match='every stream'):
+        buffer.select({'primary': T0})

@@ -33,7 +33,7 @@ from cosmos_policy_ros.safety import check_chunk
 from cosmos_policy_ros.sync import current_proprio, observation_from_set
 from cosmos_policy_ros.tools import metrics
 from cosmos_policy_ros.tools.bags import (action_stream_arrays, BagError, BagReader,
-                                          BagWriter, make_typestore, ns_to_stamp)
+                                          BagWriter, make_typestore, ns_to_stamp, stamp_to_ns)
 
 NS = 1_000_000_000
 TICK_MODES = ('control', 'observations')
@@ -99,14 +99,18 @@ class OfflineNode:
             self.task = text
             self._reset_pending = True
 
-    def tick(self, now_ns, *, replan=True):
-        """The node's control tick at bag time `now_ns` (inference takes no bag time)."""
+    def tick(self, now_ns, *, replan=True, exact=None):
+        """The node's control tick at bag time `now_ns` (inference takes no bag time).
+
+        exact: {stream: stamp} to use exactly this set (a recorded decision) instead of the
+        sync query.
+        """
         config = self.config
         if not self.task:
             return Tick(now_ns, 'no_task', 'no task in the bag or the configuration')
         if replan and not replan_due(now_ns, self.executing, config):
             return Tick(now_ns, 'chunk_executing')
-        result = self.buffer.query(now_ns)
+        result = self.buffer.query(now_ns) if exact is None else self.buffer.select(exact)
         if not result.ok:
             return Tick(now_ns, result.reason, result.detail)
         reference_ns = result.reference_stamp_ns
@@ -170,7 +174,9 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
     recorded_actions_topic: bag topic with the demonstrator actions (default: the config's
     recorded_actions_topic; none: no error metrics). progress: show a progress bar (None: only
     on a terminal). references: in 'observations' mode, only these reference stamps (ns) get a
-    chunk (e.g. the stamps of a live run's chunks). Returns an EvalReport. On an error or KeyboardInterrupt the results so far
+    chunk; a mapping {reference stamp: {stream: stamp}} (e.g. the source stamps of a live run's
+    chunks) makes each of them from exactly those messages, as soon as they are all read.
+    Returns an EvalReport. On an error or KeyboardInterrupt the results so far
     are written (marked incomplete) before the exception propagates.
     """
     if tick_mode not in TICK_MODES:
@@ -200,6 +206,16 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
             writer.add_topic(CHUNK_TOPIC, 'cosmos_policy_ros/msg/ActionChunk')
             writer.add_topic(VALUE_TOPIC, 'cosmos_policy_ros/msg/ValueEstimate')
             pending = [start_ns + period_ns] if tick_mode == 'control' else []
+            exact_sets = dict(references) if isinstance(references, Mapping) else {}
+
+            def run_exact(now):
+                for reference_ns, stamps in sorted(exact_sets.items()):
+                    if node.buffer.select(stamps).ok:
+                        del exact_sets[reference_ns]
+                        tick = node.tick(now, replan=False, exact=stamps)
+                        ticks.append(tick)
+                        if tick.status == CHUNK:
+                            _write_chunk(writer, typestore, tick, node, policy.model_id)
 
             def run_ticks(until_ns):
                 # Ticks strictly before `until_ns`: a tick sees every message logged up to
@@ -228,7 +244,9 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
                     else:
                         node.feed(item.topic, item.message)
                         stream = node.streams[item.topic]
-                        if tick_mode == 'observations' and stream.name == config.reference:
+                        if exact_sets:
+                            run_exact(item.stamp_ns)
+                        elif tick_mode == 'observations' and stream.name == config.reference:
                             stamp = _header_ns(item.message)
                             if stamp > 0 and (references is None or stamp in references):
                                 pending.append(stamp + tolerance_ns)
@@ -267,6 +285,14 @@ def compare_chunks(reference, other, *, atol=1e-5, rtol=1e-5):
         else:
             worst = max(worst, float(np.abs(a - b).max()))
     return matched, missing, worst
+
+
+def chunk_sources(items):
+    """{reference stamp: {stream: stamp}} of recorded ActionChunk BagMessages (their inputs)."""
+    return {stamp_to_ns(item.message.header.stamp): {
+        name: stamp_to_ns(stamp)
+        for name, stamp in zip(item.message.source_names, item.message.source_stamps)}
+        for item in items}
 
 
 def _by_stamp(chunks):

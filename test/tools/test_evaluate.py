@@ -233,3 +233,13 @@ def test_cli_eval(constructed_bag, tmp_path, capsys):
     assert summary['ticks'] == int(3.5 * 2.5)  # ticks every 0.4 s of the 3.5 s bag
     assert replay_main(['eval', str(constructed_bag), '--config', str(params), '--out',
                         str(tmp_path / 'out2'), '-p', 'rate']) == 2
+
+
+def test_recorded_sets_are_rebuilt_exactly(constructed_bag, tmp_path):
+    config = config_from_parameters(_parameters())
+    sets = {T0 + 300 * 10**6: {'left_wrist': T0 + 300 * 10**6, 'right_wrist': T0 + 300 * 10**6,
+                               'primary': T0 + 300 * 10**6, 'arms': T0 + 280 * 10**6}}
+    report = evaluate(constructed_bag, _fake(), config, tmp_path / 'out',
+                      tick_mode='observations', references=sets, plots=False)
+    assert len(report.chunks) == 1
+    assert report.chunks[0].stamps == sets[T0 + 300 * 10**6]
