@@ -35,10 +35,12 @@ def test_runner_writes_results_and_summary(tmp_path):
     assert images['machine']['torch'] and images['repetitions'] == 1
     assert set(images['medians_ms']) >= {'libero', 'robocasa', 'aloha'}
     assert all(value > 0 for value in images['medians_ms'].values())
-    placeholder = json.loads((out / 'policy_infer.json').read_text())
-    assert placeholder['status'] == 'skipped' and placeholder['reason']
+    policy = json.loads((out / 'policy_infer.json').read_text())
+    assert policy['status'] == 'ok' and policy['selected_equals_single_run'] is True
+    assert set(policy['stage_shares']) == {'preprocess', 'encode', 'denoise', 'extract'}
+    assert 0 < policy['ratios']['network_share_of_total'] < 1
     summary = (out / 'SUMMARY.md').read_text()
-    assert '| [images](images.json) |' in summary and 'skipped:' in summary
+    assert '| [images](images.json) |' in summary and '| [policy_infer]' in summary
     assert sorted(path.name for path in out.iterdir()) == [
         'SUMMARY.md', 'images.json', 'policy_infer.json']
 
