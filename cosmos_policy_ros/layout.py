@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 import re
 
-import yaml
+from cosmos_policy_ros.config_files import from_mapping, read_yaml
 
 LATENT_CHANNELS = 16  # channels of a Wan2.1 latent frame
 VAE_SPATIAL_FACTOR = 8  # pixels per latent cell along each image axis
@@ -166,37 +166,13 @@ class LatentLayout:
     @classmethod
     def from_dict(cls, data, *, source='layout'):
         """Build from a mapping: either {'preset': name, ...overrides} or all the fields."""
-        if not isinstance(data, dict):
-            raise ValueError(f'{source}: expected a mapping, got {type(data).__name__}.')
-        data = dict(data)
-        fields = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields - {'preset'})
-        if unknown:
-            raise ValueError(f'{source}: unknown key(s) {unknown}; known keys are '
-                             f'{sorted(fields | {"preset"})}.')
-        if 'preset' in data:
-            base = dataclasses.asdict(cls.preset(data.pop('preset')))
-            base.update(data)
-            data = base
-        missing = sorted(field for field in fields - set(data)
-                         if field != 'image_size')
-        if missing:
-            raise ValueError(f'{source}: missing key(s) {missing} (or give `preset`).')
-        try:
-            return cls(**data)
-        except ValueError as error:
-            raise ValueError(f'{source}: {error}') from None
+        return from_mapping(cls, data, source=source, preset=cls.preset,
+                            optional=('image_size',))
 
     @classmethod
     def from_yaml(cls, path):
         """Read a layout from a YAML file (the mapping itself, or under a `layout` key)."""
-        try:
-            with open(path) as stream:
-                data = yaml.safe_load(stream)
-        except OSError as error:
-            raise ValueError(f'cannot read layout file {path}: {error.strerror}') from None
-        except yaml.YAMLError as error:
-            raise ValueError(f'layout file {path} is not valid YAML: {error}') from None
+        data = read_yaml(path, 'layout file')
         if isinstance(data, dict) and 'layout' in data:
             data = data['layout']
         return cls.from_dict(data, source=str(path))

@@ -14,8 +14,7 @@ import importlib
 import math
 import re
 
-import yaml
-
+from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.safety import ChunkLimits
 
 DEFAULT_POLICY_FACTORY = 'cosmos_policy_ros.engine.policy:load_policy'
@@ -561,13 +560,7 @@ def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
 
     overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
     """
-    try:
-        with open(path) as stream:
-            data = yaml.safe_load(stream)
-    except OSError as error:
-        raise ValueError(f'cannot read parameter file {path}: {error.strerror}') from None
-    except yaml.YAMLError as error:
-        raise ValueError(f'parameter file {path} is not valid YAML: {error}') from None
+    data = read_yaml(path, 'parameter file')
     parameters = {}
     for key in ('/**', node_name, f'/{node_name}'):
         section = (data or {}).get(key) if isinstance(data, dict) else None

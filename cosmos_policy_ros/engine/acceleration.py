@@ -27,10 +27,11 @@ from dataclasses import dataclass, fields
 import logging
 import threading
 import time
-from typing import Mapping, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
+from cosmos_policy_ros.config_files import from_mapping
 from cosmos_policy_ros.engine.denoiser import check_net
 
 LOGGER = logging.getLogger(__name__)
@@ -385,17 +386,8 @@ class AccelerationConfig:
     @classmethod
     def from_dict(cls, data, *, source='acceleration'):
         """Build from a mapping of the fields (YAML / ROS parameters); unknown keys are errors."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f'{source}: expected a mapping, got {type(data).__name__}.')
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'{source}: unknown key(s) {unknown}; known keys are '
-                             f'{sorted(known)}.')
-        try:
-            return cls(**data)
-        except ValueError as error:
-            raise ValueError(f'{source}: {error}') from None
+        return from_mapping(cls, data, source=source,
+                            optional=[field.name for field in fields(cls)])
 
 
 def accelerate(net, config=AccelerationConfig()):

@@ -31,6 +31,8 @@ from PIL import Image
 import torch
 import torch.nn.functional as F
 
+from cosmos_policy_ros.config_files import from_mapping
+
 IMAGE_SIZE = 224  # the square size every released checkpoint was trained on
 JPEG_QUALITY = 95  # reference quality of the JPEG round trip
 CROP_AREA = 0.9  # area of the train-time RandomResizedCrop; its test-time twin is a center crop
@@ -91,20 +93,8 @@ class ImagePipelineConfig:
     @classmethod
     def from_dict(cls, data, *, source='images'):
         """Build from a mapping: {'preset': name, ...overrides} or the fields themselves."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f'{source}: expected a mapping, got {type(data).__name__}.')
-        data = dict(data)
-        fields = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields - {'preset'})
-        if unknown:
-            raise ValueError(f'{source}: unknown key(s) {unknown}; known keys are '
-                             f'{sorted(fields | {"preset"})}.')
-        try:
-            if 'preset' in data:
-                return cls.preset(data.pop('preset'), **data)
-            return cls(**data)
-        except ValueError as error:
-            raise ValueError(f'{source}: {error}') from None
+        return from_mapping(cls, data, source=source, preset=cls.preset,
+                            optional=[field.name for field in dataclasses.fields(cls)])
 
     def to_dict(self):
         return dataclasses.asdict(self)

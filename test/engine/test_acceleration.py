@@ -28,15 +28,6 @@ TEXT_TOKENS = 512  # the released T5 embedding length
 FP32_TOLERANCE = 1e-5  # max |compiled - eager| / max |eager| in float32
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Tiny networks run faster on one thread than on two contended ones (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny_dit(dtype=torch.float32, seed=0, **options):
     torch.manual_seed(seed)
     net = CosmosDiT('tiny', **options).eval().to(dtype)

@@ -17,15 +17,6 @@ from cosmos_policy_ros.engine.synthetic import (
 from cosmos_policy_ros.engine.vae import vae_config
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Tiny networks run faster on one thread than on two contended ones (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp('checkpoints')

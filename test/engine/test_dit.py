@@ -24,15 +24,6 @@ TOLERANCE = 1e-5  # max |adapter - oracle| / max |oracle| in fp32
 Q_K_SCALE = 0.05  # shrink q/k projections so the RMSNorm eps visibly matters (see fixture)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Tiny networks run faster on one thread than on two contended ones (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- the independent oracle --------------------------------------------------------------------
 def _rms(x, weight, eps=1e-6):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight

@@ -23,14 +23,6 @@ LAYOUT = LatentLayout('libero', ('wrist', 'primary'), chunk_size=16, action_dim=
                       proprio_dim=9, image_size=32)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope='module')
 def released(tmp_path_factory):
     out = tmp_path_factory.mktemp('released')

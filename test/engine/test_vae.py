@@ -13,15 +13,6 @@ from cosmos_policy_ros.layout import LatentLayout
 SIZE = 16  # pixels; 2 x 2 latents
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Tiny networks run faster on one thread than on two contended ones (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def tokenizer(tmp_path_factory):
     return write_vae_checkpoint(tmp_path_factory.mktemp('vae') / 'tokenizer.pth', 'tiny', seed=5)
