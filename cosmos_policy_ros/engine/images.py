@@ -91,6 +91,14 @@ class ImagePipelineConfig:
         return dataclasses.replace(base, **overrides) if overrides else base
 
     @classmethod
+    def for_layout(cls, layout):
+        """The preset named like the layout (libero, robocasa, aloha) at its image size."""
+        if layout.name not in IMAGE_PRESETS:
+            raise ValueError(f'layout {layout.name!r} has no image-pipeline preset; choose one '
+                             f'of {sorted(IMAGE_PRESETS)} (or give the pipeline explicitly).')
+        return cls.preset(layout.name, image_size=layout.image_size)
+
+    @classmethod
     def from_dict(cls, data, *, source='images'):
         """Build from a mapping: {'preset': name, ...overrides} or the fields themselves."""
         return from_mapping(cls, data, source=source, preset=cls.preset,

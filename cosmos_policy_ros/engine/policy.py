@@ -23,14 +23,14 @@ import torch
 from cosmos_policy_ros.engine.acceleration import accelerate, AccelerationConfig
 from cosmos_policy_ros.engine.checkpoint import load_dit, load_vae
 from cosmos_policy_ros.engine.generate import generate
-from cosmos_policy_ros.engine.images import IMAGE_PRESETS, ImagePipelineConfig, preprocess_images
+from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
 from cosmos_policy_ros.engine.model_dir import is_model_dir, model_files, read_spec
 from cosmos_policy_ros.engine.planning import plan, PlanningConfig, SEED_MODULUS
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.stopwatch import Stopwatch
 from cosmos_policy_ros.engine.text import T5Encoder, TextEmbeddings
 from cosmos_policy_ros.interface import PolicyOutput
-from cosmos_policy_ros.layout import LatentLayout, PRESETS
+from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.normalization import NormStats
 
 # Default denoising steps of the released deployments (reference section 7.7).
@@ -161,7 +161,7 @@ class CosmosPolicy:
         acceleration: as in from_model_dir.
         """
         layout = LatentLayout.preset(layout) if isinstance(layout, str) else layout
-        images = _default_images(layout) if images is None else images
+        images = ImagePipelineConfig.for_layout(layout) if images is None else images
         device, dtype = resolve_device(device, dtype)
         steps = num_steps if num_steps is not None else DEFAULT_STEPS.get(layout.name, 5)
         text_path = str(t5_embeddings)
@@ -328,13 +328,6 @@ def _listing(path):
         return list(Path(path).iterdir())
     except OSError:
         return []
-
-
-def _default_images(layout):
-    if layout.name in IMAGE_PRESETS and layout.name in PRESETS:
-        return ImagePipelineConfig.preset(layout.name, image_size=layout.image_size)
-    raise ValueError(f'layout {layout.name!r} has no image-pipeline preset; pass `images` '
-                     f'(an ImagePipelineConfig) explicitly.')
 
 
 def _accelerated(net, acceleration):

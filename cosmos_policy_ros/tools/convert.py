@@ -25,7 +25,7 @@ import torch
 
 from cosmos_policy_ros.engine.checkpoint import (dit_state_dict, find_dit_checkpoint,
                                                  vae_state_dict)
-from cosmos_policy_ros.engine.images import IMAGE_PRESETS, ImagePipelineConfig
+from cosmos_policy_ros.engine.images import ImagePipelineConfig
 from cosmos_policy_ros.engine.model_dir import (FILES, model_files, ModelSpec,
                                                 PLANNING_DIT_FILE, read_spec, write_spec)
 from cosmos_policy_ros.engine.planning import PlanningConfig
@@ -76,7 +76,7 @@ def convert(*, checkpoint, tokenizer, statistics, t5_embeddings, out, layout, im
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConvertError(f'{out} exists; pass --force to replace it.')
-    images = images if images is not None else _preset_images(layout)
+    images = images if images is not None else ImagePipelineConfig.for_layout(layout)
     stats = NormStats.from_json(statistics, layout=layout)
     staging = out.with_name(out.name + '.partial')
     if staging.exists():
@@ -147,13 +147,6 @@ def _sha256(path):
         for block in iter(lambda: stream.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _preset_images(layout):
-    if layout.name in IMAGE_PRESETS:
-        return ImagePipelineConfig.preset(layout.name, image_size=layout.image_size)
-    raise ConvertError(f'layout {layout.name!r} has no image-pipeline preset: pass --images '
-                       f'(libero, robocasa or aloha) to choose one.')
 
 
 def build_parser():
