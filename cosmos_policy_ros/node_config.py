@@ -556,17 +556,37 @@ def config_from_parameters(parameters, *, source='parameters'):
 
 
 def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
-    """The NodeConfig of a ROS parameter file (`/**` or `<node_name>` section).
+    """The NodeConfig of a ROS parameter file, as rcl would apply it to the node.
 
+    Sections: `/**`, then `<node_name>` or `/<namespace>/<node_name>` (later ones win);
+    `qos_overrides.*` entries are for rcl, not the node, and are skipped.
     overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
     """
     data = read_yaml(path, 'parameter file')
+    sections = [key for key in (data if isinstance(data, dict) else {})
+                if key == '/**' or key.strip('/').split('/')[-1] == node_name]
+    sections.sort(key=lambda key: key != '/**')  # the wildcard first, node sections over it
     parameters = {}
-    for key in ('/**', node_name, f'/{node_name}'):
-        section = (data or {}).get(key) if isinstance(data, dict) else None
+    for key in sections:
+        section = data[key]
         if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
             parameters.update(_flatten(section['ros__parameters']))
     if not parameters:
         raise ValueError(f'{path}: no `/**` or `{node_name}` section with ros__parameters.')
+    parameters = {name: value for name, value in parameters.items()
+                  if not name.startswith('qos_overrides.')}
     parameters.update(overrides or {})
     return config_from_parameters(parameters, source=str(path))
+
+
+def load_policy_for(config):
+    """The policy a node with `config` runs: `policy_factory` called as the node calls it.
+
+    factory(model_path, device=..., dtype=..., decode_future_images=publish_future_images,
+    [acceleration={...} when compile_network, cuda_graphs or attention_backend is set]).
+    """
+    factory = import_factory(config.policy_factory)
+    options = {'decode_future_images': config.publish_future_images}
+    if config.acceleration() is not None:
+        options['acceleration'] = config.acceleration()
+    return factory(config.model_path, device=config.device, dtype=config.dtype, **options)

@@ -159,11 +159,13 @@ class SyncBuffer:
             self._forget_after(stamp_ns + self.jump_back_ns)
         return ring.insert(stamp_ns, payload)
 
-    def query(self, now_ns):
+    def query(self, now_ns, reference_ns=None):
         """The newest synchronized set at time `now_ns`, or the reason there is none.
 
         A set whose reference stamp is not later than the last one passed to `mark_used` gives
-        reason not_new: one observation is never used twice.
+        reason not_new (one observation is never used twice), or stale once it is too old.
+        reference_ns: consider only the reference message with this stamp (the offline
+        evaluator's one-chunk-per-frame mode) instead of the newest one.
         """
         now_ns = int(now_ns)
         if self._last_now_ns is not None and now_ns < self._last_now_ns - self.jump_back_ns:
@@ -173,9 +175,14 @@ class SyncBuffer:
         if empty:
             return SyncResult(MISSING, f'no message yet from {", ".join(empty)}')
         reference = self._rings[self.reference]
+        if reference_ns is None:
+            candidates = reversed(reference.stamps)
+        elif int(reference_ns) in reference.stamps:
+            candidates = [int(reference_ns)]
+        else:
+            return SyncResult(MISSING, f'no {self.reference} message stamped {int(reference_ns)}')
         failure = None  # why the newest reference frame has no set
-        for position in range(len(reference.stamps) - 1, -1, -1):
-            reference_ns = reference.stamps[position]
+        for reference_ns in candidates:
             members, worst = self._members(reference_ns)
             if members is None:
                 if failure is None:
@@ -190,8 +197,6 @@ class SyncBuffer:
                     failure = SyncResult(UNSETTLED, f'waiting for {", ".join(waiting)} at or '
                                                     f'after the reference stamp')
                 continue
-            if reference_ns <= self._used_ns:
-                return SyncResult(NOT_NEW, 'no observation newer than the last one used')
             stamps = {name: stamp for name, (stamp, _) in members.items()}
             oldest, newest = min(stamps.values()), max(stamps.values())
             if now_ns - oldest > self.max_age_ns:
@@ -200,6 +205,8 @@ class SyncBuffer:
                                          f'(max_observation_age '
                                          f'{self.max_age_ns / 1e9:.3f} s); with a bag, '
                                          f'is use_sim_time set?')
+            if reference_ns <= self._used_ns:
+                return SyncResult(NOT_NEW, 'no observation newer than the last one used')
             if newest - now_ns > self.max_age_ns:
                 return SyncResult(FUTURE, f'stamps are {(newest - now_ns) / 1e9:.3f} s ahead of '
                                           f'the clock; are the clocks synchronized?')

@@ -224,3 +224,16 @@ def test_docs_list_every_parameter():
     names += ['cameras', 'proprio_sources', 'autostart']
     missing = [name for name in names if f'| `{name}` |' not in text]
     assert not missing, f'docs/node.md has no table row for {missing}'
+
+
+def test_parameter_files_as_rcl_reads_them(tmp_path):
+    path = tmp_path / 'params.yaml'
+    path.write_text(
+        '/**:\n  ros__parameters:\n    model_path: /models/a\n    rate: 2.0\n'
+        '    cameras: [primary]\n    proprio_sources: [arm]\n'
+        '    proprio: {arm: {type: joint_state, joints: [j1]}}\n'
+        '    qos_overrides:\n      /joint_states:\n        subscription: {depth: 50}\n'
+        '/robot1/cosmos_policy:\n  ros__parameters:\n    rate: 4.0\n')
+    config = load_parameter_file(path)
+    assert config.rate == 4.0  # the namespaced node section wins over the wildcard
+    assert config.model_path == '/models/a'

@@ -255,3 +255,23 @@ def test_select_rebuilds_a_recorded_set_exactly():
     assert missing.reason == 'missing' and 'joints' in missing.detail
     with pytest.raises(ValueError, match='every stream'):
         buffer.select({'primary': T0})
+
+
+def test_a_dead_camera_becomes_stale_not_just_not_new():
+    buffer = make(tolerance_ms=10, max_age_ms=100)
+    fill(buffer, {'primary': [0], 'wrist': [0], 'joints': [0]})
+    assert buffer.query(T0 + 5 * MS).ok
+    buffer.mark_used(T0)
+    assert buffer.query(T0 + 50 * MS).reason == 'not_new'
+    assert buffer.query(T0 + 500 * MS).reason == 'stale'  # the camera stopped: say so
+
+
+def test_query_anchored_at_one_reference_frame():
+    # Frames every 10 ms with a 50 ms tolerance: the newest set is not the one asked for.
+    buffer = make(tolerance_ms=50, max_age_ms=1000)
+    fill(buffer, {'primary': [0, 10, 20], 'wrist': [0, 10, 20], 'joints': [0, 10, 20]})
+    assert buffer.query(T0 + 70 * MS).reference_stamp_ns == T0 + 20 * MS
+    anchored = buffer.query(T0 + 70 * MS, reference_ns=T0)
+    assert anchored.ok and anchored.stamps == {name: T0 for name in ('primary', 'wrist',
+                                                                     'joints')}
+    assert buffer.query(T0 + 70 * MS, reference_ns=T0 + 5 * MS).reason == 'missing'

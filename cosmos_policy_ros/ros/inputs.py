@@ -8,6 +8,7 @@ import threading
 import time
 
 from geometry_msgs.msg import PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
@@ -43,7 +44,7 @@ class InputStreams:
     on_task(text): called with each task message.
     """
 
-    def __init__(self, node, config, *, add, counts, on_task, callback_group):
+    def __init__(self, node, config, *, add, counts, on_task):
         self._node = node
         self._buffer = _Adder(add)
         self._counts = counts
@@ -51,14 +52,17 @@ class InputStreams:
         self._log_lock = threading.Lock()
         self.subscriptions = []
         qos = input_qos(config)
+        # One mutually exclusive group per subscription: streams are converted in parallel,
+        # but the messages of one stream reach the sync buffer in the order they arrived (its
+        # settled-member rule relies on that), and task messages apply in order.
         for stream in input_streams(config):
             callback = functools.partial(self._on_message, stream)
             self.subscriptions.append(node.create_subscription(
                 MESSAGE_TYPES[stream.msg_type], stream.topic, callback, qos,
-                callback_group=callback_group))
+                callback_group=MutuallyExclusiveCallbackGroup()))
         self.subscriptions.append(node.create_subscription(
             String, config.task_topic, lambda msg: on_task(msg.data), TASK_QOS,
-            callback_group=callback_group))
+            callback_group=MutuallyExclusiveCallbackGroup()))
 
     def _on_message(self, stream, msg):
         self._counts.add(stream.name, RECEIVED)

@@ -61,7 +61,7 @@ def _declare(node, name, default, desc, meta=None):
         try:
             check_value(name, value, meta)
         except ValueError as error:
-            node.parameter_errors.append(str(error))
+            node.parameter_errors[name] = str(error)
             ignore_override = True
     try:
         node.declare_parameter(name, default, desc, ignore_override=ignore_override)
@@ -72,9 +72,10 @@ def _declare(node, name, default, desc, meta=None):
 def declare_parameters(node):
     """Declare every parameter whose name does not depend on other parameters.
 
-    Sets `node.parameter_errors`: messages about overrides that failed validation.
+    Sets `node.parameter_errors`: {name: message} of overrides that failed validation (a later
+    successful `ros2 param set` of that name removes its entry).
     """
-    node.parameter_errors = []
+    node.parameter_errors = {}  # name -> why its override was refused
     for name, default, meta in parameter_fields(NodeConfig):
         _declare(node, name, default, descriptor(name, default, meta), meta)
     for name, text in LIST_PARAMETERS:
@@ -114,12 +115,12 @@ def _nested(node, cls, name):
 def read_config(node):
     """Build the NodeConfig from the node's parameters (raises ValueError naming one)."""
     if node.parameter_errors:
-        raise ValueError('; '.join(node.parameter_errors))
+        raise ValueError('; '.join(node.parameter_errors.values()))
     cameras = tuple(_nested(node, CameraConfig, name) for name in _names(node, 'cameras'))
     sources = tuple(_nested(node, ProprioSourceConfig, name)
                     for name in _names(node, 'proprio_sources'))
     if node.parameter_errors:
-        raise ValueError('; '.join(node.parameter_errors))
+        raise ValueError('; '.join(node.parameter_errors.values()))
     values = {}
     for name, _, meta in parameter_fields(NodeConfig):
         value = _value(node, name)

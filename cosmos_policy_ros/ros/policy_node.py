@@ -22,7 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -34,7 +34,8 @@ from cosmos_policy_ros.conversions import future_point_indices
 from cosmos_policy_ros.ingest import make_sync_buffer, replan_due
 from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
-from cosmos_policy_ros.node_config import bind_layout, import_factory, NodeConfig
+from cosmos_policy_ros.node_config import (bind_layout, import_factory, load_policy_for,
+                                           NodeConfig)
 from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
 from cosmos_policy_ros.ros.inputs import InputStreams
@@ -61,6 +62,7 @@ class _Job:
     epoch: int
     policy: object
     reset_first: bool
+    task: str
 
 
 def _output_qos(config):
@@ -95,7 +97,6 @@ class PolicyNode(LifecycleNode):
         self._last_chunk_steady = None
         self._warmup_latencies = ()
         self._reset_stats()
-        self._input_group = ReentrantCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -115,6 +116,10 @@ class PolicyNode(LifecycleNode):
         try:
             self._configure()
         except Exception as error:  # report every failure with its reason, then stay clean
+            if not self.context.ok():  # SIGINT/SIGTERM during a long load or warm-up
+                self.get_logger().info('configure interrupted by shutdown')
+                self._release()
+                return TransitionCallbackReturn.FAILURE
             message = str(error) if isinstance(error, ValueError) else (
                 f'{type(error).__name__}: {error}')
             self.get_logger().error(f'configure failed: {message}')
@@ -126,6 +131,7 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state):
+        result = super().on_activate(state)  # enable the lifecycle publishers first
         with self._lock:
             self._epoch += 1
             self._executing = None
@@ -134,7 +140,7 @@ class PolicyNode(LifecycleNode):
             self._start_control_timer(self._config.rate)
         self.get_logger().info(f'active: control loop at {self._config.rate:g} Hz, '
                                f'replan_mode {self._config.replan_mode}')
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state):
         with self._lock:
@@ -175,16 +181,12 @@ class PolicyNode(LifecycleNode):
                              f'source not listed in `cameras` / `proprio_sources`?)')
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
-        factory = import_factory(config.policy_factory)
+        import_factory(config.policy_factory)  # a bad name fails here, naming the parameter
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
         try:
-            options = {'decode_future_images': config.publish_future_images}
-            if config.acceleration() is not None:
-                options['acceleration'] = config.acceleration()
-            policy = factory(config.model_path, device=config.device, dtype=config.dtype,
-                             **options)
+            policy = load_policy_for(config)
         except ValueError as error:
             raise ValueError(f'`model_path` {config.model_path!r}: {error}') from None
         except Exception as error:
@@ -195,7 +197,9 @@ class PolicyNode(LifecycleNode):
                 raise ValueError(f'`policy_factory` {config.policy_factory!r} returned '
                                  f'{type(policy).__name__}, which has no {attribute!r}.')
         binding = bind_layout(config, policy.layout)
+        self._check_running()
         latencies = self._warm_up(policy, config, binding)
+        self._check_running()
         with self._lock:
             self._config, self._binding, self._policy = config, binding, policy
             self._layout = policy.layout
@@ -207,8 +211,7 @@ class PolicyNode(LifecycleNode):
         self._worker = InferenceWorker(self._run_job, self._worker_error)
         self._create_publishers(config)
         self._inputs = InputStreams(self, config, add=self._add_message,
-                                    counts=self._input_counts, on_task=self._set_task,
-                                    callback_group=self._input_group)
+                                    counts=self._input_counts, on_task=self._set_task)
         self.get_logger().info(
             f'configured: model {policy.model_id!r}, cameras {list(config.camera_names)}, '
             f'proprio {list(config.proprio_names)} ({config.proprio_dim} values), '
@@ -228,6 +231,7 @@ class PolicyNode(LifecycleNode):
             seed=config.seed)
         latencies = []
         for _ in range(config.warmup_iterations):
+            self._check_running()
             start = time.perf_counter()
             try:
                 output = policy.infer(observation, num_steps=config.num_denoising_steps,
@@ -253,6 +257,10 @@ class PolicyNode(LifecycleNode):
                                  f'{config.max_warmup_latency:g} s (fewer '
                                  f'num_denoising_steps or a faster device?)')
         return tuple(latencies)
+
+    def _check_running(self):
+        if not self.context.ok():
+            raise RuntimeError('shutdown requested during configure')
 
     def _create_publishers(self, config):
         qos = _output_qos(config)
@@ -342,7 +350,7 @@ class PolicyNode(LifecycleNode):
                 seed=config.seed_for(result.reference_stamp_ns))
             job = _Job(observation=observation, stamps=dict(result.stamps),
                        reference_ns=result.reference_stamp_ns, config=config, epoch=self._epoch,
-                       policy=self._policy, reset_first=self._reset_pending)
+                       policy=self._policy, reset_first=self._reset_pending, task=self._task)
             if self._worker.submit(job):
                 self._sync.mark_used(result.reference_stamp_ns)
                 self._reset_pending = False
@@ -373,12 +381,16 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self._inference_errors += 1
             self._last_error = key[:500]
-            first = key not in self._seen_errors
-            if first and len(self._seen_errors) < MAX_DISTINCT_ERRORS:
+            first = key not in self._seen_errors and len(self._seen_errors) < MAX_DISTINCT_ERRORS
+            if first:
                 self._seen_errors.add(key)
+            cap_reached = first and len(self._seen_errors) == MAX_DISTINCT_ERRORS
         if first:
             self.get_logger().error(f'inference failed (logged once per distinct error, '
                                     f'counted in /diagnostics): {key}')
+        if cap_reached:
+            self.get_logger().error(f'{MAX_DISTINCT_ERRORS} distinct inference errors: further '
+                                    f'new ones are only counted in /diagnostics')
 
     def _reject(self, reason, detail):
         self._rejected.add('chunk', reason)
@@ -394,6 +406,7 @@ class PolicyNode(LifecycleNode):
             if job.epoch != self._epoch or self._state != 'active':
                 self._rejected.add('chunk', 'deactivated')
                 return
+            task_changed = job.task != self._task
             config, binding, limits = self._config, self._binding, self._limits
             publishers = dict(self._output_publishers)
             current = None
@@ -402,6 +415,8 @@ class PolicyNode(LifecycleNode):
                 proprio = current_proprio(self._sync, config.proprio_names)
                 if proprio is not None:
                     current = proprio[list(binding.jump_indices)]
+        if task_changed:
+            return self._reject('task_changed', 'the task changed while this chunk was computed')
         if check_jump and current is None:
             return self._reject('jump', 'no current joint positions to compare with')
         oldest = min(job.stamps.values())
@@ -459,8 +474,10 @@ class PolicyNode(LifecycleNode):
     def _on_set_parameters(self, parameters):
         with self._lock:
             config, layout = self._config, self._layout
-        if config is None:
-            return SetParametersResult(successful=True)  # validated at configure
+        if config is None:  # validated at configure; a new value replaces a refused one
+            for parameter in parameters:
+                self.parameter_errors.pop(parameter.name, None)
+            return SetParametersResult(successful=True)
         try:
             new, changed = params.apply_changes(config, parameters)
             if not changed:
@@ -557,12 +574,12 @@ def main(args=None):
     code = 0
     try:
         node = PolicyNode()
+        started = True
         if node.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                code = 1
-            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                code = 1
-        if code == 0:
+            started = (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+                       and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
+            code = 0 if started or not rclpy.ok() else 1  # a shutdown meanwhile is clean
+        if started and rclpy.ok():
             executor = MultiThreadedExecutor(num_threads=4)
             executor.add_node(node)
             try:

@@ -183,14 +183,13 @@ def run(args):
     live_s = time.monotonic() - started
 
     _step(4, 'offline: cosmos-policy-replay eval on the same bag (no ROS graph)')
-    from cosmos_policy_ros.engine.policy import load_policy
-    from cosmos_policy_ros.node_config import load_parameter_file
+    from cosmos_policy_ros.node_config import load_parameter_file, load_policy_for
     from cosmos_policy_ros.tools.bags import BagReader, chunk_arrays
     from cosmos_policy_ros.tools.evaluate import chunk_sources, compare_chunks, evaluate
     from cosmos_policy_ros.tools.replay import format_report
 
     node_config = load_parameter_file(config, overrides={'model_path': str(model)})
-    policy = load_policy(model, device=node_config.device, dtype=node_config.dtype)
+    policy = load_policy_for(node_config)
     eval_dir = out / 'eval'
     shutil.rmtree(eval_dir, ignore_errors=True)
     report = evaluate(bag, policy, node_config, eval_dir)

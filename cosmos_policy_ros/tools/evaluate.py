@@ -9,9 +9,10 @@ here, so every tick whose observation is ready gets a chunk; the latency is stil
 Tick modes:
 * ``control``: ticks at the configured `rate` with the node's replanning rule (what the robot
   would have executed);
-* ``observations``: one chunk per reference-stream message (ticked `sync_tolerance` after its
-  stamp, when every stream within tolerance has arrived). Every chunk a live node publishes
-  for this bag is among these, with the same values: the parity check compares them.
+* ``observations``: one chunk per reference-stream message: the set of that frame (the same
+  closest-member and settle rules), ticked `sync_tolerance` after its stamp, when every stream
+  within tolerance has arrived. A chunk a live node published for a frame is recomputed here
+  from the same set, so the two can be compared (the demo's parity check).
 
 Outputs (in one directory): ``chunks/`` (rosbag2: ActionChunk on /action_chunk, ValueEstimate on
 /value), ``ticks.csv`` (every tick and why it did or did not give a chunk), ``chunks.csv``
@@ -75,7 +76,9 @@ class OfflineNode:
         self.policy = policy
         self.config = config
         self.binding = bind_layout(config, policy.layout)
-        self.streams = {absolute_topic(s.topic): s for s in input_streams(config)}
+        self.streams = {}  # topic -> its InputStreams (several proprio sources may share one)
+        for stream in input_streams(config):
+            self.streams.setdefault(absolute_topic(stream.topic), []).append(stream)
         self.buffer = make_sync_buffer(config)
         self.limits = config.chunk_limits()
         self.task = config.task
@@ -86,22 +89,22 @@ class OfflineNode:
         self._reset_pending = False
 
     def feed(self, topic, message):
-        """One input message (topic as in the bag); returns its drop reason or ''."""
-        stream = self.streams[topic]
-        self.received[stream.name] += 1
-        reason, _ = stream.ingest(message, self.buffer)
-        if reason:
-            self.dropped[(stream.name, reason)] += 1
-        return reason
+        """One input message (topic as in the bag) into every stream that reads the topic."""
+        for stream in self.streams[topic]:
+            self.received[stream.name] += 1
+            reason, _ = stream.ingest(message, self.buffer)
+            if reason:
+                self.dropped[(stream.name, reason)] += 1
 
     def set_task(self, text):
         if text != self.task:
             self.task = text
             self._reset_pending = True
 
-    def tick(self, now_ns, *, replan=True, exact=None):
+    def tick(self, now_ns, *, replan=True, reference_ns=None, exact=None):
         """The node's control tick at bag time `now_ns` (inference takes no bag time).
 
+        reference_ns: query the set of this reference frame instead of the newest one.
         exact: {stream: stamp} to use exactly this set (a recorded decision) instead of the
         sync query.
         """
@@ -110,7 +113,10 @@ class OfflineNode:
             return Tick(now_ns, 'no_task', 'no task in the bag or the configuration')
         if replan and not replan_due(now_ns, self.executing, config):
             return Tick(now_ns, 'chunk_executing')
-        result = self.buffer.query(now_ns) if exact is None else self.buffer.select(exact)
+        if exact is not None:
+            result = self.buffer.select(exact)
+        else:
+            result = self.buffer.query(now_ns, reference_ns=reference_ns)
         if not result.ok:
             return Tick(now_ns, result.reason, result.detail)
         reference_ns = result.reference_stamp_ns
@@ -205,29 +211,32 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
         with BagWriter(out_dir / 'chunks', storage=storage, typestore=typestore) as writer:
             writer.add_topic(CHUNK_TOPIC, 'cosmos_policy_ros/msg/ActionChunk')
             writer.add_topic(VALUE_TOPIC, 'cosmos_policy_ros/msg/ValueEstimate')
-            pending = [start_ns + period_ns] if tick_mode == 'control' else []
+            # Pending ticks: (bag time, reference stamp or None), in time order.
+            pending = [(start_ns + period_ns, None)] if tick_mode == 'control' else []
             exact_sets = dict(references) if isinstance(references, Mapping) else {}
+            anchors = set(references) if references is not None else None
+
+            def emit(tick):
+                ticks.append(tick)
+                if tick.status == CHUNK:
+                    _write_chunk(writer, typestore, tick, node, policy.model_id)
+
+            def run_ticks(until_ns):
+                # Ticks strictly before `until_ns`: a tick sees every message logged up to
+                # and including its own time.
+                while pending and pending[0][0] < until_ns:
+                    now, reference_ns = pending.pop(0)
+                    if tick_mode == 'control':
+                        emit(node.tick(now))
+                        pending.append((now + period_ns, None))
+                    else:
+                        emit(node.tick(now, replan=False, reference_ns=reference_ns))
 
             def run_exact(now):
                 for reference_ns, stamps in sorted(exact_sets.items()):
                     if node.buffer.select(stamps).ok:
                         del exact_sets[reference_ns]
-                        tick = node.tick(now, replan=False, exact=stamps)
-                        ticks.append(tick)
-                        if tick.status == CHUNK:
-                            _write_chunk(writer, typestore, tick, node, policy.model_id)
-
-            def run_ticks(until_ns):
-                # Ticks strictly before `until_ns`: a tick sees every message logged up to
-                # and including its own time.
-                while pending and pending[0] < until_ns:
-                    now = pending.pop(0)
-                    tick = node.tick(now, replan=tick_mode == 'control')
-                    ticks.append(tick)
-                    if tick.status == CHUNK:
-                        _write_chunk(writer, typestore, tick, node, policy.model_id)
-                    if tick_mode == 'control':
-                        pending.append(now + period_ns)
+                        emit(node.tick(now, replan=False, exact=stamps))
 
             try:
                 # The latched task recorded before the window still applies in it.
@@ -243,23 +252,32 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
                         recorded.append(item)
                     else:
                         node.feed(item.topic, item.message)
-                        stream = node.streams[item.topic]
                         if exact_sets:
                             run_exact(item.stamp_ns)
-                        elif tick_mode == 'observations' and stream.name == config.reference:
+                        elif tick_mode == 'observations' and not (
+                                isinstance(references, Mapping)) and any(
+                                stream.name == config.reference
+                                for stream in node.streams[item.topic]):
                             stamp = _header_ns(item.message)
-                            if stamp > 0 and (references is None or stamp in references):
-                                pending.append(stamp + tolerance_ns)
+                            if stamp > 0 and (anchors is None or stamp in anchors):
+                                # Once every stream within tolerance is in (never in the past).
+                                pending.append((max(stamp + tolerance_ns, item.stamp_ns),
+                                                stamp))
                                 pending.sort()
                     if bar is not None:
                         bar.update((item.stamp_ns - last_ns) / NS)
                     last_ns = item.stamp_ns
-                run_ticks(end_ns if tick_mode == 'control' else max(pending, default=0) + 1)
+                run_ticks(end_ns if tick_mode == 'control' else math.inf)
             except (Exception, KeyboardInterrupt) as raised:
                 error = raised
             finally:
                 if bar is not None:
                     bar.close()
+    if references is not None and error is None:
+        evaluated = {tick.reference_ns for tick in ticks}
+        ticks.extend(Tick(end_ns, 'reference_not_found', 'no such set in the bag window',
+                          reference_ns=int(reference_ns))
+                     for reference_ns in sorted(set(references) - evaluated))
     summary, files = _write_results(out_dir, ticks, node, recorded, config, policy,
                                     plots=plots, error=error, origin_ns=start_ns)
     report = EvalReport(out_dir, tuple(ticks), summary, error is None, files)
@@ -303,15 +321,16 @@ def _by_stamp(chunks):
 
 def _check_topics(info, streams, actions_topic):
     available = sorted(info.topics)
-    for topic, stream in streams.items():
-        if topic not in info.topics:
-            raise BagError(f'bag {info.path} has no topic {topic} (input stream '
-                           f'{stream.name!r}); it has {available}. Set the topic in the '
-                           f'configuration (camera.<name>.topic, proprio.<name>.topic).')
-        if info.topics[topic].msgtype != stream.msg_type:
-            raise BagError(f'topic {topic} in bag {info.path} is '
-                           f'{info.topics[topic].msgtype}; the configuration reads '
-                           f'{stream.msg_type} there (input stream {stream.name!r}).')
+    for topic, readers in streams.items():
+        for stream in readers:
+            if topic not in info.topics:
+                raise BagError(f'bag {info.path} has no topic {topic} (input stream '
+                               f'{stream.name!r}); it has {available}. Set the topic in the '
+                               f'configuration (camera.<name>.topic, proprio.<name>.topic).')
+            if info.topics[topic].msgtype != stream.msg_type:
+                raise BagError(f'topic {topic} in bag {info.path} is '
+                               f'{info.topics[topic].msgtype}; the configuration reads '
+                               f'{stream.msg_type} there (input stream {stream.name!r}).')
     if actions_topic is not None and actions_topic not in info.topics:
         raise BagError(f'bag {info.path} has no recorded-actions topic {actions_topic}; it has '
                        f'{available}.')

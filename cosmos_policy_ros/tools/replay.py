@@ -193,7 +193,7 @@ def parse_overrides(items):
 
 
 def run_eval(args):
-    from cosmos_policy_ros.node_config import import_factory, load_parameter_file
+    from cosmos_policy_ros.node_config import load_parameter_file, load_policy_for
     from cosmos_policy_ros.tools.evaluate import evaluate
     overrides = parse_overrides(args.param)
     for name in ('model', 'device', 'dtype'):
@@ -203,8 +203,7 @@ def run_eval(args):
     out = args.out or str(args.bag).rstrip('/') + '_eval'
     print(f'loading the policy: {config.policy_factory}({config.model_path!r}, '
           f'device={config.device!r}, dtype={config.dtype!r})')
-    policy = import_factory(config.policy_factory)(config.model_path, device=config.device,
-                                                   dtype=config.dtype)
+    policy = load_policy_for(config)
     try:
         report = evaluate(args.bag, policy, config, out, tick_mode=args.ticks,
                           start_s=args.start, end_s=args.end,

@@ -456,3 +456,42 @@ def test_unsafe_chunks_are_never_published(write_setup, start_node, client_facto
     assert f'chunk not published: {reason}' in node.output
     assert node.output.count(f'chunk not published: {reason}') <= 2  # throttled
     assert node.stop(signal.SIGINT) == 0, node.output
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_a_long_configure_exits_cleanly(write_setup, start_node, harness, signum):
+    # Five warm-up inferences of 2 s each: the signal arrives in the middle of configure.
+    params = write_setup(harness.libero_parameters(warmup_iterations=5),
+                         {'layout': {'preset': 'libero'}, 'delay': 2.0})
+    node = start_node(params)
+    deadline = time.monotonic() + START_TIMEOUT
+    while 'loading the policy' not in node.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    code = node.stop(signum, timeout=30)
+    assert code == 0, node.output
+    assert time.monotonic() - sent < 8.0, 'the node finished its whole configure first'
+    assert 'configure failed' not in node.output, node.output
+
+
+def test_a_chunk_computed_for_the_old_task_is_not_published(write_setup, start_node,
+                                                            client_factory, harness):
+    params = write_setup(harness.libero_parameters(max_publish_age=10.0, rate=5.0),
+                         {'layout': {'preset': 'libero'}, 'delay': 1.5})
+    node = start_node(params)
+    client = client_factory()
+    proprio = unit_quaternion_proprio()
+
+    def in_flight():
+        parts = client.latest_diagnostics()
+        return bool(parts) and parts['policy'][2]['inference_in_flight'] == 'true'
+
+    assert client.spin_until(in_flight, START_TIMEOUT, process=node,
+                             every=lambda: libero_frame(client, harness.now_ns(),
+                                                        proprio=proprio)), node.output
+    client.task('open the drawer')  # the operator changes the task mid-inference
+    assert client.spin_until(
+        lambda: _count(client, 'policy', 'rejected.task_changed') >= 1, 30, process=node,
+        every=lambda: libero_frame(client, harness.now_ns(), proprio=proprio)), node.output
+    assert node.stop(signal.SIGINT) == 0, node.output

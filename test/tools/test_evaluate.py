@@ -99,15 +99,17 @@ def test_metrics_on_a_constructed_case(constructed_bag, tmp_path):
             math.sqrt((errors ** 2).mean()), rel=1e-5)
     chunks = report.chunks
     # Ticks every 0.2 s of bag time until the end of the recorded actions (3.5 s). The last
-    # camera frame is at 0.9 s: the tick at 1.0 s uses it, later ones find nothing new.
+    # camera frame is at 0.9 s: the tick at 1.0 s uses it, the next two find nothing new, and
+    # from 1.6 s on that set is older than max_observation_age (0.5 s): stale.
     assert [tick.time_ns - T0 for tick in chunks] == [200 * 10**6 * i for i in range(1, 6)]
     statuses = [tick.status for tick in report.ticks]
-    assert len(statuses) == 17 and set(statuses[5:]) == {'not_new'}
+    assert len(statuses) == 17 and statuses[5:7] == ['not_new'] * 2
+    assert set(statuses[7:]) == {'stale'}
     references = [tick.reference_ns - T0 for tick in chunks]
     assert references == [200 * 10**6 * i for i in range(1, 5)] + [900 * 10**6]
     assert actions['compared_actions'] == len(chunks) * EXECUTE
     assert report.summary['value']['mean'] == pytest.approx(0.2)  # R = 51 of 255
-    assert report.summary['ticks_by_status'] == {'chunk': 5, 'not_new': 12}
+    assert report.summary['ticks_by_status'] == {'chunk': 5, 'not_new': 2, 'stale': 10}
     written = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
     assert written['complete'] is True and written['chunks'] == len(chunks)
     for name in ('actions.png', 'value.png', 'latency.png', 'ticks.csv', 'chunks.csv'):
@@ -243,3 +245,29 @@ def test_recorded_sets_are_rebuilt_exactly(constructed_bag, tmp_path):
                       tick_mode='observations', references=sets, plots=False)
     assert len(report.chunks) == 1
     assert report.chunks[0].stamps == sets[T0 + 300 * 10**6]
+
+
+def test_two_proprio_sources_on_one_topic(constructed_bag, tmp_path):
+    config = config_from_parameters(_parameters(
+        proprio_sources=['left', 'right'],
+        proprio={'left': {'type': 'joint_state', 'joints': list(JOINTS[:7])},
+                 'right': {'type': 'joint_state', 'joints': list(JOINTS[7:])}}))
+    report = evaluate(constructed_bag, _fake(), config, tmp_path / 'out', plots=False)
+    assert len(report.chunks) == 5
+    assert report.summary['received_by_stream'] == {
+        'left': 50, 'right': 50, 'left_wrist': 10, 'primary': 10, 'right_wrist': 10}
+
+
+def test_observation_ticks_take_their_own_frame_even_with_a_wide_tolerance(constructed_bag,
+                                                                          tmp_path):
+    # sync_tolerance 0.15 s > the 0.1 s frame period: the newest set at a frame's tick would
+    # be the next frame; each tick must still compute its own frame.
+    config = config_from_parameters(_parameters(sync_tolerance=0.15))
+    report = evaluate(constructed_bag, _fake(), config, tmp_path / 'out',
+                      tick_mode='observations', plots=False)
+    assert [tick.reference_ns - T0 for tick in report.chunks] == [i * S // 10
+                                                                  for i in range(10)]
+    missing = evaluate(constructed_bag, _fake(), config, tmp_path / 'two',
+                       tick_mode='observations', plots=False, references={T0 + 123})
+    assert [(tick.status, tick.reference_ns) for tick in missing.ticks] == [
+        ('reference_not_found', T0 + 123)]
