@@ -52,7 +52,7 @@ def _declare(node, name, default, desc, meta=None):
         return
     if isinstance(default, (tuple, list)):
         default = list(default) or None  # an empty list has no type: declare it unset
-    ignore_override = False
+    refused = None
     overrides = getattr(node, '_parameter_overrides', {})
     if meta is not None and name in overrides:
         value = overrides[name].value
@@ -61,12 +61,13 @@ def _declare(node, name, default, desc, meta=None):
         try:
             check_value(name, value, meta)
         except ValueError as error:
-            node.parameter_errors[name] = str(error)
-            ignore_override = True
+            refused = str(error)
     try:
-        node.declare_parameter(name, default, desc, ignore_override=ignore_override)
+        node.declare_parameter(name, default, desc, ignore_override=refused is not None)
     except ParameterAlreadyDeclaredException:  # pragma: no cover - raced with has_parameter
         pass
+    if refused is not None:  # recorded after declaring: declaring runs the set callback
+        node.parameter_errors[name] = refused
 
 
 def declare_parameters(node):

@@ -13,6 +13,8 @@ while the policy runs. With `autostart` (default true) the node configures and a
 itself; a failed configure then ends the process with exit code 1.
 """
 from dataclasses import dataclass
+import faulthandler
+import signal
 import sys
 import threading
 import time
@@ -24,6 +26,7 @@ from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -563,8 +566,30 @@ class PolicyNode(LifecycleNode):
         self._previous_health = snapshot
 
 
+def _spin(executor):
+    """executor.spin(), surviving an rclpy race on entities destroyed during a transition.
+
+    A lifecycle transition (cleanup, shutdown, a re-configure) destroys subscriptions and
+    publishers on one executor thread while another builds its wait set; rclpy's event handlers
+    then raise InvalidHandle from the wait-set build (they re-enter a handle whose destruction
+    was requested). The next wait set no longer holds the destroyed entity, so spinning on is
+    safe; any other error still propagates.
+    """
+    while True:
+        try:
+            executor.spin()
+            return
+        except InvalidHandle:
+            if not rclpy.ok():
+                return
+
+
 def main(args=None):
-    """Console script: run the node until SIGINT/SIGTERM (exit 0) or a failed autostart (1)."""
+    """Console script: run the node until SIGINT/SIGTERM (exit 0) or a failed autostart (1).
+
+    `kill -USR1 <pid>` prints every thread's Python stack to stderr (for a node that seems stuck).
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         rclpy.init(args=args)
     except Exception as error:  # e.g. an unparsable --params-file
@@ -583,7 +608,7 @@ def main(args=None):
             executor = MultiThreadedExecutor(num_threads=4)
             executor.add_node(node)
             try:
-                executor.spin()
+                _spin(executor)
             finally:
                 executor.shutdown()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -258,8 +258,8 @@ def test_two_proprio_sources_on_one_topic(constructed_bag, tmp_path):
         'left': 50, 'right': 50, 'left_wrist': 10, 'primary': 10, 'right_wrist': 10}
 
 
-def test_observation_ticks_take_their_own_frame_even_with_a_wide_tolerance(constructed_bag,
-                                                                          tmp_path):
+def test_observation_ticks_take_their_own_frame_with_a_wide_tolerance(constructed_bag,
+                                                                      tmp_path):
     # sync_tolerance 0.15 s > the 0.1 s frame period: the newest set at a frame's tick would
     # be the next frame; each tick must still compute its own frame.
     config = config_from_parameters(_parameters(sync_tolerance=0.15))
