@@ -4,6 +4,7 @@ from pathlib import Path
 import shlex
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -86,3 +87,24 @@ def test_colcon_build_in_a_fresh_workspace(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().startswith(str(tmp_path / 'install'))
+
+
+@pytest.mark.slow
+def test_pip_wheel_holds_the_python_part_without_ros(tmp_path):
+    # `pip install .` where no ROS is present: core, engine, tools, configs and msg files.
+    build = subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
+         '-w', str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    wheel = zipfile.ZipFile(next(tmp_path.glob('cosmos_policy_ros-*.whl')))
+    names = set(wheel.namelist())
+    for module in ('layout.py', 'sync.py', 'engine/policy.py', 'engine/sampling.py',
+                   'tools/replay.py', 'tools/convert.py', 'ros/policy_node.py'):
+        assert f'cosmos_policy_ros/{module}' in names, module
+    data = {name.split('.data/data/', 1)[-1] for name in names if '.data/data/' in name}
+    share = 'share/cosmos_policy_ros/'
+    assert {share + 'config/aloha.yaml', share + 'msg/ActionChunk.msg',
+            share + 'package.xml'} <= data
+    entry_points = next(n for n in names if n.endswith('entry_points.txt'))
+    text = wheel.read(entry_points).decode()
+    assert 'cosmos-policy-replay = cosmos_policy_ros.tools.replay:main' in text
