@@ -464,23 +464,23 @@ def dit_state_dict(path, preset='2b'):
     CheckpointError naming every missing, unexpected or mis-shaped key. Tensors keep the file's
     dtype (and stay memory-mapped where the format allows).
     """
-    config = dit_config(preset)
-    tensors = read_tensors(path)
-    origin = None
-    if _is_reference_dit(tensors):
-        tensors, origin = convert_dit_state_dict(tensors, source=str(path))
-    _check(tensors, origin, kind='DiT', config=config, source=str(path))
-    return tensors
+    return _checked_tensors(path, 'DiT', dit_config(preset), _is_reference_dit,
+                            convert_dit_state_dict)
 
 
 def vae_state_dict(path, preset='wan2.1'):
     """Diffusers-keyed VAE tensors from a ``tokenizer.pth`` or converted file, checked strictly."""
-    config = vae_config(preset)
+    return _checked_tensors(path, 'VAE', vae_config(preset), _is_reference_vae,
+                            convert_vae_state_dict)
+
+
+def _checked_tensors(path, kind, config, is_reference, convert):
+    """Read `path`, convert reference key names to diffusers' if needed, check strictly."""
     tensors = read_tensors(path)
     origin = None
-    if _is_reference_vae(tensors):
-        tensors, origin = convert_vae_state_dict(tensors, source=str(path))
-    _check(tensors, origin, kind='VAE', config=config, source=str(path))
+    if is_reference(tensors):
+        tensors, origin = convert(tensors, source=str(path))
+    _check(tensors, origin, kind=kind, config=config, source=str(path))
     return tensors
 
 
