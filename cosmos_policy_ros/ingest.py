@@ -18,11 +18,11 @@ import functools
 from typing import Callable, Optional, Tuple
 
 from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionError,
-                                           image_to_rgb, joint_state_values, pose_values,
-                                           stamp_to_ns)
+                                           image_to_rgb, joint_state_values, NS_PER_S,
+                                           pose_values, stamp_to_ns)
 from cosmos_policy_ros.sync import SyncBuffer, ZERO_STAMP
 
-NS = 1_000_000_000
+NS = NS_PER_S
 BAG_LOOP_MARGIN_NS = NS  # a clock this far behind the executing chunk's stamp went back
 
 

@@ -1,4 +1,4 @@
-"""Input subscriptions: convert each message once, hand it to the sync buffer, count drops.
+"""Input subscriptions: hand each message to the control loop, log its drops (throttled).
 
 One subscription per camera (Image or CompressedImage), per proprio source (JointState or
 PoseStamped) and for the task (std_msgs/String, transient local). Nothing else happens here.
@@ -13,9 +13,6 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from cosmos_policy_ros.ingest import input_streams
-
-RECEIVED = 'received'
 MESSAGE_TYPES = {'sensor_msgs/msg/Image': Image,
                  'sensor_msgs/msg/CompressedImage': CompressedImage,
                  'sensor_msgs/msg/JointState': JointState,
@@ -37,17 +34,15 @@ TASK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
 
 
 class InputStreams:
-    """The node's input subscriptions.
+    """The node's input subscriptions: each message goes to `loop.receive` (a ControlLoop).
 
-    add(stream, stamp_ns, payload) -> '' or a drop reason: stores into the sync buffer.
-    counts: ReasonCounts, scope = stream name, reason = 'received' or the drop reason.
-    on_task(text): called with each task message.
+    on_task(text): called with each task message. Drops are counted by the loop and logged
+    here, throttled per stream and reason.
     """
 
-    def __init__(self, node, config, *, add, counts, on_task):
+    def __init__(self, node, config, loop, *, on_task):
         self._node = node
-        self._buffer = _Adder(add)
-        self._counts = counts
+        self._receive = loop.receive
         self._logged = {}
         self._log_lock = threading.Lock()
         self.subscriptions = []
@@ -55,7 +50,7 @@ class InputStreams:
         # One mutually exclusive group per subscription: streams are converted in parallel,
         # but the messages of one stream reach the sync buffer in the order they arrived (its
         # settled-member rule relies on that), and task messages apply in order.
-        for stream in input_streams(config):
+        for stream in loop.streams:
             callback = functools.partial(self._on_message, stream)
             self.subscriptions.append(node.create_subscription(
                 MESSAGE_TYPES[stream.msg_type], stream.topic, callback, qos,
@@ -65,13 +60,11 @@ class InputStreams:
             callback_group=MutuallyExclusiveCallbackGroup()))
 
     def _on_message(self, stream, msg):
-        self._counts.add(stream.name, RECEIVED)
-        reason, detail = stream.ingest(msg, self._buffer)
+        reason, detail = self._receive(stream, msg)
         if reason:
-            self._drop(stream, reason, detail)
+            self._log_drop(stream, reason, detail)
 
-    def _drop(self, stream, reason, detail):
-        self._counts.add(stream.name, reason)
+    def _log_drop(self, stream, reason, detail):
         now = time.monotonic()
         key = (stream.name, reason)
         with self._log_lock:
@@ -87,10 +80,3 @@ class InputStreams:
         for subscription in self.subscriptions:
             self._node.destroy_subscription(subscription)
         self.subscriptions.clear()
-
-
-class _Adder:
-    """The node's locked `add` seen as a sync buffer by InputStream.ingest."""
-
-    def __init__(self, add):
-        self.add = add

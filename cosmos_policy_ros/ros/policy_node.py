@@ -6,22 +6,21 @@
     deactivate  stop the loop (a chunk still being computed is discarded)
     cleanup     unsubscribe, stop the inference thread, release the policy
 
-Each tick takes the newest synchronized observation from the sync buffer and hands it to the
-inference thread when that is idle; the thread runs the policy, checks the chunk (safety.py)
-and publishes it. Callbacks only convert and buffer (inputs.py), so they keep being served
+The rules (sync, replanning, seeds, the publish checks, the chunk's fields) are a ControlLoop
+(control_loop.py, docs/control-loop.md), the same one the offline evaluator drives. Here: each
+timer tick on the ROS clock asks the loop for a job and hands it to the inference thread; the
+thread runs the policy, asks the loop whether and what to publish, and publishes it.
+Subscription callbacks only hand messages to the loop (inputs.py), so they keep being served
 while the policy runs. With `autostart` (default true) the node configures and activates
 itself; a failed configure then ends the process with exit code 1.
 """
-from dataclasses import dataclass
 import faulthandler
 import signal
 import sys
 import threading
 import time
-from typing import Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -33,39 +32,20 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
-from cosmos_policy_ros.conversions import future_point_indices
-from cosmos_policy_ros.ingest import make_sync_buffer, replan_due
-from cosmos_policy_ros.interface import Observation, PolicyOutput
+from cosmos_policy_ros.control_loop import ControlLoop, run_inference, Skip
+from cosmos_policy_ros.conversions import NS_PER_S
 from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
-from cosmos_policy_ros.node_config import (bind_layout, import_factory, load_policy_for,
-                                           NodeConfig)
+from cosmos_policy_ros.policy_loading import load_checked_policy, steady_median, warm_up
 from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
 from cosmos_policy_ros.ros.inputs import InputStreams
 from cosmos_policy_ros.ros.worker import InferenceWorker
-from cosmos_policy_ros.safety import check_chunk
 from cosmos_policy_ros.stats import RateMeter, ReasonCounts, RollingWindow
-from cosmos_policy_ros.sync import current_proprio, observation_from_set
 
 NODE_NAME = 'cosmos_policy'
-NS = 1_000_000_000
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
 MAX_DISTINCT_ERRORS = 100  # distinct inference errors remembered for log-once
-WARMUP_TEXT_SHAPE = (512, 1024)  # T5 tokens x width of the released models
-
-
-@dataclass(frozen=True)
-class _Job:
-    """One inference: the observation and what is needed to publish its result."""
-
-    observation: Observation
-    stamps: Mapping[str, int]
-    reference_ns: int
-    config: NodeConfig
-    epoch: int
-    policy: object
-    reset_first: bool
-    task: str
+REJECT_LOG_PERIOD = 10.0  # seconds between two warnings about the same rejection reason
 
 
 def _output_qos(config):
@@ -75,7 +55,12 @@ def _output_qos(config):
 
 
 class PolicyNode(LifecycleNode):
-    """Lifecycle node running a Policy on synchronized camera and proprio inputs."""
+    """Lifecycle node running a Policy on synchronized camera and proprio inputs.
+
+    The rules live in a ControlLoop (control_loop.py); this class adds what needs ROS: the
+    lifecycle, the ROS clock and timers, the inference thread, messages, parameters and
+    diagnostics.
+    """
 
     def __init__(self, node_name=NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
@@ -83,20 +68,11 @@ class PolicyNode(LifecycleNode):
         self._lock = threading.RLock()
         self._state = 'unconfigured'
         self._configure_error = ''
-        self._config = None
-        self._binding = None
-        self._policy = None
-        self._layout = None
-        self._limits = None
-        self._sync = None
+        self._loop = None
         self._inputs = None
         self._worker = None
         self._output_publishers = {}
         self._control_timer = None
-        self._task = ''
-        self._reset_pending = False
-        self._epoch = 0
-        self._executing = None  # (reference stamp ns, executed steps) of the last chunk
         self._last_chunk_steady = None
         self._warmup_latencies = ()
         self._reset_stats()
@@ -136,18 +112,17 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state):
         result = super().on_activate(state)  # enable the lifecycle publishers first
         with self._lock:
-            self._epoch += 1
-            self._executing = None
+            self._loop.start()
             self._last_chunk_steady = time.monotonic()  # the watchdog counts from activation
             self._state = 'active'
-            self._start_control_timer(self._config.rate)
-        self.get_logger().info(f'active: control loop at {self._config.rate:g} Hz, '
-                               f'replan_mode {self._config.replan_mode}')
+            self._start_control_timer(self._loop.config.rate)
+        self.get_logger().info(f'active: control loop at {self._loop.config.rate:g} Hz, '
+                               f'replan_mode {self._loop.config.replan_mode}')
         return result
 
     def on_deactivate(self, state):
         with self._lock:
-            self._epoch += 1  # a chunk still being computed is discarded
+            self._loop.stop()  # a chunk still being computed is discarded
             self._state = 'inactive'
             self._stop_control_timer()
         return super().on_deactivate(state)
@@ -184,82 +159,31 @@ class PolicyNode(LifecycleNode):
                              f'source not listed in `cameras` / `proprio_sources`?)')
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
-        import_factory(config.policy_factory)  # a bad name fails here, naming the parameter
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
-        try:
-            policy = load_policy_for(config)
-        except ValueError as error:
-            raise ValueError(f'`model_path` {config.model_path!r}: {error}') from None
-        except Exception as error:
-            raise ValueError(f'loading the policy from `model_path` {config.model_path!r} '
-                             f'failed: {type(error).__name__}: {error}') from None
-        for attribute in ('layout', 'model_id', 'infer', 'reset'):
-            if not hasattr(policy, attribute):
-                raise ValueError(f'`policy_factory` {config.policy_factory!r} returned '
-                                 f'{type(policy).__name__}, which has no {attribute!r}.')
-        binding = bind_layout(config, policy.layout)
+        policy = load_checked_policy(config)
+        loop = ControlLoop(policy, config)  # checks the configuration against the layout
         self._check_running()
-        latencies = self._warm_up(policy, config, binding)
+        latencies = warm_up(policy, config, loop.binding, check=self._check_running)
+        if latencies:
+            self.get_logger().info(
+                'warm-up latencies: ' + ', '.join(f'{latency:.3f}' for latency in latencies)
+                + f' s (median after the first: {steady_median(latencies):.3f} s)')
         self._check_running()
         with self._lock:
-            self._config, self._binding, self._policy = config, binding, policy
-            self._layout = policy.layout
-            self._limits = config.chunk_limits()
-            self._task = config.task
+            self._loop = loop
             self._reset_stats()
             self._warmup_latencies = latencies
-            self._sync = make_sync_buffer(config)
-        self._worker = InferenceWorker(self._run_job, self._worker_error)
+        self._worker = InferenceWorker(self._run_job, self._inference_failed)
         self._create_publishers(config)
-        self._inputs = InputStreams(self, config, add=self._add_message,
-                                    counts=self._input_counts, on_task=self._set_task)
+        self._inputs = InputStreams(self, config, loop, on_task=self._set_task)
+        binding = loop.binding
         self.get_logger().info(
             f'configured: model {policy.model_id!r}, cameras {list(config.camera_names)}, '
             f'proprio {list(config.proprio_names)} ({config.proprio_dim} values), '
             f'reference stream {config.reference!r}, chunk {binding.horizon} x '
             f'{len(binding.action_names)} ({binding.execute_steps} executed)')
-
-    def _warm_up(self, policy, config, binding):
-        """Run warmup_iterations inferences on a synthetic observation; returns the latencies."""
-        layout = policy.layout
-        size = layout.image_size
-        observation = Observation(
-            images={name: np.zeros((size, size, 3), np.uint8) for name in layout.cameras},
-            proprio=np.zeros(layout.proprio_dim), instruction=config.task or None,
-            # Without a task yet, an all-zero T5 embedding (what padding tokens hold) is a
-            # valid input for any model: it only has to exercise the network.
-            text_embedding=None if config.task else np.zeros(WARMUP_TEXT_SHAPE, np.float32),
-            seed=config.seed)
-        latencies = []
-        for _ in range(config.warmup_iterations):
-            self._check_running()
-            start = time.perf_counter()
-            try:
-                output = policy.infer(observation, num_steps=config.num_denoising_steps,
-                                      num_candidates=config.num_candidates)
-            except Exception as error:
-                hint = '' if config.task else ' (is `task` an instruction the model knows?)'
-                raise ValueError(f'warm-up inference failed{hint}: {type(error).__name__}: '
-                                 f'{error}') from None
-            latencies.append(time.perf_counter() - start)
-            shape = np.shape(output.actions)
-            if shape != (binding.horizon, len(binding.action_names)):
-                raise ValueError(f'the policy returned actions of shape {shape}; its layout '
-                                 f'promises ({binding.horizon}, {len(binding.action_names)}).')
-        policy.reset()
-        if latencies:
-            steady = sorted(latencies[1:] or latencies)
-            median = steady[(len(steady) - 1) // 2]
-            self.get_logger().info(
-                'warm-up latencies: ' + ', '.join(f'{latency:.3f}' for latency in latencies)
-                + f' s (median after the first: {median:.3f} s)')
-            if config.max_warmup_latency and median > config.max_warmup_latency:
-                raise ValueError(f'warm-up latency {median:.3f} s exceeds `max_warmup_latency` '
-                                 f'{config.max_warmup_latency:g} s (fewer '
-                                 f'num_denoising_steps or a faster device?)')
-        return tuple(latencies)
 
     def _check_running(self):
         if not self.context.ok():
@@ -281,7 +205,8 @@ class PolicyNode(LifecycleNode):
     def _release(self):
         """Undo configure (safe to call in any state, more than once)."""
         with self._lock:
-            self._epoch += 1
+            if self._loop is not None:
+                self._loop.stop()
             self._stop_control_timer()
             inputs, self._inputs = self._inputs, None
             worker, self._worker = self._worker, None
@@ -294,23 +219,13 @@ class PolicyNode(LifecycleNode):
         for publisher in publishers.values():
             self.destroy_lifecycle_publisher(publisher)
         with self._lock:
-            self._config = self._binding = self._policy = self._layout = None
-            self._sync = None
-            self._executing = None
-
-    # --- inputs --------------------------------------------------------------------------------
-    def _add_message(self, stream, stamp_ns, payload):
-        with self._lock:
-            if self._sync is None:
-                return ''
-            return self._sync.add(stream, stamp_ns, payload)
+            self._loop = None
 
     def _set_task(self, text):
         with self._lock:
-            if text != self._task:
-                self._task = text
-                self._reset_pending = True  # the policy forgets per-episode state first
-                self.get_logger().info(f'task: {text!r}')
+            loop = self._loop
+        if loop is not None and loop.set_task(text):
+            self.get_logger().info(f'task: {text!r}')
 
     # --- control loop --------------------------------------------------------------------------
     def _start_control_timer(self, rate):
@@ -323,61 +238,41 @@ class PolicyNode(LifecycleNode):
             self.destroy_timer(self._control_timer)
             self._control_timer = None
 
-    def _skip(self, reason, detail=''):
-        self._skipped.add('tick', reason)
-        if detail:
-            self._last_skip_detail = f'{reason}: {detail}'
-
     def _on_tick(self):
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
-            if self._state != 'active' or self._worker is None:
+            loop, worker = self._loop, self._worker
+            if self._state != 'active' or worker is None:
                 return
-            config = self._config
             self._ticks += 1
-            self._tick_meter.add(now_ns)
-            if self._worker.busy:
-                return self._skip('inference_busy')
-            if not self._task:
-                return self._skip('no_task', 'no task: set the `task` parameter or publish on '
-                                             f'{config.task_topic}')
-            if not replan_due(now_ns, self._executing, config):
-                return self._skip('chunk_executing')
-            result = self._sync.query(now_ns)
-            if not result.ok:
-                return self._skip(result.reason, result.detail)
-            self._skew.add(result.skew_ns / NS)
-            self._age.add(result.age_ns / NS)
-            observation = observation_from_set(
-                result, config.camera_names, config.proprio_names, instruction=self._task,
-                seed=config.seed_for(result.reference_stamp_ns))
-            job = _Job(observation=observation, stamps=dict(result.stamps),
-                       reference_ns=result.reference_stamp_ns, config=config, epoch=self._epoch,
-                       policy=self._policy, reset_first=self._reset_pending, task=self._task)
-            if self._worker.submit(job):
-                self._sync.mark_used(result.reference_stamp_ns)
-                self._reset_pending = False
-            else:
-                self._skip('inference_busy')
+        self._tick_meter.add(now_ns)
+        decision = loop.tick(now_ns, busy=worker.busy,
+                             submit=lambda job: worker.submit((loop, job)))
+        if isinstance(decision, Skip):
+            self._skipped.add('tick', decision.reason)
+            if decision.detail:
+                self._last_skip_detail = f'{decision.reason}: {decision.detail}'
+        else:
+            self._skew.add(decision.skew_ns / NS_PER_S)
+            self._age.add(decision.age_ns / NS_PER_S)
 
     # --- inference thread ----------------------------------------------------------------------
-    def _run_job(self, job):
-        if job.reset_first:
-            job.policy.reset()
-        start = time.perf_counter()
+    def _run_job(self, item):
+        loop, job = item
         try:
-            output = job.policy.infer(job.observation,
-                                      num_steps=job.config.num_denoising_steps,
-                                      num_candidates=job.config.num_candidates)
+            output, elapsed = run_inference(job)
         except Exception as error:
             self._inference_failed(error)
             return
-        elapsed = time.perf_counter() - start
         self._latency.add(elapsed)
-        self._publish(job, output, elapsed)
-
-    def _worker_error(self, error):
-        self._inference_failed(error)
+        finished = loop.finish(job, output, self.get_clock().now().nanoseconds, elapsed)
+        if not finished.ok:
+            return self._reject(finished.reason, finished.detail)
+        self._publish(finished.chunk)
+        with self._lock:
+            self._clamped += finished.clamped
+            self._chunks_published += 1
+            self._last_chunk_steady = time.monotonic()
 
     def _inference_failed(self, error):
         key = f'{type(error).__name__}: {error}'
@@ -397,116 +292,69 @@ class PolicyNode(LifecycleNode):
 
     def _reject(self, reason, detail):
         self._rejected.add('chunk', reason)
+        if reason == 'deactivated':
+            return  # expected after a transition: counted, not logged
         now = time.monotonic()
-        if now - self._reject_logged.get(reason, -10.0) >= 10.0:
-            self._reject_logged[reason] = now
-            self.get_logger().warning(f'chunk not published: {reason}: {detail} (counted in '
-                                      f'/diagnostics; throttled to one warning per 10 s)')
-
-    def _publish(self, job, output: PolicyOutput, elapsed):
-        now_ns = self.get_clock().now().nanoseconds
         with self._lock:
-            if job.epoch != self._epoch or self._state != 'active':
-                self._rejected.add('chunk', 'deactivated')
+            if now - self._reject_logged.get(reason, -REJECT_LOG_PERIOD) < REJECT_LOG_PERIOD:
                 return
-            task_changed = job.task != self._task
-            config, binding, limits = self._config, self._binding, self._limits
+            self._reject_logged[reason] = now
+        self.get_logger().warning(f'chunk not published: {reason}: {detail} (counted in '
+                                  f'/diagnostics; throttled to one warning per '
+                                  f'{REJECT_LOG_PERIOD:g} s)')
+
+    def _publish(self, chunk):
+        """Publish a chunk the loop accepted on every output it has."""
+        with self._lock:
             publishers = dict(self._output_publishers)
-            current = None
-            check_jump = bool(binding.jump_indices) and config.max_first_step_jump > 0
-            if check_jump:
-                proprio = current_proprio(self._sync, config.proprio_names)
-                if proprio is not None:
-                    current = proprio[list(binding.jump_indices)]
-        if task_changed:
-            return self._reject('task_changed', 'the task changed while this chunk was computed')
-        if check_jump and current is None:
-            return self._reject('jump', 'no current joint positions to compare with')
-        oldest = min(job.stamps.values())
-        age = (now_ns - oldest) / NS
-        if age > config.max_publish_age:
-            return self._reject('stale_at_publish', f'observation is {age:.3f} s old when the '
-                                                    f'chunk is ready (max_publish_age '
-                                                    f'{config.max_publish_age:g} s)')
-        verdict = check_chunk(output.actions, limits, horizon=binding.horizon,
-                              action_dim=len(binding.action_names), value=output.value,
-                              current=current, names=binding.action_names)
-        if not verdict.ok:
-            return self._reject(verdict.reason, verdict.detail)
-        if verdict.clamped:
-            with self._lock:
-                self._clamped += verdict.clamped
-        model_id = str(getattr(job.policy, 'model_id', ''))
-        frame_id = config.frame_id
-        names = config.stream_names
-        publishers['chunk'].publish(outputs.action_chunk_msg(
-            stamp_ns=job.reference_ns, frame_id=frame_id, action_names=binding.action_names,
-            actions=verdict.actions, step_period=config.step_period, value=output.value,
-            source_names=names, source_stamps_ns=[job.stamps[name] for name in names],
-            seed=output.seed, num_denoising_steps=output.num_steps, inference_time=elapsed,
-            model_id=model_id))
-        publishers['value'].publish(outputs.value_msg(
-            stamp_ns=job.reference_ns, frame_id=frame_id, value=output.value,
-            candidate_values=output.candidate_values,
-            selected_candidate=output.selected_candidate, model_id=model_id))
+        if not publishers:
+            return
+        publishers['chunk'].publish(outputs.action_chunk_msg(**chunk.action_chunk_fields()))
+        publishers['value'].publish(outputs.value_msg(**chunk.value_fields()))
         if 'trajectory' in publishers:
-            period_ns = round(config.step_period * NS)
-            indices = future_point_indices(job.reference_ns, period_ns, binding.execute_steps,
-                                           now_ns)
-            if len(indices):
+            if len(chunk.trajectory_indices):
                 publishers['trajectory'].publish(outputs.joint_trajectory_msg(
-                    stamp_ns=job.reference_ns, frame_id=frame_id,
-                    joint_names=binding.action_names, actions=verdict.actions,
-                    step_period_ns=period_ns, indices=indices))
+                    stamp_ns=chunk.stamp_ns, frame_id=chunk.frame_id,
+                    joint_names=chunk.action_names, actions=chunk.actions,
+                    step_period_ns=chunk.step_period_ns, indices=chunk.trajectory_indices))
             else:
                 with self._lock:
                     self._trajectories_elapsed += 1
-        if config.publish_future_images and output.future_images:
-            for name, image in output.future_images.items():
-                publisher = publishers.get(f'future:{name}')
-                if publisher is not None:
-                    publisher.publish(outputs.image_msg(stamp_ns=job.reference_ns,
-                                                        frame_id=frame_id, rgb=image))
-        with self._lock:
-            self._chunks_published += 1
-            self._last_chunk_steady = time.monotonic()
-            if job.epoch == self._epoch:
-                self._executing = (job.reference_ns, binding.execute_steps)
+        for name, image in (chunk.future_images or {}).items():
+            publisher = publishers.get(f'future:{name}')
+            if publisher is not None:
+                publisher.publish(outputs.image_msg(stamp_ns=chunk.stamp_ns,
+                                                    frame_id=chunk.frame_id, rgb=image))
 
     # --- parameters ----------------------------------------------------------------------------
     def _on_set_parameters(self, parameters):
         with self._lock:
-            config, layout = self._config, self._layout
-        if config is None:  # validated at configure; a new value replaces a refused one
+            loop = self._loop
+        if loop is None:  # validated at configure; a new value replaces a refused one
             for parameter in parameters:
                 self.parameter_errors.pop(parameter.name, None)
             return SetParametersResult(successful=True)
         try:
-            new, changed = params.apply_changes(config, parameters)
+            new, changed = params.apply_changes(loop.config, parameters)
             if not changed:
                 return SetParametersResult(successful=True)
-            binding = bind_layout(new, layout)
-            limits = new.chunk_limits()
+            task_changed = loop.reconfigure(new)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         with self._lock:
-            if self._config is None:
+            if self._loop is not loop:
                 return SetParametersResult(successful=False, reason='the node is being cleaned '
                                                                     'up; try again')
-            self._config, self._binding, self._limits = new, binding, limits
-            self._sync.set_limits(round(new.sync_tolerance * NS),
-                                  round(new.max_observation_age * NS))
             if 'rate' in changed and self._control_timer is not None:
                 self._start_control_timer(new.rate)
-        if 'task' in changed:
-            self._set_task(new.task)
+        if task_changed:
+            self.get_logger().info(f'task: {new.task!r}')
         self.get_logger().info('parameters changed: ' + ', '.join(
             f'{name}={getattr(new, name)!r}' for name in changed))
         return SetParametersResult(successful=True)
 
     # --- diagnostics ---------------------------------------------------------------------------
     def _reset_stats(self):
-        self._input_counts = ReasonCounts()
         self._skipped = ReasonCounts()
         self._rejected = ReasonCounts()
         self._reject_logged = {}
@@ -527,15 +375,15 @@ class PolicyNode(LifecycleNode):
         """A HealthSnapshot of the node now."""
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
-            config = self._config
-            worker = self._worker
+            loop, worker = self._loop, self._worker
+            config = loop.config if loop else None
             since = None
             if self._state == 'active' and self._last_chunk_steady is not None:
                 since = time.monotonic() - self._last_chunk_steady
-            period_ns = round(NS / config.rate) if config else NS
+            period_ns = round(NS_PER_S / config.rate) if config else NS_PER_S
             return HealthSnapshot(
                 node_name=self.get_fully_qualified_name(), lifecycle_state=self._state,
-                model_id=str(getattr(self._policy, 'model_id', '')),
+                model_id=loop.model_id if loop else '',
                 configure_error=self._configure_error, seconds_since_chunk=since,
                 watchdog_timeout=config.watchdog_timeout if config else 0.0,
                 chunks_published=self._chunks_published,
@@ -550,14 +398,14 @@ class PolicyNode(LifecycleNode):
                 num_denoising_steps=config.num_denoising_steps if config else 0,
                 num_candidates=config.num_candidates if config else 0,
                 streams=config.stream_names if config else (),
-                input_counts=self._input_counts.snapshot(),
+                input_counts=loop.input_counts.snapshot() if loop else {},
                 skew=self._skew.summary(), age=self._age.summary(),
-                sync_resets=self._sync.resets if self._sync else 0,
+                sync_resets=loop.buffer.resets if loop else 0,
                 tick_rate=self._tick_meter.rate(now_ns, max_gap_ns=5 * period_ns),
                 ticks=self._ticks,
                 skipped={reason: count for (_, reason), count in
                          self._skipped.snapshot().items()},
-                last_skip_detail=self._last_skip_detail, task=self._task)
+                last_skip_detail=self._last_skip_detail, task=loop.task if loop else '')
 
     def _publish_diagnostics(self):
         snapshot = self.health()

@@ -36,6 +36,8 @@ from rosbags.typesys import (
     get_types_from_idl, get_types_from_msg, get_typestore, Stores, TypesysError)
 import yaml
 
+from cosmos_policy_ros.conversions import NS_PER_S, stamp_to_ns  # noqa: F401 (re-exported)
+
 PACKAGE = 'cosmos_policy_ros'
 STORAGES = ('mcap', 'sqlite3')
 COMPRESSIONS = ('none', 'zstd')
@@ -118,14 +120,9 @@ def make_typestore(msg_dir=None):
     return store
 
 
-def stamp_to_ns(stamp):
-    """builtin_interfaces/Time (sec, nanosec) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(stamp_ns, typestore):
     """Integer nanoseconds -> builtin_interfaces/msg/Time of `typestore`."""
-    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
     return typestore.types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec)
 
 
@@ -180,7 +177,7 @@ class BagInfo:
 
 
 def _format_ns(stamp_ns):
-    seconds, nanoseconds = divmod(int(stamp_ns), 1_000_000_000)
+    seconds, nanoseconds = divmod(int(stamp_ns), NS_PER_S)
     return f'{seconds}.{nanoseconds:09d}'
 
 

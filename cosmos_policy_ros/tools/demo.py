@@ -21,7 +21,8 @@ import subprocess
 import sys
 import time
 
-NS = 1_000_000_000
+from cosmos_policy_ros.conversions import NS_PER_S as NS
+
 MODEL_LAYOUT = {'preset': 'aloha', 'image_size': 64}  # small images: the demo runs on a CPU
 START_TIMEOUT_S = 180.0
 

@@ -1,10 +1,11 @@
 """Offline evaluation: a recorded episode through the node's rules and the policy, no ROS graph.
 
-The bag's messages go, in log-time order, through exactly what the node runs on live topics
-(``cosmos_policy_ros.ingest``: conversions, the sync buffer, the replanning rule;
-``NodeConfig.seed_for``; the chunk safety check), and the control loop ticks on bag time
-(= the ROS clock of a node replaying the bag with use_sim_time). Inference takes no bag time
-here, so every tick whose observation is ready gets a chunk; the latency is still measured.
+The bag's messages go, in log-time order, into the node's own control loop (``ControlLoop``
+of ``cosmos_policy_ros.control_loop``: conversions, the sync buffer, the tick and finish
+decisions, the chunk's fields), ticked on bag time (= the ROS clock of a node replaying
+the bag with use_sim_time); this module only drives it and writes the results. Inference
+takes no bag time here, so every tick whose observation is ready gets a chunk; the latency
+is still measured.
 
 Tick modes:
 * ``control``: ticks at the configured `rate` with the node's replanning rule (what the robot
@@ -28,15 +29,13 @@ from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
-from cosmos_policy_ros.ingest import input_streams, make_sync_buffer, replan_due
-from cosmos_policy_ros.node_config import bind_layout
-from cosmos_policy_ros.safety import check_chunk
-from cosmos_policy_ros.sync import current_proprio, observation_from_set
+from cosmos_policy_ros.control_loop import (Chunk, ControlLoop, INFERENCE_ERROR, RECEIVED,
+                                            run_inference, Skip)
+from cosmos_policy_ros.conversions import NS_PER_S as NS, stamp_to_ns
 from cosmos_policy_ros.tools import metrics
 from cosmos_policy_ros.tools.bags import (action_stream_arrays, BagError, BagReader,
-                                          BagWriter, make_typestore, ns_to_stamp, stamp_to_ns)
+                                          BagWriter, make_typestore, ns_to_stamp)
 
-NS = 1_000_000_000
 TICK_MODES = ('control', 'observations')
 CHUNK = 'chunk'  # status of a tick that produced a chunk
 CHUNK_TOPIC, VALUE_TOPIC = '/action_chunk', '/value'
@@ -63,10 +62,11 @@ class Tick:
     selected: int = 0
     latency_s: float = math.nan
     num_steps: int = 0
+    chunk: Optional[Chunk] = None  # what the node would publish
 
 
 class OfflineNode:
-    """The node's input handling, control tick and publish checks, driven by bag time.
+    """The node's ControlLoop driven by bag time, inference taking no bag time.
 
     policy: a Policy; config: the NodeConfig the node would run with. clock: wall clock for
     latencies (an argument, so tests can fake it).
@@ -75,31 +75,47 @@ class OfflineNode:
     def __init__(self, policy, config, *, clock=time.perf_counter):
         self.policy = policy
         self.config = config
-        self.binding = bind_layout(config, policy.layout)
+        self.loop = ControlLoop(policy, config)
+        self.loop.start()
+        self.binding = self.loop.binding
+        self.buffer = self.loop.buffer
         self.streams = {}  # topic -> its InputStreams (several proprio sources may share one)
-        for stream in input_streams(config):
+        for stream in self.loop.streams:
             self.streams.setdefault(absolute_topic(stream.topic), []).append(stream)
-        self.buffer = make_sync_buffer(config)
-        self.limits = config.chunk_limits()
-        self.task = config.task
-        self.executing = None  # (reference stamp, executed steps) of the last chunk
-        self.received = Counter()  # stream -> messages
-        self.dropped = Counter()  # (stream, reason) -> messages
         self._clock = clock
-        self._reset_pending = False
+
+    @property
+    def executing(self):
+        """(reference stamp, executed steps) of the last chunk, or None."""
+        return self.loop.executing
+
+    @executing.setter
+    def executing(self, value):
+        self.loop.executing = value
+
+    @property
+    def task(self):
+        return self.loop.task
+
+    @property
+    def received(self):
+        """stream -> messages received."""
+        return Counter({scope: count for (scope, reason), count in
+                        self.loop.input_counts.snapshot().items() if reason == RECEIVED})
+
+    @property
+    def dropped(self):
+        """(stream, reason) -> messages dropped."""
+        return Counter({key: count for key, count in self.loop.input_counts.snapshot().items()
+                        if key[1] != RECEIVED})
 
     def feed(self, topic, message):
         """One input message (topic as in the bag) into every stream that reads the topic."""
         for stream in self.streams[topic]:
-            self.received[stream.name] += 1
-            reason, _ = stream.ingest(message, self.buffer)
-            if reason:
-                self.dropped[(stream.name, reason)] += 1
+            self.loop.receive(stream, message)
 
     def set_task(self, text):
-        if text != self.task:
-            self.task = text
-            self._reset_pending = True
+        self.loop.set_task(text)
 
     def tick(self, now_ns, *, replan=True, reference_ns=None, exact=None):
         """The node's control tick at bag time `now_ns` (inference takes no bag time).
@@ -108,55 +124,22 @@ class OfflineNode:
         exact: {stream: stamp} to use exactly this set (a recorded decision) instead of the
         sync query.
         """
-        config = self.config
-        if not self.task:
-            return Tick(now_ns, 'no_task', 'no task in the bag or the configuration')
-        if replan and not replan_due(now_ns, self.executing, config):
-            return Tick(now_ns, 'chunk_executing')
-        if exact is not None:
-            result = self.buffer.select(exact)
-        else:
-            result = self.buffer.query(now_ns, reference_ns=reference_ns)
-        if not result.ok:
-            return Tick(now_ns, result.reason, result.detail)
-        reference_ns = result.reference_stamp_ns
-        seed = config.seed_for(reference_ns)
-        observation = observation_from_set(result, config.camera_names, config.proprio_names,
-                                           instruction=self.task, seed=seed)
-        self.buffer.mark_used(reference_ns)
-        if self._reset_pending:
-            self.policy.reset()
-            self._reset_pending = False
-        start = self._clock()
-        stamps = dict(result.stamps)
+        job = self.loop.tick(now_ns, replan=replan, reference_ns=reference_ns, exact=exact)
+        if isinstance(job, Skip):
+            return Tick(now_ns, job.reason, job.detail)
         try:
-            output = self.policy.infer(observation, num_steps=config.num_denoising_steps,
-                                       num_candidates=config.num_candidates)
+            output, latency = run_inference(job, self._clock)
         except Exception as error:  # caught at the boundary, as the node does
-            return Tick(now_ns, 'inference_error', f'{type(error).__name__}: {error}',
-                        reference_ns=reference_ns, stamps=stamps, seed=seed)
-        latency = self._clock() - start
-        base = dict(time_ns=now_ns, reference_ns=reference_ns, stamps=stamps, seed=output.seed,
-                    value=float(output.value), latency_s=latency, num_steps=output.num_steps,
-                    candidate_values=tuple(output.candidate_values),
+            return Tick(now_ns, INFERENCE_ERROR, f'{type(error).__name__}: {error}',
+                        reference_ns=job.reference_ns, stamps=job.stamps, seed=job.seed)
+        finished = self.loop.finish(job, output, now_ns, latency)
+        base = dict(time_ns=now_ns, reference_ns=job.reference_ns, stamps=job.stamps,
+                    seed=output.seed, value=float(output.value), latency_s=latency,
+                    num_steps=output.num_steps, candidate_values=tuple(output.candidate_values),
                     selected=output.selected_candidate)
-        current = None
-        if self.binding.jump_indices and config.max_first_step_jump > 0:
-            proprio = current_proprio(self.buffer, config.proprio_names)
-            if proprio is None:
-                return Tick(status='jump', detail='no current joint positions', **base)
-            current = proprio[list(self.binding.jump_indices)]
-        age = (now_ns - min(stamps.values())) / NS
-        if age > config.max_publish_age:
-            return Tick(status='stale_at_publish', detail=f'observation {age:.3f} s old',
-                        **base)
-        verdict = check_chunk(output.actions, self.limits, horizon=self.binding.horizon,
-                              action_dim=len(self.binding.action_names), value=output.value,
-                              current=current, names=self.binding.action_names)
-        if not verdict.ok:
-            return Tick(status=verdict.reason, detail=verdict.detail, **base)
-        self.executing = (reference_ns, self.binding.execute_steps)
-        return Tick(status=CHUNK, actions=np.asarray(verdict.actions, np.float32), **base)
+        if not finished.ok:
+            return Tick(status=finished.reason, detail=finished.detail, **base)
+        return Tick(status=CHUNK, actions=finished.chunk.actions, chunk=finished.chunk, **base)
 
 
 @dataclass(frozen=True)
@@ -219,7 +202,7 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
             def emit(tick):
                 ticks.append(tick)
                 if tick.status == CHUNK:
-                    _write_chunk(writer, typestore, tick, node, policy.model_id)
+                    _write_chunk(writer, typestore, tick)
 
             def run_ticks(until_ns):
                 # Ticks strictly before `until_ns`: a tick sees every message logged up to
@@ -258,7 +241,7 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
                                 isinstance(references, Mapping)) and any(
                                 stream.name == config.reference
                                 for stream in node.streams[item.topic]):
-                            stamp = _header_ns(item.message)
+                            stamp = stamp_to_ns(item.message.header.stamp)
                             if stamp > 0 and (anchors is None or stamp in anchors):
                                 # Once every stream within tolerance is in (never in the past).
                                 pending.append((max(stamp + tolerance_ns, item.stamp_ns),
@@ -336,11 +319,6 @@ def _check_topics(info, streams, actions_topic):
                        f'{available}.')
 
 
-def _header_ns(message):
-    stamp = message.header.stamp
-    return int(stamp.sec) * NS + int(stamp.nanosec)
-
-
 def _progress_bar(progress, total_s):
     import sys
     if progress is None:
@@ -353,24 +331,24 @@ def _progress_bar(progress, total_s):
                            '[{elapsed}<{remaining}]')
 
 
-def _write_chunk(writer, typestore, tick, node, model_id):
-    types = typestore.types
-    config, binding = node.config, node.binding
-    header = types['std_msgs/msg/Header'](stamp=ns_to_stamp(tick.reference_ns, typestore),
-                                          frame_id=config.frame_id)
-    names = config.stream_names
+def _write_chunk(writer, typestore, tick):
+    """The node's ActionChunk and ValueEstimate of a tick, from the chunk's fields."""
+    types, chunk = typestore.types, tick.chunk
+    header = types['std_msgs/msg/Header'](stamp=ns_to_stamp(chunk.stamp_ns, typestore),
+                                          frame_id=chunk.frame_id)
     writer.write(CHUNK_TOPIC, tick.time_ns, types['cosmos_policy_ros/msg/ActionChunk'](
-        header=header, action_names=list(binding.action_names), horizon=binding.horizon,
-        action_dim=len(binding.action_names), step_period=config.step_period,
-        actions=tick.actions.reshape(-1),  # (K, d) -> (K*d,), row-major
-        value=np.float32(tick.value),
-        source_stamps=[ns_to_stamp(tick.stamps[name], typestore) for name in names],
-        source_names=list(names), seed=tick.seed, num_denoising_steps=tick.num_steps,
-        inference_time=np.float32(tick.latency_s), model_id=str(model_id)))
+        header=header, action_names=list(chunk.action_names), horizon=chunk.actions.shape[0],
+        action_dim=chunk.actions.shape[1], step_period=chunk.step_period,
+        actions=chunk.actions.reshape(-1),  # (K, d) -> (K*d,), row-major
+        value=np.float32(chunk.value),
+        source_stamps=[ns_to_stamp(ns, typestore) for ns in chunk.source_stamps_ns],
+        source_names=list(chunk.source_names), seed=chunk.seed,
+        num_denoising_steps=chunk.num_denoising_steps,
+        inference_time=np.float32(chunk.inference_time), model_id=chunk.model_id))
     writer.write(VALUE_TOPIC, tick.time_ns, types['cosmos_policy_ros/msg/ValueEstimate'](
-        header=header, value=np.float32(tick.value),
-        candidate_values=np.asarray(tick.candidate_values, np.float32),
-        selected_candidate=tick.selected, model_id=str(model_id)))
+        header=header, value=np.float32(chunk.value),
+        candidate_values=np.asarray(chunk.candidate_values, np.float32),
+        selected_candidate=chunk.selected_candidate, model_id=chunk.model_id))
 
 
 def _write_results(out_dir, ticks, node, recorded, config, policy, *, plots, error,

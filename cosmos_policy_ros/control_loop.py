@@ -1,0 +1,313 @@
+"""The control loop: every rule between input messages and a published chunk, in one place.
+
+The node (on live topics, ROS clock) and ``cosmos-policy-replay eval`` (on a bag, bag time) both
+drive one ``ControlLoop``; neither has rules of its own, so a bag gives the same observations,
+seeds, chunks and reasons in both. Time is always an argument (integer ns), never read here.
+
+    receive(stream, msg)        convert one message, store it in the sync buffer (or name the
+                                drop); counted per stream in ``input_counts``
+    set_task(text)              a new task: the policy is reset before the next inference
+    tick(now_ns, ...)           the tick decision: a ``Job`` (an observation to infer on) or a
+                                ``Skip`` with its reason (inference_busy, no_task,
+                                chunk_executing, or the sync query's reason)
+    run_inference(job)          reset (on a new task) and infer, timed
+    finish(job, output, ...)    the finish decision: ``Finished`` with the ``Chunk`` to publish,
+                                or with the reason it is rejected (deactivated, task_changed,
+                                jump, stale_at_publish, or the safety check's reason)
+
+``finish`` turns the policy output into the published chunk in one method (``_chunk``): the
+seam where the execution model (which rows are executed, stitching across replans) plugs in.
+Thread-safe: the node calls ``receive`` from its subscription threads, ``tick`` from its timer
+and ``finish`` from its inference thread. numpy and stdlib only.
+"""
+from dataclasses import dataclass
+import threading
+import time
+from typing import Mapping, Optional, Tuple
+
+import numpy as np
+
+from cosmos_policy_ros.conversions import future_point_indices, NS_PER_S
+from cosmos_policy_ros.ingest import input_streams, make_sync_buffer, replan_due
+from cosmos_policy_ros.interface import Observation, PolicyOutput
+from cosmos_policy_ros.node_config import bind_layout
+from cosmos_policy_ros.safety import check_chunk, JUMP
+from cosmos_policy_ros.stats import ReasonCounts
+from cosmos_policy_ros.sync import current_proprio, observation_from_set
+
+RECEIVED = 'received'  # input_counts reason of every message received
+# Why a tick gives no job (besides the sync query's reasons, see sync.py).
+INFERENCE_BUSY = 'inference_busy'
+NO_TASK = 'no_task'
+CHUNK_EXECUTING = 'chunk_executing'
+# Why a finished chunk is not published (besides the safety check's reasons, see safety.py).
+DEACTIVATED = 'deactivated'
+TASK_CHANGED = 'task_changed'
+STALE_AT_PUBLISH = 'stale_at_publish'
+INFERENCE_ERROR = 'inference_error'  # the policy raised (the offline evaluator's tick status)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A tick without a job: `reason` (a constant above or a sync reason) and an explanation."""
+
+    reason: str
+    detail: str = ''
+
+
+@dataclass(frozen=True)
+class Job:
+    """One inference: the observation and what finishing it needs."""
+
+    observation: Observation
+    stamps: Mapping[str, int]  # stream -> header stamp (ns) of the set's members
+    reference_ns: int  # stamp of the reference stream's member
+    skew_ns: int
+    age_ns: int
+    seed: int
+    task: str
+    reset_first: bool  # the task changed: reset the policy before this inference
+    epoch: int
+    policy: object
+    num_steps: int
+    num_candidates: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Every field of the published ActionChunk / ValueEstimate / JointTrajectory, built once."""
+
+    stamp_ns: int  # the observation's reference stamp
+    frame_id: str
+    action_names: Tuple[str, ...]
+    actions: np.ndarray  # (K, d) float32 after the safety check
+    step_period: float
+    value: float
+    source_names: Tuple[str, ...]
+    source_stamps_ns: Tuple[int, ...]
+    seed: int
+    num_denoising_steps: int
+    inference_time: float
+    model_id: str
+    candidate_values: Tuple[float, ...]
+    selected_candidate: int
+    execute_steps: int
+    trajectory_indices: range  # rows of the time-aligned trajectory (not yet past)
+    future_images: Optional[Mapping[str, np.ndarray]] = None
+
+    @property
+    def step_period_ns(self):
+        return round(self.step_period * NS_PER_S)
+
+    def action_chunk_fields(self):
+        """Keyword arguments of ros.outputs.action_chunk_msg."""
+        return dict(stamp_ns=self.stamp_ns, frame_id=self.frame_id,
+                    action_names=self.action_names, actions=self.actions,
+                    step_period=self.step_period, value=self.value,
+                    source_names=self.source_names, source_stamps_ns=self.source_stamps_ns,
+                    seed=self.seed, num_denoising_steps=self.num_denoising_steps,
+                    inference_time=self.inference_time, model_id=self.model_id)
+
+    def value_fields(self):
+        """Keyword arguments of ros.outputs.value_msg."""
+        return dict(stamp_ns=self.stamp_ns, frame_id=self.frame_id, value=self.value,
+                    candidate_values=self.candidate_values,
+                    selected_candidate=self.selected_candidate, model_id=self.model_id)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The finish decision: `chunk` to publish, or the `reason` (and detail) it is rejected."""
+
+    chunk: Optional[Chunk] = None
+    reason: str = ''
+    detail: str = ''
+    clamped: int = 0  # values clamped into the limits (clamp mode)
+
+    @property
+    def ok(self):
+        return not self.reason
+
+
+def run_inference(job, clock=time.perf_counter):
+    """Reset the policy if the job asks for it, then infer; returns (output, seconds).
+
+    Exceptions from the policy propagate (the caller counts or reports them).
+    """
+    if job.reset_first:
+        job.policy.reset()
+    start = clock()
+    output = job.policy.infer(job.observation, num_steps=job.num_steps,
+                              num_candidates=job.num_candidates)
+    return output, clock() - start
+
+
+class ControlLoop:
+    """The control loop of one policy with one NodeConfig (see the module docstring).
+
+    policy: a Policy (layout, model_id, infer, reset); config: a NodeConfig, checked against
+    the policy's layout here (ValueError naming the parameter).
+    """
+
+    def __init__(self, policy, config):
+        self._lock = threading.RLock()
+        self.policy = policy
+        self.model_id = str(getattr(policy, 'model_id', ''))
+        self._apply(config, bind_layout(config, policy.layout), config.chunk_limits())
+        self.streams = tuple(input_streams(config))
+        self.buffer = make_sync_buffer(config)
+        self.input_counts = ReasonCounts()  # (stream, RECEIVED or drop reason) -> messages
+        self.task = config.task
+        self.executing = None  # (reference stamp ns, executed steps) of the last chunk
+        self._reset_pending = False
+        self._epoch = 0
+        self._running = False
+
+    def _apply(self, config, binding, limits):
+        self.config, self.binding, self.limits = config, binding, limits
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self):
+        """Start ticking: chunks computed before now are discarded, nothing is executing."""
+        with self._lock:
+            self._epoch += 1
+            self._running = True
+            self.executing = None
+
+    def stop(self):
+        """Stop: a chunk still being computed is discarded (finish says deactivated)."""
+        with self._lock:
+            self._epoch += 1
+            self._running = False
+
+    def reconfigure(self, config):
+        """Apply a changed NodeConfig (runtime parameters); ValueError leaves everything as is.
+
+        Returns True when the task changed.
+        """
+        binding, limits = bind_layout(config, self.policy.layout), config.chunk_limits()
+        with self._lock:
+            self._apply(config, binding, limits)
+            self.buffer.set_limits(round(config.sync_tolerance * NS_PER_S),
+                                   round(config.max_observation_age * NS_PER_S))
+        return self.set_task(config.task) if config.task != self.task else False
+
+    # --- inputs ------------------------------------------------------------------------------
+    def receive(self, stream, msg):
+        """One message of an InputStream: converted, stored; returns (drop reason or '', detail).
+
+        The conversion runs outside the lock (streams convert in parallel).
+        """
+        self.input_counts.add(stream.name, RECEIVED)
+        reason, detail = stream.ingest(msg, self)
+        if reason:
+            self.input_counts.add(stream.name, reason)
+        return reason, detail
+
+    def add(self, stream_name, stamp_ns, payload):
+        """Store a converted payload in the sync buffer; '' or why it was dropped."""
+        with self._lock:
+            return self.buffer.add(stream_name, stamp_ns, payload)
+
+    def set_task(self, text):
+        """A task message or parameter; True when it changed (the policy resets first)."""
+        with self._lock:
+            if text == self.task:
+                return False
+            self.task = text
+            self._reset_pending = True
+            return True
+
+    # --- the tick decision -------------------------------------------------------------------
+    def tick(self, now_ns, *, busy=False, submit=None, replan=True, reference_ns=None,
+             exact=None):
+        """What a control tick at `now_ns` does: a Job, or a Skip with its reason.
+
+        busy: an inference is running (skip). submit(job) -> bool: hands the job over (the
+        node's worker); False means busy, and the observation stays unused. replan=False: no
+        replanning rule (one chunk per frame offline). reference_ns: the set of this reference
+        stamp instead of the newest one; exact: {stream: stamp} to rebuild a recorded set.
+        """
+        with self._lock:
+            config = self.config
+            if busy:
+                return Skip(INFERENCE_BUSY)
+            if not self.task:
+                return Skip(NO_TASK, f'no task: set the `task` parameter or publish on '
+                                     f'{config.task_topic}')
+            if replan and not replan_due(now_ns, self.executing, config):
+                return Skip(CHUNK_EXECUTING)
+            if exact is not None:
+                result = self.buffer.select(exact)
+            else:
+                result = self.buffer.query(now_ns, reference_ns=reference_ns)
+            if not result.ok:
+                return Skip(result.reason, result.detail)
+            seed = config.seed_for(result.reference_stamp_ns)
+            job = Job(observation=observation_from_set(
+                result, config.camera_names, config.proprio_names, instruction=self.task,
+                seed=seed), stamps=dict(result.stamps), reference_ns=result.reference_stamp_ns,
+                skew_ns=result.skew_ns, age_ns=result.age_ns, seed=seed, task=self.task,
+                reset_first=self._reset_pending, epoch=self._epoch, policy=self.policy,
+                num_steps=config.num_denoising_steps, num_candidates=config.num_candidates)
+            if submit is not None and not submit(job):
+                return Skip(INFERENCE_BUSY)
+            self.buffer.mark_used(result.reference_stamp_ns)
+            self._reset_pending = False
+            return job
+
+    # --- the finish decision -----------------------------------------------------------------
+    def finish(self, job, output: PolicyOutput, now_ns, inference_time):
+        """What happens to a finished inference at `now_ns`: Finished(chunk) or a rejection.
+
+        A published chunk becomes the executing one (the replanning rule counts from it).
+        """
+        with self._lock:
+            if job.epoch != self._epoch or not self._running:
+                return Finished(reason=DEACTIVATED,
+                                detail='the loop stopped while this chunk was computed')
+            if job.task != self.task:
+                return Finished(reason=TASK_CHANGED,
+                                detail='the task changed while this chunk was computed')
+            config, binding, limits = self.config, self.binding, self.limits
+            current = None
+            if binding.jump_indices and config.max_first_step_jump > 0:
+                proprio = current_proprio(self.buffer, config.proprio_names)
+                if proprio is None:
+                    return Finished(reason=JUMP,
+                                    detail='no current joint positions to compare with')
+                current = proprio[list(binding.jump_indices)]
+        age = (now_ns - min(job.stamps.values())) / NS_PER_S
+        if age > config.max_publish_age:
+            return Finished(reason=STALE_AT_PUBLISH,
+                            detail=f'observation is {age:.3f} s old when the chunk is ready '
+                                   f'(max_publish_age {config.max_publish_age:g} s)')
+        verdict = check_chunk(output.actions, limits, horizon=binding.horizon,
+                              action_dim=len(binding.action_names), value=output.value,
+                              current=current, names=binding.action_names)
+        if not verdict.ok:
+            return Finished(reason=verdict.reason, detail=verdict.detail)
+        chunk = self._chunk(job, output, verdict.actions, now_ns, inference_time, config,
+                            binding)
+        with self._lock:
+            if job.epoch == self._epoch:
+                self.executing = (job.reference_ns, chunk.execute_steps)
+        return Finished(chunk=chunk, clamped=verdict.clamped)
+
+    def _chunk(self, job, output, actions, now_ns, inference_time, config, binding):
+        """The published chunk of a checked policy output (the execution model's seam)."""
+        period_ns = round(config.step_period * NS_PER_S)
+        names = config.stream_names
+        return Chunk(
+            stamp_ns=job.reference_ns, frame_id=config.frame_id,
+            action_names=tuple(binding.action_names), actions=actions,
+            step_period=config.step_period, value=float(output.value), source_names=names,
+            source_stamps_ns=tuple(job.stamps[name] for name in names), seed=int(output.seed),
+            num_denoising_steps=int(output.num_steps), inference_time=float(inference_time),
+            model_id=self.model_id,
+            candidate_values=tuple(float(v) for v in output.candidate_values),
+            selected_candidate=int(output.selected_candidate),
+            execute_steps=binding.execute_steps,
+            trajectory_indices=future_point_indices(job.reference_ns, period_ns,
+                                                    binding.execute_steps, now_ns),
+            future_images=output.future_images)

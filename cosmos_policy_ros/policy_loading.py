@@ -1,0 +1,81 @@
+"""Loading a node's policy and warming it up (numpy + stdlib; the factory brings its own torch).
+
+``load_checked_policy(config)``: `policy_factory` called as the node calls it, every failure a
+ValueError naming the parameter; ``warm_up(policy, config, binding)``: the configure-time
+inferences on a synthetic observation, with their latencies.
+"""
+import time
+
+import numpy as np
+
+from cosmos_policy_ros.interface import Observation
+from cosmos_policy_ros.node_config import import_factory, load_policy_for
+
+WARMUP_TEXT_SHAPE = (512, 1024)  # T5 tokens x width of the released models
+POLICY_ATTRIBUTES = ('layout', 'model_id', 'infer', 'reset')
+
+
+def load_checked_policy(config):
+    """The policy of `config`, checked to be a Policy; ValueError naming the parameter."""
+    import_factory(config.policy_factory)  # a bad name fails here, naming the parameter
+    try:
+        policy = load_policy_for(config)
+    except ValueError as error:
+        raise ValueError(f'`model_path` {config.model_path!r}: {error}') from None
+    except Exception as error:
+        raise ValueError(f'loading the policy from `model_path` {config.model_path!r} '
+                         f'failed: {type(error).__name__}: {error}') from None
+    for attribute in POLICY_ATTRIBUTES:
+        if not hasattr(policy, attribute):
+            raise ValueError(f'`policy_factory` {config.policy_factory!r} returned '
+                             f'{type(policy).__name__}, which has no {attribute!r}.')
+    return policy
+
+
+def warm_up(policy, config, binding, *, check=lambda: None, clock=time.perf_counter):
+    """Run `warmup_iterations` inferences on a synthetic observation; returns the latencies.
+
+    check(): called before each iteration (raises to stop, e.g. on shutdown). Raises ValueError
+    when an inference fails, returns the wrong shape, or the median latency (first excluded)
+    exceeds `max_warmup_latency`. The policy is reset afterwards.
+    """
+    layout = policy.layout
+    size = layout.image_size
+    observation = Observation(
+        images={name: np.zeros((size, size, 3), np.uint8) for name in layout.cameras},
+        proprio=np.zeros(layout.proprio_dim), instruction=config.task or None,
+        # Without a task yet, an all-zero T5 embedding (what padding tokens hold) is a
+        # valid input for any model: it only has to exercise the network.
+        text_embedding=None if config.task else np.zeros(WARMUP_TEXT_SHAPE, np.float32),
+        seed=config.seed)
+    latencies = []
+    for _ in range(config.warmup_iterations):
+        check()
+        start = clock()
+        try:
+            output = policy.infer(observation, num_steps=config.num_denoising_steps,
+                                  num_candidates=config.num_candidates)
+        except Exception as error:
+            hint = '' if config.task else ' (is `task` an instruction the model knows?)'
+            raise ValueError(f'warm-up inference failed{hint}: {type(error).__name__}: '
+                             f'{error}') from None
+        latencies.append(clock() - start)
+        shape = np.shape(output.actions)
+        if shape != (binding.horizon, len(binding.action_names)):
+            raise ValueError(f'the policy returned actions of shape {shape}; its layout '
+                             f'promises ({binding.horizon}, {len(binding.action_names)}).')
+    policy.reset()
+    median = steady_median(latencies)
+    if latencies and config.max_warmup_latency and median > config.max_warmup_latency:
+        raise ValueError(f'warm-up latency {median:.3f} s exceeds `max_warmup_latency` '
+                         f'{config.max_warmup_latency:g} s (fewer num_denoising_steps or a '
+                         f'faster device?)')
+    return tuple(latencies)
+
+
+def steady_median(latencies):
+    """Median latency after the first (compiling, caching) one; the lower middle; NaN if none."""
+    if not latencies:
+        return float('nan')
+    steady = sorted(latencies[1:] or latencies)
+    return steady[(len(steady) - 1) // 2]
