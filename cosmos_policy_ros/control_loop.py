@@ -10,7 +10,7 @@ seeds, chunks and reasons in both. Time is always an argument (integer ns), neve
     tick(now_ns, ...)           the tick decision: a ``Job`` (an observation to infer on) or a
                                 ``Skip`` with its reason (inference_busy, no_task,
                                 chunk_executing, or the sync query's reason)
-    run_inference(job)          reset (on a new task) and infer, timed
+    complete(job, now)          run_inference (reset on a new task, infer, timed), then
     finish(job, output, ...)    the finish decision: ``Finished`` with the ``Chunk`` to publish,
                                 or with the reason it is rejected (deactivated, task_changed,
                                 jump, stale_at_publish, or the safety check's reason)
@@ -256,7 +256,16 @@ class ControlLoop:
             self._reset_pending = False
             return job
 
-    # --- the finish decision -----------------------------------------------------------------
+    # --- inference and the finish decision --------------------------------------------------
+    def complete(self, job, now, clock=time.perf_counter):
+        """Run a job's inference, then finish it at `now()` ns: (Finished, output, seconds).
+
+        What the node's inference thread and the offline evaluator both do with a Job;
+        exceptions from the policy propagate.
+        """
+        output, elapsed = run_inference(job, clock)
+        return self.finish(job, output, now(), elapsed), output, elapsed
+
     def finish(self, job, output: PolicyOutput, now_ns, inference_time):
         """What happens to a finished inference at `now_ns`: Finished(chunk) or a rejection.
 

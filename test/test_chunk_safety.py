@@ -108,3 +108,40 @@ def test_limit_configuration_errors():
     assert ChunkLimits(lower=[]).lower is None  # empty means none
     # Limits of the wrong length for the layout are a shape problem, not a crash.
     assert check(GOOD, ChunkLimits(lower=[0.0, 0.0])).reason == 'shape'
+
+
+def test_clamped_values_stay_inside_limits_that_float32_cannot_hold():
+    # 0.1 and -0.1 have no float32: the nearest ones (0.10000000149..., -0.10000000149...)
+    # lie outside. A clamped action is published as float32, so it must be the float32 just
+    # inside the limit, and it must pass the same check again.
+    limits = ChunkLimits(lower=[-0.1, -0.1, -0.1], upper=[0.1, 0.1, 0.1], mode='clamp')
+    actions = np.full((K, D), 0.5, np.float32)
+    actions[:, 0] = -0.5
+    verdict = check(actions, limits)
+    assert verdict.ok and verdict.clamped == K * D
+    assert verdict.actions.dtype == np.float32
+    published = verdict.actions.astype(np.float64)
+    assert (published[:, 1:] <= 0.1).all() and (published[:, 0] >= -0.1).all()
+    inside = np.nextafter(np.float32(0.1), np.float32(0))
+    np.testing.assert_array_equal(verdict.actions[:, 1:], inside)
+    np.testing.assert_array_equal(verdict.actions[:, 0], -inside)
+    again = check(verdict.actions, ChunkLimits(lower=limits.lower, upper=limits.upper))
+    assert again.ok, again.detail
+
+
+def test_limits_boundaries_are_inclusive_and_exact():
+    # A value equal to a representable limit passes; the next float32 beyond it does not.
+    limits = ChunkLimits(lower=[-1.0, -1.0, -1.0], upper=[0.25, 1.0, 1.0])
+    at = GOOD.copy()
+    at[:, 0] = [0.0, 0.25, 0.2, 0.1]
+    assert check(at, limits).ok
+    beyond = at.copy()
+    beyond[1, 0] = np.nextafter(np.float32(0.25), np.float32(1))
+    assert check(beyond, limits).reason == 'limits'
+    # float32(0.1) is above 0.1: an action that rounds to it breaks an upper limit of 0.1.
+    tight = ChunkLimits(upper=[0.1, 1.0, 1.0])
+    rounded = GOOD.copy()
+    rounded[:, 0] = np.float32(0.1)
+    assert check(rounded, tight).reason == 'limits'
+    clamped = check(rounded, ChunkLimits(upper=[0.1, 1.0, 1.0], mode='clamp'))
+    assert clamped.ok and clamped.clamped == K and float(clamped.actions[0, 0]) < 0.1

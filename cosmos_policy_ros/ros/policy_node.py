@@ -32,7 +32,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
-from cosmos_policy_ros.control_loop import ControlLoop, run_inference, Skip
+from cosmos_policy_ros.control_loop import ControlLoop, Skip
 from cosmos_policy_ros.conversions import NS_PER_S
 from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
 from cosmos_policy_ros.policy_loading import load_checked_policy, steady_median, warm_up
@@ -260,12 +260,11 @@ class PolicyNode(LifecycleNode):
     def _run_job(self, item):
         loop, job = item
         try:
-            output, elapsed = run_inference(job)
+            finished, _, elapsed = loop.complete(job, lambda: self.get_clock().now().nanoseconds)
         except Exception as error:
             self._inference_failed(error)
             return
         self._latency.add(elapsed)
-        finished = loop.finish(job, output, self.get_clock().now().nanoseconds, elapsed)
         if not finished.ok:
             return self._reject(finished.reason, finished.detail)
         self._publish(finished.chunk)

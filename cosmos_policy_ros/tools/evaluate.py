@@ -29,8 +29,7 @@ from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
-from cosmos_policy_ros.control_loop import (Chunk, ControlLoop, INFERENCE_ERROR, RECEIVED,
-                                            run_inference, Skip)
+from cosmos_policy_ros.control_loop import Chunk, ControlLoop, INFERENCE_ERROR, RECEIVED, Skip
 from cosmos_policy_ros.conversions import NS_PER_S as NS, stamp_to_ns
 from cosmos_policy_ros.tools import metrics
 from cosmos_policy_ros.tools.bags import (action_stream_arrays, BagError, BagReader,
@@ -128,11 +127,10 @@ class OfflineNode:
         if isinstance(job, Skip):
             return Tick(now_ns, job.reason, job.detail)
         try:
-            output, latency = run_inference(job, self._clock)
+            finished, output, latency = self.loop.complete(job, lambda: now_ns, self._clock)
         except Exception as error:  # caught at the boundary, as the node does
             return Tick(now_ns, INFERENCE_ERROR, f'{type(error).__name__}: {error}',
                         reference_ns=job.reference_ns, stamps=job.stamps, seed=job.seed)
-        finished = self.loop.finish(job, output, now_ns, latency)
         base = dict(time_ns=now_ns, reference_ns=job.reference_ns, stamps=job.stamps,
                     seed=output.seed, value=float(output.value), latency_s=latency,
                     num_steps=output.num_steps, candidate_values=tuple(output.candidate_values),
