@@ -4,7 +4,6 @@ One subscription per camera (Image or CompressedImage), per proprio source (Join
 PoseStamped) and for the task (std_msgs/String, transient local). Nothing else happens here.
 """
 import functools
-import threading
 import time
 
 from geometry_msgs.msg import PoseStamped
@@ -12,6 +11,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
+
+from cosmos_policy_ros.stats import Throttle
 
 MESSAGE_TYPES = {'sensor_msgs/msg/Image': Image,
                  'sensor_msgs/msg/CompressedImage': CompressedImage,
@@ -43,8 +44,7 @@ class InputStreams:
     def __init__(self, node, config, loop, *, on_task):
         self._node = node
         self._receive = loop.receive
-        self._logged = {}
-        self._log_lock = threading.Lock()
+        self._drop_log = Throttle(LOG_PERIOD)
         self.subscriptions = []
         qos = input_qos(config)
         # One mutually exclusive group per subscription: streams are converted in parallel,
@@ -61,16 +61,8 @@ class InputStreams:
 
     def _on_message(self, stream, msg):
         reason, detail = self._receive(stream, msg)
-        if reason:
-            self._log_drop(stream, reason, detail)
-
-    def _log_drop(self, stream, reason, detail):
-        now = time.monotonic()
-        key = (stream.name, reason)
-        with self._log_lock:
-            if now - self._logged.get(key, -LOG_PERIOD) < LOG_PERIOD:
-                return
-            self._logged[key] = now
+        if not reason or not self._drop_log.ready((stream.name, reason), time.monotonic()):
+            return
         self._node.get_logger().warning(
             f'dropped a message on {stream.topic} ({stream.name}): {reason}: {detail} '
             f'(counted in /diagnostics; warnings for it are throttled to one per '

@@ -32,7 +32,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
-from cosmos_policy_ros.control_loop import ControlLoop, Skip
+from cosmos_policy_ros.control_loop import ControlLoop, DEACTIVATED
 from cosmos_policy_ros.conversions import NS_PER_S
 from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
 from cosmos_policy_ros.policy_loading import load_checked_policy, steady_median, warm_up
@@ -40,7 +40,7 @@ from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
 from cosmos_policy_ros.ros.inputs import InputStreams
 from cosmos_policy_ros.ros.worker import InferenceWorker
-from cosmos_policy_ros.stats import RateMeter, ReasonCounts, RollingWindow
+from cosmos_policy_ros.stats import LoopCounters, Throttle
 
 NODE_NAME = 'cosmos_policy'
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
@@ -244,17 +244,8 @@ class PolicyNode(LifecycleNode):
             loop, worker = self._loop, self._worker
             if self._state != 'active' or worker is None:
                 return
-            self._ticks += 1
-        self._tick_meter.add(now_ns)
-        decision = loop.tick(now_ns, busy=worker.busy,
-                             submit=lambda job: worker.submit((loop, job)))
-        if isinstance(decision, Skip):
-            self._skipped.add('tick', decision.reason)
-            if decision.detail:
-                self._last_skip_detail = f'{decision.reason}: {decision.detail}'
-        else:
-            self._skew.add(decision.skew_ns / NS_PER_S)
-            self._age.add(decision.age_ns / NS_PER_S)
+        self._counters.tick(now_ns, loop.tick(now_ns, busy=worker.busy,
+                                              submit=lambda job: worker.submit((loop, job))))
 
     # --- inference thread ----------------------------------------------------------------------
     def _run_job(self, item):
@@ -264,24 +255,20 @@ class PolicyNode(LifecycleNode):
         except Exception as error:
             self._inference_failed(error)
             return
-        self._latency.add(elapsed)
-        if not finished.ok:
-            return self._reject(finished.reason, finished.detail)
-        self._publish(finished.chunk)
-        with self._lock:
-            self._clamped += finished.clamped
-            self._chunks_published += 1
-            self._last_chunk_steady = time.monotonic()
+        elapsed_points = finished.ok and self._publish(finished.chunk)
+        self._counters.finished(finished, elapsed, trajectory_elapsed=elapsed_points)
+        if finished.ok:
+            with self._lock:
+                self._last_chunk_steady = time.monotonic()
+        elif finished.reason != DEACTIVATED and self._reject_log.ready(finished.reason,
+                                                                       time.monotonic()):
+            self.get_logger().warning(
+                f'chunk not published: {finished.reason}: {finished.detail} (counted in '
+                f'/diagnostics; throttled to one warning per {REJECT_LOG_PERIOD:g} s)')
 
     def _inference_failed(self, error):
         key = f'{type(error).__name__}: {error}'
-        with self._lock:
-            self._inference_errors += 1
-            self._last_error = key[:500]
-            first = key not in self._seen_errors and len(self._seen_errors) < MAX_DISTINCT_ERRORS
-            if first:
-                self._seen_errors.add(key)
-            cap_reached = first and len(self._seen_errors) == MAX_DISTINCT_ERRORS
+        first, cap_reached = self._counters.error(key)
         if first:
             self.get_logger().error(f'inference failed (logged once per distinct error, '
                                     f'counted in /diagnostics): {key}')
@@ -289,41 +276,28 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f'{MAX_DISTINCT_ERRORS} distinct inference errors: further '
                                     f'new ones are only counted in /diagnostics')
 
-    def _reject(self, reason, detail):
-        self._rejected.add('chunk', reason)
-        if reason == 'deactivated':
-            return  # expected after a transition: counted, not logged
-        now = time.monotonic()
-        with self._lock:
-            if now - self._reject_logged.get(reason, -REJECT_LOG_PERIOD) < REJECT_LOG_PERIOD:
-                return
-            self._reject_logged[reason] = now
-        self.get_logger().warning(f'chunk not published: {reason}: {detail} (counted in '
-                                  f'/diagnostics; throttled to one warning per '
-                                  f'{REJECT_LOG_PERIOD:g} s)')
-
     def _publish(self, chunk):
-        """Publish a chunk the loop accepted on every output it has."""
+        """Publish an accepted chunk on every output; True when its trajectory was all past."""
         with self._lock:
             publishers = dict(self._output_publishers)
         if not publishers:
-            return
+            return False
         publishers['chunk'].publish(outputs.action_chunk_msg(**chunk.action_chunk_fields()))
         publishers['value'].publish(outputs.value_msg(**chunk.value_fields()))
-        if 'trajectory' in publishers:
-            if len(chunk.trajectory_indices):
-                publishers['trajectory'].publish(outputs.joint_trajectory_msg(
-                    stamp_ns=chunk.stamp_ns, frame_id=chunk.frame_id,
-                    joint_names=chunk.action_names, actions=chunk.actions,
-                    step_period_ns=chunk.step_period_ns, indices=chunk.trajectory_indices))
-            else:
-                with self._lock:
-                    self._trajectories_elapsed += 1
         for name, image in (chunk.future_images or {}).items():
             publisher = publishers.get(f'future:{name}')
             if publisher is not None:
                 publisher.publish(outputs.image_msg(stamp_ns=chunk.stamp_ns,
                                                     frame_id=chunk.frame_id, rgb=image))
+        if 'trajectory' not in publishers:
+            return False
+        if not len(chunk.trajectory_indices):
+            return True
+        publishers['trajectory'].publish(outputs.joint_trajectory_msg(
+            stamp_ns=chunk.stamp_ns, frame_id=chunk.frame_id, joint_names=chunk.action_names,
+            actions=chunk.actions, step_period_ns=chunk.step_period_ns,
+            indices=chunk.trajectory_indices))
+        return False
 
     # --- parameters ----------------------------------------------------------------------------
     def _on_set_parameters(self, parameters):
@@ -354,21 +328,8 @@ class PolicyNode(LifecycleNode):
 
     # --- diagnostics ---------------------------------------------------------------------------
     def _reset_stats(self):
-        self._skipped = ReasonCounts()
-        self._rejected = ReasonCounts()
-        self._reject_logged = {}
-        self._seen_errors = set()
-        self._latency = RollingWindow(200)
-        self._skew = RollingWindow(200)
-        self._age = RollingWindow(200)
-        self._tick_meter = RateMeter(50)
-        self._ticks = 0
-        self._chunks_published = 0
-        self._inference_errors = 0
-        self._last_error = ''
-        self._last_skip_detail = ''
-        self._clamped = 0
-        self._trajectories_elapsed = 0
+        self._counters = LoopCounters(MAX_DISTINCT_ERRORS)
+        self._reject_log = Throttle(REJECT_LOG_PERIOD)
 
     def health(self):
         """A HealthSnapshot of the node now."""
@@ -385,26 +346,15 @@ class PolicyNode(LifecycleNode):
                 model_id=loop.model_id if loop else '',
                 configure_error=self._configure_error, seconds_since_chunk=since,
                 watchdog_timeout=config.watchdog_timeout if config else 0.0,
-                chunks_published=self._chunks_published,
                 inferences=worker.started if worker else 0,
                 inference_in_flight=worker.busy if worker else False,
-                inference_errors=self._inference_errors, last_error=self._last_error,
-                latency=self._latency.summary(), warmup_latencies=self._warmup_latencies,
-                rejected={reason: count for (_, reason), count in
-                          self._rejected.snapshot().items()},
-                clamped_values=self._clamped,
-                trajectories_elapsed=self._trajectories_elapsed,
+                warmup_latencies=self._warmup_latencies,
                 num_denoising_steps=config.num_denoising_steps if config else 0,
                 num_candidates=config.num_candidates if config else 0,
                 streams=config.stream_names if config else (),
                 input_counts=loop.input_counts.snapshot() if loop else {},
-                skew=self._skew.summary(), age=self._age.summary(),
-                sync_resets=loop.buffer.resets if loop else 0,
-                tick_rate=self._tick_meter.rate(now_ns, max_gap_ns=5 * period_ns),
-                ticks=self._ticks,
-                skipped={reason: count for (_, reason), count in
-                         self._skipped.snapshot().items()},
-                last_skip_detail=self._last_skip_detail, task=loop.task if loop else '')
+                sync_resets=loop.buffer.resets if loop else 0, task=loop.task if loop else '',
+                **self._counters.fields(now_ns, max_gap_ns=5 * period_ns))
 
     def _publish_diagnostics(self):
         snapshot = self.health()
