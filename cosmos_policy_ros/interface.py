@@ -11,6 +11,9 @@ import numpy as np
 
 from cosmos_policy_ros.layout import LatentLayout
 
+# Seeds are uint32 (numpy RandomState seeds, ActionChunk.seed): every derived seed wraps here.
+SEED_MODULUS = 2 ** 32
+
 
 @dataclass(frozen=True)
 class Observation:

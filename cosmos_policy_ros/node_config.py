@@ -15,6 +15,7 @@ import math
 import re
 
 from cosmos_policy_ros.config_files import read_yaml
+from cosmos_policy_ros.interface import SEED_MODULUS
 from cosmos_policy_ros.safety import ChunkLimits
 
 DEFAULT_POLICY_FACTORY = 'cosmos_policy_ros.engine.policy:load_policy'
@@ -28,7 +29,6 @@ PROPRIO_TYPES = ('joint_state', 'pose')
 JOINT_FIELDS = ('position', 'velocity', 'effort')
 QUATERNION_ORDERS = ('xyzw', 'wxyz')
 POSE_WIDTH = 7  # x, y, z and a quaternion
-SEED_MODULUS = 2 ** 32  # ActionChunk.seed is uint32; numpy RandomState takes seeds below 2**32
 
 _NAME = re.compile(r'^[a-z][a-z0-9_]*$')
 _FACTORY = re.compile(r'^[A-Za-z_][\w.]*:[A-Za-z_]\w*$')

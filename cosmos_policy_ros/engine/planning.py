@@ -26,10 +26,10 @@ import torch
 
 from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.engine.sampling import SamplerConfig
+from cosmos_policy_ros.interface import SEED_MODULUS
 
 AGGREGATIONS = ('majority_mean', 'average', 'lcb', 'success_vote')
 SUCCESS_THRESHOLD = 0.05  # a value above this counts as a predicted success (reference)
-SEED_MODULUS = 2 ** 32  # numpy RandomState seeds are uint32; seed + j wraps around
 
 
 @dataclass(frozen=True)

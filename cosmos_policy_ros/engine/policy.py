@@ -25,11 +25,11 @@ from cosmos_policy_ros.engine.checkpoint import load_dit, load_vae
 from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
 from cosmos_policy_ros.engine.model_dir import is_model_dir, model_files, read_spec
-from cosmos_policy_ros.engine.planning import plan, PlanningConfig, SEED_MODULUS
+from cosmos_policy_ros.engine.planning import plan, PlanningConfig
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.stopwatch import Stopwatch
 from cosmos_policy_ros.engine.text import T5Encoder, TextEmbeddings
-from cosmos_policy_ros.interface import PolicyOutput
+from cosmos_policy_ros.interface import PolicyOutput, SEED_MODULUS
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.normalization import NormStats
 
