@@ -1,6 +1,7 @@
-"""Output messages of the policy node, built from a PolicyOutput and its provenance."""
+"""Output messages and publishers of the policy node, built from a control_loop.Chunk."""
 from builtin_interfaces.msg import Duration, Time
 import numpy as np
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -78,3 +79,46 @@ def image_msg(*, stamp_ns, frame_id, rgb):
     for name, value in rgb_to_image_fields(rgb).items():
         setattr(msg, name, value)
     return msg
+
+
+def output_qos(config):
+    """QoS of every output: reliable, volatile, `output_depth` deep."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=config.output_depth,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+class ChunkPublishers:
+    """The node's lifecycle publishers: action_chunk, value, [joint_trajectory], [future/*]."""
+
+    def __init__(self, node, config):
+        self._node = node
+        qos = output_qos(config)
+        create = node.create_lifecycle_publisher
+        self._chunk = create(ActionChunk, 'action_chunk', qos)
+        self._value = create(ValueEstimate, 'value', qos)
+        self._trajectory = (create(JointTrajectory, 'joint_trajectory', qos)
+                            if config.publish_joint_trajectory else None)
+        self._future = {name: create(Image, f'future/{name}/image', qos)
+                        for name in config.camera_names} if config.publish_future_images else {}
+
+    def publish(self, chunk):
+        """Publish a chunk on every output; True when its trajectory points were all past."""
+        self._chunk.publish(action_chunk_msg(**chunk.action_chunk_fields()))
+        self._value.publish(value_msg(**chunk.value_fields()))
+        elapsed = self._trajectory is not None and not len(chunk.trajectory_indices)
+        if self._trajectory is not None and not elapsed:
+            self._trajectory.publish(joint_trajectory_msg(
+                stamp_ns=chunk.stamp_ns, frame_id=chunk.frame_id,
+                joint_names=chunk.action_names, actions=chunk.actions,
+                step_period_ns=chunk.step_period_ns, indices=chunk.trajectory_indices))
+        for name, image in (chunk.future_images or {}).items():
+            if name in self._future:
+                self._future[name].publish(image_msg(stamp_ns=chunk.stamp_ns,
+                                                     frame_id=chunk.frame_id, rgb=image))
+        return elapsed
+
+    def destroy(self):
+        for publisher in (self._chunk, self._value, self._trajectory, *self._future.values()):
+            if publisher is not None:
+                self._node.destroy_lifecycle_publisher(publisher)

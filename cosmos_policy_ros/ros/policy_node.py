@@ -28,13 +28,9 @@ from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
-from trajectory_msgs.msg import JointTrajectory
 
 from cosmos_policy_ros.control_loop import ControlLoop, DEACTIVATED
 from cosmos_policy_ros.conversions import NS_PER_S
-from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
 from cosmos_policy_ros.policy_loading import load_checked_policy, steady_median, warm_up
 from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
@@ -46,12 +42,6 @@ NODE_NAME = 'cosmos_policy'
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
 MAX_DISTINCT_ERRORS = 100  # distinct inference errors remembered for log-once
 REJECT_LOG_PERIOD = 10.0  # seconds between two warnings about the same rejection reason
-
-
-def _output_qos(config):
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=config.output_depth,
-                      reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
 
 
 class PolicyNode(LifecycleNode):
@@ -71,7 +61,7 @@ class PolicyNode(LifecycleNode):
         self._loop = None
         self._inputs = None
         self._worker = None
-        self._output_publishers = {}
+        self._outputs = None
         self._control_timer = None
         self._last_chunk_steady = None
         self._warmup_latencies = ()
@@ -176,7 +166,7 @@ class PolicyNode(LifecycleNode):
             self._reset_stats()
             self._warmup_latencies = latencies
         self._worker = InferenceWorker(self._run_job, self._inference_failed)
-        self._create_publishers(config)
+        self._outputs = outputs.ChunkPublishers(self, config)
         self._inputs = InputStreams(self, config, loop, on_task=self._set_task)
         binding = loop.binding
         self.get_logger().info(
@@ -189,19 +179,6 @@ class PolicyNode(LifecycleNode):
         if not self.context.ok():
             raise RuntimeError('shutdown requested during configure')
 
-    def _create_publishers(self, config):
-        qos = _output_qos(config)
-        publishers = {'chunk': self.create_lifecycle_publisher(ActionChunk, 'action_chunk', qos),
-                      'value': self.create_lifecycle_publisher(ValueEstimate, 'value', qos)}
-        if config.publish_joint_trajectory:
-            publishers['trajectory'] = self.create_lifecycle_publisher(
-                JointTrajectory, 'joint_trajectory', qos)
-        if config.publish_future_images:
-            for name in config.camera_names:
-                publishers[f'future:{name}'] = self.create_lifecycle_publisher(
-                    Image, f'future/{name}/image', qos)
-        self._output_publishers = publishers
-
     def _release(self):
         """Undo configure (safe to call in any state, more than once)."""
         with self._lock:
@@ -210,14 +187,14 @@ class PolicyNode(LifecycleNode):
             self._stop_control_timer()
             inputs, self._inputs = self._inputs, None
             worker, self._worker = self._worker, None
-            publishers, self._output_publishers = self._output_publishers, {}
+            publishers, self._outputs = self._outputs, None
         if inputs is not None:
             inputs.destroy()
         if worker is not None and not worker.stop(STOP_TIMEOUT):
             self.get_logger().warning(f'an inference was still running after {STOP_TIMEOUT:g} '
                                       f's; leaving it behind')
-        for publisher in publishers.values():
-            self.destroy_lifecycle_publisher(publisher)
+        if publishers is not None:
+            publishers.destroy()
         with self._lock:
             self._loop = None
 
@@ -255,7 +232,10 @@ class PolicyNode(LifecycleNode):
         except Exception as error:
             self._inference_failed(error)
             return
-        elapsed_points = finished.ok and self._publish(finished.chunk)
+        with self._lock:
+            publishers = self._outputs
+        elapsed_points = finished.ok and publishers is not None and publishers.publish(
+            finished.chunk)
         self._counters.finished(finished, elapsed, trajectory_elapsed=elapsed_points)
         if finished.ok:
             with self._lock:
@@ -275,29 +255,6 @@ class PolicyNode(LifecycleNode):
         if cap_reached:
             self.get_logger().error(f'{MAX_DISTINCT_ERRORS} distinct inference errors: further '
                                     f'new ones are only counted in /diagnostics')
-
-    def _publish(self, chunk):
-        """Publish an accepted chunk on every output; True when its trajectory was all past."""
-        with self._lock:
-            publishers = dict(self._output_publishers)
-        if not publishers:
-            return False
-        publishers['chunk'].publish(outputs.action_chunk_msg(**chunk.action_chunk_fields()))
-        publishers['value'].publish(outputs.value_msg(**chunk.value_fields()))
-        for name, image in (chunk.future_images or {}).items():
-            publisher = publishers.get(f'future:{name}')
-            if publisher is not None:
-                publisher.publish(outputs.image_msg(stamp_ns=chunk.stamp_ns,
-                                                    frame_id=chunk.frame_id, rgb=image))
-        if 'trajectory' not in publishers:
-            return False
-        if not len(chunk.trajectory_indices):
-            return True
-        publishers['trajectory'].publish(outputs.joint_trajectory_msg(
-            stamp_ns=chunk.stamp_ns, frame_id=chunk.frame_id, joint_names=chunk.action_names,
-            actions=chunk.actions, step_period_ns=chunk.step_period_ns,
-            indices=chunk.trajectory_indices))
-        return False
 
     # --- parameters ----------------------------------------------------------------------------
     def _on_set_parameters(self, parameters):
