@@ -17,23 +17,31 @@ seeds, chunks and reasons in both. Time is always an argument (integer ns), neve
 
 ``finish`` turns the policy output into the published chunk in one method (``_chunk``): the
 seam where the execution model (which rows are executed, stitching across replans) plugs in.
-Thread-safe: the node calls ``receive`` from its subscription threads, ``tick`` from its timer
-and ``finish`` from its inference thread. numpy and stdlib only.
+Also here: ``input_streams(config)`` (topic, message type and conversion of every input
+stream; ``InputStream.ingest(msg, buffer)``), ``make_sync_buffer(config)`` and
+``replan_due(now_ns, executing, config)``, the replanning rule. Messages are duck-typed (rclpy
+messages and rosbags' deserialized ones have the same fields). Thread-safe: the node calls
+``receive`` from its subscription threads, ``tick`` from its timer and ``complete`` from its
+inference thread. numpy and stdlib only.
 """
 from dataclasses import dataclass
+import functools
 import threading
 import time
-from typing import Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 import numpy as np
 
-from cosmos_policy_ros.conversions import future_point_indices, NS_PER_S
-from cosmos_policy_ros.ingest import input_streams, make_sync_buffer, replan_due
+from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionError,
+                                           future_point_indices, image_to_rgb,
+                                           joint_state_values, NS_PER_S, pose_values,
+                                           stamp_to_ns)
+from cosmos_policy_ros.counters import ReasonCounts
 from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.node_config import bind_layout
 from cosmos_policy_ros.safety import check_chunk, JUMP
-from cosmos_policy_ros.stats import ReasonCounts
-from cosmos_policy_ros.sync import current_proprio, observation_from_set
+from cosmos_policy_ros.sync import (current_proprio, observation_from_set, SyncBuffer,
+                                    ZERO_STAMP)
 
 RECEIVED = 'received'  # input_counts reason of every message received
 # Why a tick gives no job (besides the sync query's reasons, see sync.py).
@@ -45,8 +53,87 @@ DEACTIVATED = 'deactivated'
 TASK_CHANGED = 'task_changed'
 STALE_AT_PUBLISH = 'stale_at_publish'
 INFERENCE_ERROR = 'inference_error'  # the policy raised (the offline evaluator's tick status)
+BAG_LOOP_MARGIN_NS = NS_PER_S  # a clock this far behind the executing chunk's stamp went back
 
 
+# --- inputs and the replanning rule (pure functions of the configuration) ------------------
+@dataclass(frozen=True)
+class InputStream:
+    """One input stream: where it comes from and how its messages become payloads."""
+
+    name: str            # stream name in the sync buffer (camera or proprio source name)
+    topic: str
+    msg_type: str        # ROS type name, e.g. 'sensor_msgs/msg/Image'
+    convert: Callable    # message -> payload (uint8 (H, W, 3) image or float64 (n,) vector)
+
+    def ingest(self, msg, buffer):
+        """Convert `msg` and add it to `buffer`.
+
+        Returns (reason, detail): reason is '' when the message was stored, else why it was
+        dropped; detail explains it for a log line.
+        """
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if stamp_ns <= 0:
+            return ZERO_STAMP, 'header stamp is zero (unset)'
+        try:
+            payload = self.convert(msg)
+        except ConversionError as error:
+            return error.reason, str(error)
+        reason = buffer.add(self.name, stamp_ns, payload)
+        return reason, (f'stamp {stamp_ns / NS_PER_S:.6f} s' if reason else '')
+
+
+def input_streams(config):
+    """The InputStreams of a NodeConfig: cameras first, then proprio sources, in order."""
+    streams = []
+    for camera in config.cameras:
+        if camera.transport == 'compressed':
+            streams.append(InputStream(camera.name, camera.topic,
+                                       'sensor_msgs/msg/CompressedImage',
+                                       compressed_image_to_rgb))
+        else:
+            streams.append(InputStream(camera.name, camera.topic, 'sensor_msgs/msg/Image',
+                                       image_to_rgb))
+    for source in config.proprio_sources:
+        if source.type == 'joint_state':
+            convert = functools.partial(joint_state_values, joints=source.joints,
+                                        field=source.field)
+            streams.append(InputStream(source.name, source.topic,
+                                       'sensor_msgs/msg/JointState', convert))
+        else:
+            convert = functools.partial(pose_values, quaternion_order=source.quaternion_order)
+            streams.append(InputStream(source.name, source.topic,
+                                       'geometry_msgs/msg/PoseStamped', convert))
+    return streams
+
+
+def make_sync_buffer(config):
+    """The sync buffer of a NodeConfig: every input stream, anchored on the reference."""
+    capacity = {name: config.buffer_size for name in config.camera_names}
+    capacity.update({name: config.proprio_buffer_size for name in config.proprio_names})
+    return SyncBuffer(config.stream_names, config.reference, capacity=capacity,
+                      tolerance_ns=round(config.sync_tolerance * NS_PER_S),
+                      max_age_ns=round(config.max_observation_age * NS_PER_S))
+
+
+def replan_due(now_ns, executing: Optional[Tuple[int, int]], config):
+    """Whether a control tick at `now_ns` may start a new chunk.
+
+    executing: (reference stamp ns, executed steps) of the last published chunk, or None.
+    Mode every_tick: always. Mode steps_left: when at most `replan_threshold` of its executed
+    steps remain (step k runs at stamp + k * step_period), or when the clock jumped more than
+    a second behind its stamp (a bag loop: that chunk is not executing).
+    """
+    if config.replan_mode == 'every_tick' or executing is None:
+        return True
+    stamp_ns, steps = executing
+    if now_ns < stamp_ns - BAG_LOOP_MARGIN_NS:
+        return True
+    elapsed = max(0, now_ns - stamp_ns) // round(config.step_period * NS_PER_S)
+    return steps - elapsed <= config.replan_threshold
+
+
+# --- the loop --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Skip:
     """A tick without a job: `reason` (a constant above or a sync reason) and an explanation."""

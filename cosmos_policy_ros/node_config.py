@@ -6,11 +6,11 @@ node runs (``runtime``) in its metadata; ``cosmos_policy_ros.ros.params`` turns 
 ``ParameterDescriptor`` s, and validation here gives errors that name the parameter and the bad
 value. Cameras and proprio sources are nested (``camera.<name>.*``, ``proprio.<name>.*``).
 
-numpy-free and ROS-free: the offline evaluator builds the same configuration from YAML.
+numpy-free and ROS-free: the offline evaluator builds the same configuration from YAML. Loading
+the policy it names is policy_loading.py.
 """
 import dataclasses
 from dataclasses import dataclass, field
-import importlib
 import math
 import re
 
@@ -31,7 +31,7 @@ QUATERNION_ORDERS = ('xyzw', 'wxyz')
 POSE_WIDTH = 7  # x, y, z and a quaternion
 
 _NAME = re.compile(r'^[a-z][a-z0-9_]*$')
-_FACTORY = re.compile(r'^[A-Za-z_][\w.]*:[A-Za-z_]\w*$')
+FACTORY_PATTERN = re.compile(r'^[A-Za-z_][\w.]*:[A-Za-z_]\w*$')
 
 
 def param(default, description, *, unit='', low=None, high=None, low_exclusive=False,
@@ -325,7 +325,7 @@ class NodeConfig:
         if not self.model_path:
             raise ValueError('`model_path` must be set (the model directory given to the '
                              'policy factory).')
-        if not _FACTORY.match(self.policy_factory):
+        if not FACTORY_PATTERN.match(self.policy_factory):
             raise ValueError(f"`policy_factory` must look like 'package.module:function'. "
                              f'Got {self.policy_factory!r}.')
         if not self.cameras:
@@ -493,24 +493,6 @@ def bind_layout(config, layout):
                          jump_indices=jump_indices)
 
 
-def import_factory(spec):
-    """Resolve a 'package.module:function' string to the callable (errors name `spec`)."""
-    if not isinstance(spec, str) or not _FACTORY.match(spec):
-        raise ValueError(f"`policy_factory` must look like 'package.module:function'. "
-                         f'Got {spec!r}.')
-    module_name, function_name = spec.split(':')
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f'`policy_factory` {spec!r}: cannot import {module_name!r}: '
-                         f'{error}') from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ValueError(f'`policy_factory` {spec!r}: {module_name!r} has no callable '
-                         f'{function_name!r}.')
-    return function
-
-
 def _flatten(mapping, prefix=''):
     """{'camera': {'wrist': {'topic': 'x'}}} -> {'camera.wrist.topic': 'x'} (as ROS does)."""
     flat = {}
@@ -577,16 +559,3 @@ def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
                   if not name.startswith('qos_overrides.')}
     parameters.update(overrides or {})
     return config_from_parameters(parameters, source=str(path))
-
-
-def load_policy_for(config):
-    """The policy a node with `config` runs: `policy_factory` called as the node calls it.
-
-    factory(model_path, device=..., dtype=..., decode_future_images=publish_future_images,
-    [acceleration={...} when compile_network, cuda_graphs or attention_backend is set]).
-    """
-    factory = import_factory(config.policy_factory)
-    options = {'decode_future_images': config.publish_future_images}
-    if config.acceleration() is not None:
-        options['acceleration'] = config.acceleration()
-    return factory(config.model_path, device=config.device, dtype=config.dtype, **options)

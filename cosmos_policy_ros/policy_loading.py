@@ -1,18 +1,52 @@
 """Loading a node's policy and warming it up (numpy + stdlib; the factory brings its own torch).
 
-``load_checked_policy(config)``: `policy_factory` called as the node calls it, every failure a
-ValueError naming the parameter; ``warm_up(policy, config, binding)``: the configure-time
+``import_factory(spec)``: a 'module:function' string to the callable;
+``load_policy_for(config)``: the factory called as the node calls it;
+``load_checked_policy(config)``: the same, checked to be a Policy, every failure a ValueError
+naming the parameter; ``warm_up(policy, config, binding)``: the configure-time
 inferences on a synthetic observation, with their latencies.
 """
+import importlib
 import time
 
 import numpy as np
 
 from cosmos_policy_ros.interface import Observation
-from cosmos_policy_ros.node_config import import_factory, load_policy_for
+from cosmos_policy_ros.node_config import FACTORY_PATTERN
 
 WARMUP_TEXT_SHAPE = (512, 1024)  # T5 tokens x width of the released models
 POLICY_ATTRIBUTES = ('layout', 'model_id', 'infer', 'reset')
+
+
+def import_factory(spec):
+    """Resolve a 'package.module:function' string to the callable (errors name `spec`)."""
+    if not isinstance(spec, str) or not FACTORY_PATTERN.match(spec):
+        raise ValueError(f"`policy_factory` must look like 'package.module:function'. "
+                         f'Got {spec!r}.')
+    module_name, function_name = spec.split(':')
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f'`policy_factory` {spec!r}: cannot import {module_name!r}: '
+                         f'{error}') from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(f'`policy_factory` {spec!r}: {module_name!r} has no callable '
+                         f'{function_name!r}.')
+    return function
+
+
+def load_policy_for(config):
+    """The policy a node with `config` runs: `policy_factory` called as the node calls it.
+
+    factory(model_path, device=..., dtype=..., decode_future_images=publish_future_images,
+    [acceleration={...} when compile_network, cuda_graphs or attention_backend is set]).
+    """
+    factory = import_factory(config.policy_factory)
+    options = {'decode_future_images': config.publish_future_images}
+    if config.acceleration() is not None:
+        options['acceleration'] = config.acceleration()
+    return factory(config.model_path, device=config.device, dtype=config.dtype, **options)
 
 
 def load_checked_policy(config):

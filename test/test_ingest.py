@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cosmos_policy_ros.ingest import input_streams, replan_due
+from cosmos_policy_ros.control_loop import input_streams, replan_due
 from cosmos_policy_ros.node_config import config_from_parameters
 from cosmos_policy_ros.sync import SyncBuffer
 

@@ -6,8 +6,9 @@ import pytest
 
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.node_config import (bind_layout, CameraConfig, config_from_parameters,
-                                           derive_seed, import_factory, load_parameter_file,
-                                           NodeConfig, parameter_fields, ProprioSourceConfig)
+                                           derive_seed, load_parameter_file, NodeConfig,
+                                           parameter_fields, ProprioSourceConfig)
+from cosmos_policy_ros.policy_loading import import_factory
 
 ROOT = Path(os.environ.get('COSMOS_ROOT', Path(__file__).resolve().parents[1]))
 ALOHA_JOINTS = tuple(f'{side}_{joint}' for side in ('left', 'right') for joint in (

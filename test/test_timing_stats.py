@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from cosmos_policy_ros.stats import nearest_rank, RateMeter, ReasonCounts, RollingWindow
+from cosmos_policy_ros.counters import nearest_rank, RateMeter, ReasonCounts, RollingWindow
 
 
 def test_nearest_rank_percentiles():

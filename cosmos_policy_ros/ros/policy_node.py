@@ -31,12 +31,12 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from cosmos_policy_ros.control_loop import ControlLoop, DEACTIVATED
 from cosmos_policy_ros.conversions import NS_PER_S
+from cosmos_policy_ros.counters import LoopCounters, Throttle
 from cosmos_policy_ros.policy_loading import load_checked_policy, steady_median, warm_up
 from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
 from cosmos_policy_ros.ros.inputs import InputStreams
 from cosmos_policy_ros.ros.worker import InferenceWorker
-from cosmos_policy_ros.stats import LoopCounters, Throttle
 
 NODE_NAME = 'cosmos_policy'
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up

@@ -31,7 +31,7 @@ from cosmos_policy_ros.engine.model_dir import (FILES, model_files, ModelSpec,
 from cosmos_policy_ros.engine.planning import PlanningConfig
 from cosmos_policy_ros.engine.policy import DEFAULT_STEPS
 from cosmos_policy_ros.engine.sampling import SamplerConfig
-from cosmos_policy_ros.engine.synthetic import read_synthetic_info, TOKENIZER_FILE
+from cosmos_policy_ros.engine.synthetic_checkpoints import read_synthetic_info, TOKENIZER_FILE
 from cosmos_policy_ros.engine.text import TextEmbeddings
 from cosmos_policy_ros.layout import LatentLayout, PRESETS
 from cosmos_policy_ros.normalization import NormStats

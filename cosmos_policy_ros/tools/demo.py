@@ -39,7 +39,7 @@ def _step(number, text):
 
 
 def prepare_model(out):
-    from cosmos_policy_ros.engine.synthetic import write_synthetic_model
+    from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
     from cosmos_policy_ros.layout import LatentLayout
     from cosmos_policy_ros.tools.convert import main as convert
 
@@ -184,7 +184,8 @@ def run(args):
     live_s = time.monotonic() - started
 
     _step(4, 'offline: cosmos-policy-replay eval on the same bag (no ROS graph)')
-    from cosmos_policy_ros.node_config import load_parameter_file, load_policy_for
+    from cosmos_policy_ros.node_config import load_parameter_file
+    from cosmos_policy_ros.policy_loading import load_policy_for
     from cosmos_policy_ros.tools.bags import BagReader, chunk_arrays
     from cosmos_policy_ros.tools.evaluate import chunk_sources, compare_chunks, evaluate
     from cosmos_policy_ros.tools.replay import format_report

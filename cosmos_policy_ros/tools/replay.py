@@ -193,7 +193,8 @@ def parse_overrides(items):
 
 
 def run_eval(args):
-    from cosmos_policy_ros.node_config import load_parameter_file, load_policy_for
+    from cosmos_policy_ros.node_config import load_parameter_file
+    from cosmos_policy_ros.policy_loading import load_policy_for
     from cosmos_policy_ros.tools.evaluate import evaluate
     overrides = parse_overrides(args.param)
     for name in ('model', 'device', 'dtype'):

@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 import sys
 
-from cosmos_policy_ros.engine.synthetic import CHECKPOINT_FORMATS, SIZES, write_synthetic_model
+from cosmos_policy_ros.engine.synthetic_checkpoints import (CHECKPOINT_FORMATS, SIZES,
+                                                            write_synthetic_model)
 from cosmos_policy_ros.layout import LatentLayout, PRESETS
 
 

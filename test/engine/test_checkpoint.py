@@ -11,7 +11,7 @@ from cosmos_policy_ros.engine.checkpoint import (
     dit_state_dict, find_dit_checkpoint, load_dit, load_vae, read_tensors, reference_dit_shapes,
     reference_vae_shapes, vae_diffusers_shapes, vae_state_dict)
 from cosmos_policy_ros.engine.dit import dit_config
-from cosmos_policy_ros.engine.synthetic import (
+from cosmos_policy_ros.engine.synthetic_checkpoints import (
     random_dit_state_dict, released_dit_layout, save_dcp, write_dit_checkpoint,
     write_vae_checkpoint)
 from cosmos_policy_ros.engine.vae import vae_config

@@ -18,7 +18,7 @@ import torch
 from cosmos_policy_ros.engine.checkpoint import dit_state_dict, load_dit
 from cosmos_policy_ros.engine.dit import (
     _ensure_padding_mask_resize, CosmosDiT, dit_config, DiTConfig)
-from cosmos_policy_ros.engine.synthetic import random_dit_state_dict
+from cosmos_policy_ros.engine.synthetic_checkpoints import random_dit_state_dict
 
 TOLERANCE = 1e-5  # max |adapter - oracle| / max |oracle| in fp32
 Q_K_SCALE = 0.05  # shrink q/k projections so the RMSNorm eps visibly matters (see fixture)

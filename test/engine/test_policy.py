@@ -13,7 +13,7 @@ from cosmos_policy_ros.engine.planning import (aggregate_values, plan, PlanningC
 from cosmos_policy_ros.engine.policy import CosmosPolicy, load_policy, resolve_device
 from cosmos_policy_ros.engine.sampling import num_evaluations, SamplerConfig
 from cosmos_policy_ros.engine.stopwatch import Stopwatch
-from cosmos_policy_ros.engine.synthetic import write_synthetic_model
+from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.engine.text import UnknownInstructionError
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.layout import LatentLayout

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from cosmos_policy_ros.engine.checkpoint import load_vae
-from cosmos_policy_ros.engine.synthetic import write_vae_checkpoint
+from cosmos_policy_ros.engine.synthetic_checkpoints import write_vae_checkpoint
 from cosmos_policy_ros.engine.vae import (
     CosmosVAE, LATENT_MEAN, LATENT_STD, vae_config, VAEConfig)
 from cosmos_policy_ros.layout import LatentLayout

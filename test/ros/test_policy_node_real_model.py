@@ -14,7 +14,7 @@ START_TIMEOUT = 120.0  # loading torch + the model and one warm-up on a loaded 2
 
 @pytest.fixture(scope='module')
 def tiny_aloha_model(tmp_path_factory):
-    from cosmos_policy_ros.engine.synthetic import write_synthetic_model
+    from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
     from cosmos_policy_ros.layout import LatentLayout
     from cosmos_policy_ros.tools.convert import main as convert
 

@@ -136,7 +136,7 @@ def test_observation_ticks_give_one_chunk_per_reference_frame(constructed_bag, t
 
 def test_same_bag_twice_gives_identical_chunks_with_the_real_engine(tmp_path):
     from cosmos_policy_ros.engine.policy import load_policy
-    from cosmos_policy_ros.engine.synthetic import write_synthetic_model
+    from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
     from cosmos_policy_ros.layout import LatentLayout
     from cosmos_policy_ros.tools.convert import main as convert
 

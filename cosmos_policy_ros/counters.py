@@ -1,4 +1,4 @@
-"""Timing statistics and counters for the node's diagnostics (thread-safe, time as an argument).
+"""Counters and timing statistics for the node's diagnostics (thread-safe, time as an argument).
 
 - ``RollingWindow``: the last N samples (latency, skew, age) with nearest-rank percentiles.
 - ``RateMeter``: events per second over the last N event times.
