@@ -2,7 +2,8 @@
 
 The node (on live topics, ROS clock) and ``cosmos-policy-replay eval`` (on a bag, bag time) both
 drive one ``ControlLoop``; neither has rules of its own, so a bag gives the same observations,
-seeds, chunks and reasons in both. Time is always an argument (integer ns), never read here.
+seeds, chunks and reasons in both. Time is always an argument (integer ns), never read here;
+the one clock read is the inference stopwatch (``clock``, an argument too, for tests).
 
     receive(stream, msg)        convert one message, store it in the sync buffer (or name the
                                 drop); counted per stream in ``input_counts``
