@@ -33,6 +33,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory
 
+from cosmos_policy_ros.console_health import ConsoleHealth  # console health hook
 from cosmos_policy_ros.conversions import future_point_indices
 from cosmos_policy_ros.ingest import make_sync_buffer, replan_due
 from cosmos_policy_ros.interface import Observation, PolicyOutput
@@ -104,6 +105,7 @@ class PolicyNode(LifecycleNode):
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._previous_health = None
+        self._console_health = ConsoleHealth()  # console health hook
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._diagnostics_timer = self.create_timer(
             self.get_parameter('diagnostics_period').value, self._publish_diagnostics,
@@ -564,6 +566,9 @@ class PolicyNode(LifecycleNode):
         self._diagnostics_publisher.publish(diagnostic_array(
             snapshot, self._previous_health, self.get_clock().now().to_msg()))
         self._previous_health = snapshot
+        for level, line in self._console_health.update(  # console health hook
+                time.monotonic(), snapshot, self._config, self.count_publishers):
+            getattr(self.get_logger(), level)(line)
 
 
 def _spin(executor):
