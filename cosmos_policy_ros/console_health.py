@@ -90,8 +90,8 @@ class ConsoleHealth:
         if state == WATCHDOG_OK:
             return [('info', f'watchdog: armed (ERROR after {snapshot.watchdog_timeout:g} s '
                              'without a chunk)')]
-        return [('info', 'watchdog: off' + (' (not active)' if snapshot.lifecycle_state
-                                             != 'active' else ''))]
+        inactive = snapshot.lifecycle_state != 'active'
+        return [('info', 'watchdog: off' + (' (not active)' if inactive else ''))]
 
     def _waiting_lines(self, now, snapshot, config, count_publishers):
         topics = {stream.name: stream.topic for stream in input_streams(config)} if config else {}

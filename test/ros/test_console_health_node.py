@@ -5,8 +5,8 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_a_topic_without_publishers_is_named_on_the_console(start_node, write_setup, harness,
-                                                             client_factory):
+def test_a_topic_without_publishers_is_named_on_the_console(
+        start_node, write_setup, harness, client_factory):
     params = write_setup(harness.libero_parameters(), {'layout': {'preset': 'libero'}})
     node = start_node(params)
     client = client_factory()
