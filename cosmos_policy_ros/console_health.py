@@ -10,6 +10,7 @@ snapshot (the one /diagnostics is built from: `cosmos_policy_ros.ros.diagnostics
 or anything with its attributes) and returns the (level, line) pairs to log: level is 'info',
 'warn' or 'error'. `now` is a steady-clock time in seconds (time passed in: testable without a
 clock); `count_publishers(topic)` is asked only when a line about that topic is printed.
+`report(logger, ...)` logs them (the node's hook).
 
 * waiting: while active, a stream with no new message for `quiet_after` s is reported with its
   topic and publisher count, again every `repeat_every` s while it stays silent, and once when
@@ -58,6 +59,18 @@ class ConsoleHealth:
         self._watchdog = WATCHDOG_OFF
         self._next_summary = None
         self._last_summary = None  # totals at the previous summary
+
+    def report(self, logger, now, snapshot, config, count_publishers):
+        """update(), logged to `logger` (info/warning/error methods, e.g. an rclpy logger)."""
+        for level, line in self.update(now, snapshot, config, count_publishers):
+            # One call site per severity: rclpy refuses a logging call site whose severity
+            # changes between calls.
+            if level == 'error':
+                logger.error(line)
+            elif level == 'warn':
+                logger.warning(line)
+            else:
+                logger.info(line)
 
     def update(self, now, snapshot, config, count_publishers):
         """The (level, line) pairs to log for `snapshot` taken at steady time `now` (s)."""

@@ -132,3 +132,23 @@ def test_every_watchdog_change_is_logged_once():
 def test_bad_periods_are_refused(bad):
     with pytest.raises(ValueError, match='quiet_after'):
         ConsoleHealth(quiet_after=bad)
+
+
+def test_report_logs_each_line_at_its_level():
+    class Logger:
+        def __init__(self):
+            self.calls = []
+
+        def info(self, line):
+            self.calls.append(('info', line))
+
+        def warning(self, line):
+            self.calls.append(('warning', line))
+
+        def error(self, line):
+            self.calls.append(('error', line))
+
+    health, logger = ConsoleHealth(quiet_after=1, summary_every=1000), Logger()
+    health.report(logger, 0.0, Snapshot(), _config(), Publishers())
+    health.report(logger, 2.0, Snapshot(seconds_since_chunk=11.0), _config(), Publishers())
+    assert [level for level, _ in logger.calls] == ['info', 'error', 'warning', 'warning']

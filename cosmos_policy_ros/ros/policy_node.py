@@ -566,9 +566,8 @@ class PolicyNode(LifecycleNode):
         self._diagnostics_publisher.publish(diagnostic_array(
             snapshot, self._previous_health, self.get_clock().now().to_msg()))
         self._previous_health = snapshot
-        for level, line in self._console_health.update(  # console health hook
-                time.monotonic(), snapshot, self._config, self.count_publishers):
-            getattr(self.get_logger(), level)(line)
+        self._console_health.report(self.get_logger(), time.monotonic(), snapshot,  # console
+                                    self._config, self.count_publishers)  # health hook
 
 
 def _spin(executor):
