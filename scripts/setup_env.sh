@@ -173,7 +173,8 @@ cosmos_install_extras() {
   fi
   dir=$(cd "$dir" && pwd)
   # Reinstalled only when the folder's install script, wheels or sources change.
-  local stamp="$COSMOS_VENV/.cosmos-ros-extras.sha256" want
+  local stamp want
+  stamp="$COSMOS_VENV/.cosmos-ros-extras-$(echo "$dir" | sha256sum | cut -c1-16).sha256"
   want=$( (cd "$dir" && find . -type f ! -name '*.pyc' -print0 | LC_ALL=C sort -z \
             | xargs -0 sha256sum; echo "$COSMOS_VENV") | sha256sum | cut -d' ' -f1)
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
@@ -207,6 +208,8 @@ cosmos_remove_stale_files() {
 
 # Run with the caller's options saved and our own in force; restore them whatever happens.
 cosmos_saved_options=$(set +o)
+# A command substitution runs without errexit (unless inherit_errexit): take it from $-.
+case $- in *e*) cosmos_saved_options="$cosmos_saved_options; set -e" ;; esac
 set +e +u
 set -o pipefail
 cosmos_setup_main
