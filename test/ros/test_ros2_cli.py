@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from types import SimpleNamespace
 
@@ -35,47 +34,16 @@ def _ros2():
     return ros2
 
 
-class Launch:
-    """`ros2 launch ...` in a process group of its own (as a terminal runs it)."""
-
-    def __init__(self, ros2, env, cwd, *arguments):
-        self.process = subprocess.Popen(
-            [ros2, 'launch', 'cosmos_policy_ros', 'policy.launch.py', *arguments], env=env,
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
-        self._lines = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self._lines.append(line)
-
-    @property
-    def output(self):
-        return ''.join(self._lines)
-
-    def ctrl_c(self, timeout=DEADLINE):
-        """SIGINT to the whole process group, as Ctrl-C in a terminal; the exit code."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        self._reader.join(10)
-        return code
-
-    def kill(self):
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        self.process.wait(30)
+def _ctrl_c(launched, timeout=DEADLINE):
+    """SIGINT to the launch's whole process group, as Ctrl-C in a terminal; the exit code
+    (None if it did not end)."""
+    os.killpg(launched.process.pid, signal.SIGINT)
+    return launched.wait(timeout)
 
 
 @pytest.fixture
-def cli(ros_env, tmp_path):
-    """cli.run('param', 'get', ...) -> CompletedProcess; cli.launch(...) -> Launch."""
+def cli(ros_env, tmp_path, harness):
+    """cli.run('param', 'get', ...) -> CompletedProcess; cli.launch(...) -> OutputProcess."""
     ros2 = _ros2()
     launches = []
 
@@ -98,7 +66,10 @@ def cli(ros_env, tmp_path):
         return result, state
 
     def launch(*arguments):
-        process = Launch(ros2, ros_env, tmp_path, *arguments)
+        """`ros2 launch ...` in a process group of its own (as a terminal runs it)."""
+        process = harness.OutputProcess(
+            [ros2, 'launch', 'cosmos_policy_ros', 'policy.launch.py', *arguments], ros_env,
+            cwd=tmp_path, start_new_session=True)
         launches.append(process)
         return process
 
@@ -110,13 +81,15 @@ def cli(ros_env, tmp_path):
             result = run(*arguments)
             if expected in result.stdout or time.monotonic() > deadline:
                 return result
-            assert launched.process.poll() is None, 'the launch ended:\n' + launched.output
+            assert launched.alive(), 'the launch ended:\n' + launched.output
             time.sleep(0.5)
 
     yield SimpleNamespace(run=run, launch=launch, until=until, transition=transition,
                           ros2=ros2, env=ros_env)
     for process in launches:
-        process.kill()
+        if process.alive():
+            os.killpg(process.process.pid, signal.SIGKILL)
+            process.wait(30)
     # The graph commands started a ros2 daemon for this test's domain: end it.
     run('daemon', 'stop', timeout=60)
 
@@ -159,7 +132,7 @@ def test_launch_each_preset_unconfigured_then_lifecycle_set(cli, tmp_path, prese
             # '' when its answer was lost (the state above decides then)
             assert result.stdout.strip() in ('Transitioning successful', ''), result.stdout
     finally:
-        code = launched.ctrl_c()
+        code = _ctrl_c(launched)
     assert code == 0, launched.output
     assert 'Traceback' not in launched.output, launched.output
 
@@ -221,6 +194,6 @@ def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory
         assert 'num_denoising_steps: 7' in printed, printed
         assert 'action_dim: 14' in printed and 'horizon: 50' in printed, printed
     finally:
-        code = launched.ctrl_c()
+        code = _ctrl_c(launched)
     assert code == 0, launched.output
     assert 'Traceback' not in launched.output, launched.output
