@@ -7,13 +7,13 @@ import pytest
 from cosmos_policy_ros.entry_points import missing_dependency_message
 
 
-def _run_without(function, poisoned):
+def _run_without(function, poisoned, argv=('--help',)):
     """entry_points.<function>() in a fresh interpreter where `poisoned` cannot be imported."""
     code = '\n'.join([
         'import sys',
         f'for name in {poisoned!r}:',
         '    sys.modules[name] = None',
-        'sys.argv = ["script", "--help"]',
+        f'sys.argv = ["script", *{list(argv)!r}]',
         'from cosmos_policy_ros import entry_points',
         f'sys.exit(entry_points.{function}())'])
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
@@ -28,6 +28,17 @@ def test_policy_node_without_rclpy_says_so_in_one_line():
     assert lines[0].startswith('policy_node: ROS 2 (rclpy) is not importable: source a ROS 2 '
                                'distro')
     assert lines[0].endswith('(missing module: rclpy)')
+
+
+def test_replay_play_without_rclpy_says_so_in_one_line(tmp_path):
+    from cosmos_policy_ros.tools import sample_episode as se
+    bag = tmp_path / 'bag'
+    se.make_sample(bag, se.EpisodeConfig(preset='libero', duration=0.5, image_size=32))
+    result = _run_without('replay', ['rclpy'], argv=('play', str(bag)))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().startswith(
+        'cosmos-policy-replay: ROS 2 (rclpy) is not importable'), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_convert_without_torch_names_the_extra():
