@@ -191,3 +191,24 @@ def test_ros_extras_are_installed_once_per_content(tmp_path):
     assert _error_lines(missing) == [
         f'error: COSMOS_ROS_EXTRAS={tmp_path / "none"} has no install.sh (expected a folder '
         'like ../shared/ros2-launch)']
+
+
+@pytest.mark.parametrize('with_shared', [True, False])
+def test_ci_run_installs_the_shared_launch_stack_when_it_is_beside_the_clone(
+        tmp_path, with_shared):
+    """.ci/run sets COSMOS_ROS_EXTRAS to ../shared/ros2-launch (when there), then runs the
+    README's test command (here a stand-in scripts/test.sh that prints what it got)."""
+    clone = tmp_path / 'clone'
+    (clone / '.ci').mkdir(parents=True)
+    (clone / 'scripts').mkdir()
+    shutil.copy(ROOT / '.ci' / 'run', clone / '.ci' / 'run')
+    (clone / 'scripts' / 'test.sh').write_text('echo "extras=${COSMOS_ROS_EXTRAS-unset}"\n')
+    if with_shared:
+        (tmp_path / 'shared' / 'ros2-launch').mkdir(parents=True)
+        (tmp_path / 'shared' / 'ros2-launch' / 'install.sh').write_text('exit 0\n')
+    env = {key: value for key, value in os.environ.items() if key != 'COSMOS_ROS_EXTRAS'}
+    result = subprocess.run(['bash', str(clone / '.ci' / 'run')], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = str(tmp_path / 'shared' / 'ros2-launch') if with_shared else 'unset'
+    assert result.stdout.strip() == f'extras={expected}'
