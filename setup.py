@@ -9,6 +9,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = 'cosmos_policy_ros'
+ENGINE = ['torch', 'diffusers', 'safetensors']
+TOOLS = ['rosbags', 'rosbags-image', 'matplotlib', 'tqdm']
 HERE = Path(__file__).resolve().parent
 
 
@@ -30,11 +32,17 @@ setup(
         ('share/' + PACKAGE + '/msg', glob('msg/*.msg')),
     ],
     python_requires='>=3.10',
+    # The core (layout, sync, safety, configuration) needs only these; the README's Python API
+    # (load_policy, the sampler) needs the `engine` extra, cosmos-policy-replay the `tools`
+    # extra: pip install '.[engine,tools]' (or '.[all]'). The console scripts name a missing
+    # extra in one line (cosmos_policy_ros/entry_points.py). ROS (rclpy, messages) is not on
+    # the package index as such: the node needs a ROS 2 distro or scripts/setup_env.sh.
     install_requires=['numpy', 'pyyaml', 'pillow'],
     extras_require={
-        'engine': ['torch', 'diffusers', 'safetensors'],
-        'tools': ['rosbags', 'rosbags-image', 'matplotlib', 'tqdm'],
-        'test': ['pytest', 'pytest-timeout', 'flake8'],
+        'engine': ENGINE,
+        'tools': TOOLS,
+        'all': ENGINE + TOOLS,
+        'test': ['pytest<9.1', 'pytest-timeout', 'flake8'],
     },
     zip_safe=False,
     maintainer='cosmos_policy_ros developers',

@@ -43,7 +43,8 @@ class PolicyOutput:
     future_images: camera name -> predicted uint8 RGB image, or None (decoding is optional).
     timings: stage name -> seconds (e.g. 'preprocess', 'encode', 'denoise', 'extract', 'total').
     evaluation_times: seconds of each network evaluation, in call order.
-    seed, num_steps: the noise seed and the number of network evaluations used.
+    seed, num_steps: the noise seed and the sampler step count used (the
+    reference's num_steps; network evaluations: engine.sampling.num_evaluations).
     candidate_values: value of every best-of-N candidate in seed order (empty without planning).
     selected_candidate: index of the returned candidate in candidate_values (0 without planning).
     """

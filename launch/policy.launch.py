@@ -5,7 +5,8 @@
 Arguments: config (a parameter file: a path, or a file name in this package's config/),
 model (a model directory; overrides the file's model_path), namespace, use_sim_time,
 log_level, autostart (configure and activate the lifecycle node by itself; false leaves it
-unconfigured for `ros2 lifecycle set` or a lifecycle manager).
+unconfigured for `ros2 lifecycle set` or a lifecycle manager), policy_factory (overrides the
+file's; `cosmos_policy_ros.testing:load_fake_policy` for a dry run without a model).
 """
 import os
 
@@ -22,6 +23,8 @@ ARGUMENTS = (
     ('use_sim_time', 'false', 'Follow /clock (rosbag replay) instead of the system clock'),
     ('log_level', 'info', 'Logging level of the node'),
     ('autostart', 'true', 'Configure and activate the lifecycle node on start'),
+    ('policy_factory', '', "Policy factory 'module:function' (overrides the config file's when "
+                           'set), e.g. cosmos_policy_ros.testing:load_fake_policy'),
 )
 
 
@@ -39,6 +42,8 @@ def _node(context):
     }
     if value['model']:
         overrides['model_path'] = value['model']
+    if value['policy_factory']:
+        overrides['policy_factory'] = value['policy_factory']
     return [LifecycleNode(
         package='cosmos_policy_ros',
         executable='policy_node',

@@ -7,4 +7,8 @@ set -euo pipefail
 # shellcheck disable=SC1091
 . "$(cd "$(dirname "$0")" && pwd)/setup_env.sh"
 cd "$COSMOS_ROOT"
+# The demo's node and player keep to a DDS domain of their own (as the tests do), so they
+# neither feed nor hear a node of yours in your domain; COSMOS_DEMO_DOMAIN_ID picks it.
+export ROS_DOMAIN_ID=${COSMOS_DEMO_DOMAIN_ID:-$((1 + $$ % 100))}
+echo "[demo] ROS_DOMAIN_ID=$ROS_DOMAIN_ID for the demo's node and player (watch them with ROS_DOMAIN_ID=$ROS_DOMAIN_ID ros2 topic echo ...)"
 exec python -m cosmos_policy_ros.tools.demo "$@"

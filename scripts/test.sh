@@ -6,5 +6,5 @@ set -euo pipefail
 # shellcheck disable=SC1091
 . "$(cd "$(dirname "$0")" && pwd)/setup_env.sh"
 cd "$COSMOS_ROOT"
-echo "[test] $(python --version), torch $(python -c 'import torch; print(torch.__version__)'), ROS: $COSMOS_MODE mode, ROS_DOMAIN_ID=$ROS_DOMAIN_ID"
+echo "[test] $(python --version), torch $(python -c 'import torch; print(torch.__version__)'), ROS: $COSMOS_MODE mode, every test process gets a private ROS_DOMAIN_ID"
 exec pytest "$@"

@@ -107,4 +107,4 @@ def test_pip_wheel_holds_the_python_part_without_ros(tmp_path):
             share + 'package.xml'} <= data
     entry_points = next(n for n in names if n.endswith('entry_points.txt'))
     text = wheel.read(entry_points).decode()
-    assert 'cosmos-policy-replay = cosmos_policy_ros.tools.replay:main' in text
+    assert 'cosmos-policy-replay = cosmos_policy_ros.entry_points:replay' in text

@@ -193,7 +193,8 @@ class CosmosPolicy:
     def infer(self, observation, *, num_steps=None, num_candidates=None):
         """Predict one action chunk (and its value) for an Observation.
 
-        num_steps: network evaluations of the policy pass (default: the model's).
+        num_steps: sampler steps of the policy pass (default: the model's; network
+            evaluations: sampling.num_evaluations(num_steps)).
         num_candidates: best-of-N candidates, seeds seed..seed+N-1 (default 1: no planning).
         Returns a PolicyOutput with float32 actions (K, d) in robot units.
         """

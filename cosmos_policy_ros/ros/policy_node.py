@@ -29,6 +29,7 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
+from cosmos_policy_ros.console_health import ConsoleHealth  # console health hook
 from cosmos_policy_ros.control_loop import ControlLoop, DEACTIVATED
 from cosmos_policy_ros.conversions import NS_PER_S
 from cosmos_policy_ros.counters import LoopCounters, Throttle
@@ -66,10 +67,10 @@ class PolicyNode(LifecycleNode):
         self._last_chunk_steady = None
         self._warmup_latencies = ()
         self._reset_stats()
-        self._control_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._previous_health = None
+        self._console_health = ConsoleHealth()  # console health hook
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._diagnostics_timer = self.create_timer(
             self.get_parameter('diagnostics_period').value, self._publish_diagnostics,
@@ -208,7 +209,7 @@ class PolicyNode(LifecycleNode):
     def _start_control_timer(self, rate):
         self._stop_control_timer()
         self._control_timer = self.create_timer(1.0 / rate, self._on_tick,
-                                                callback_group=self._control_group)
+                                                callback_group=MutuallyExclusiveCallbackGroup())
 
     def _stop_control_timer(self):
         if self._control_timer is not None:
@@ -318,6 +319,8 @@ class PolicyNode(LifecycleNode):
         self._diagnostics_publisher.publish(diagnostic_array(
             snapshot, self._previous_health, self.get_clock().now().to_msg()))
         self._previous_health = snapshot
+        self._console_health.report(self.get_logger(), time.monotonic(), snapshot,  # console
+                                    self._config, self.count_publishers)  # health hook
 
 
 def _spin(executor):
@@ -334,7 +337,7 @@ def _spin(executor):
             executor.spin()
             return
         except InvalidHandle:
-            if not rclpy.ok():
+            if not executor.context.ok():
                 return
 
 

@@ -67,7 +67,8 @@ def add_make_sample_parser(subparsers):
     parser.add_argument('out', help='output bag directory (must not exist)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap')
     parser.add_argument('--preset', choices=sorted(ROBOTS), default=defaults.preset,
-                        help='layout preset: cameras, joints and action space')
+                        help='layout preset: cameras, joints and action space; topics and '
+                             'joint names are those of config/<preset>.yaml')
     parser.add_argument('--duration', type=_positive, default=defaults.duration,
                         metavar='S', help='episode length in seconds')
     parser.add_argument('--camera-rate', type=_positive, default=defaults.camera_rate,
@@ -79,7 +80,7 @@ def add_make_sample_parser(subparsers):
     parser.add_argument('--image-size', type=int, default=defaults.image_size, metavar='PX')
     parser.add_argument('--seed', type=int, default=defaults.seed, metavar='N')
     parser.add_argument('--compressed', action='store_true',
-                        help='JPEG sensor_msgs/CompressedImage on /<camera>/image_raw/compressed')
+                        help='JPEG sensor_msgs/CompressedImage on <camera topic>/compressed')
     parser.add_argument('--compression', choices=('zstd', 'none'), default='zstd',
                         help='bag compression (mcap: chunks, sqlite3: per message)')
     parser.set_defaults(handler=run_make_sample)
@@ -87,11 +88,13 @@ def add_make_sample_parser(subparsers):
 
 def run_make_sample(args):
     from cosmos_policy_ros.tools.bags import bag_size
-    from cosmos_policy_ros.tools.sample_episode import EpisodeConfig, make_sample
+    from cosmos_policy_ros.tools.sample_episode import (EpisodeConfig, make_sample,
+                                                        preset_params_file)
     config = EpisodeConfig(preset=args.preset, duration=args.duration,
                            camera_rate=args.camera_rate, joint_rate=args.joint_rate,
                            action_rate=args.action_rate, image_size=args.image_size,
-                           seed=args.seed, compressed=args.compressed)
+                           seed=args.seed, compressed=args.compressed,
+                           params_file=preset_params_file(args.preset))  # config/<preset>.yaml
     info = make_sample(args.out, config, storage=args.storage, compression=args.compression)
     print(info.format())
     print(f'size:      {bag_size(args.out) / 1e6:.2f} MB')

@@ -15,11 +15,20 @@ Deterministic for a seed (the same arguments give a byte-identical bag). For a l
     /task                           std_msgs/String, once at the start, latched
 
 Header stamps equal the log times and start at START_NS (2023-11-14, non-zero on purpose).
+
+With `EpisodeConfig.params_file` (a node parameter file such as config/libero.yaml; what
+`cosmos-policy-replay make-sample --preset X` uses, see `preset_params_file`) the topics and
+joint names are that file's instead: its camera topics and transports, its joint_state source's
+topic and joints, its pose source's topic, `recorded_actions_topic` and `task_topic`, so that the
+node (or `eval`) with that file reads the bag as it is.
 """
 from dataclasses import dataclass, field
 import io
 import math
-from typing import Optional, Tuple
+import os
+from pathlib import Path
+import sys
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -86,6 +95,7 @@ class EpisodeConfig:
     seed: int = 0
     compressed: bool = False
     start_ns: int = START_NS
+    params_file: Optional[str] = None  # topics and joint names from this node parameter file
 
     def __post_init__(self):
         if self.preset not in ROBOTS:
@@ -123,8 +133,82 @@ class EpisodeConfig:
 
 
 def camera_topic(camera, compressed=False):
-    """Topic of a camera in the sample bag, e.g. '/primary/image_raw'."""
+    """Topic of a camera in the sample bag without a params_file, e.g. '/primary/image_raw'."""
     return f'/{camera}/image_raw' + ('/compressed' if compressed else '')
+
+
+@dataclass(frozen=True)
+class BagNames:
+    """Topics (absolute) and joint names of the sample bag."""
+
+    camera_topics: Mapping[str, str]  # camera -> topic
+    compressed: Tuple[str, ...]       # cameras written as CompressedImage
+    joint_topic: str
+    joint_names: Tuple[str, ...]
+    eef_topic: str
+    action_topic: str
+    task_topic: str
+
+
+def _absolute(topic):
+    return '/' + topic.lstrip('/')
+
+
+def bag_names(config):
+    """The BagNames of an EpisodeConfig: the fixed defaults, or its params_file's names."""
+    robot, cameras = config.robot, config.layout.cameras
+    if config.params_file is None:
+        return BagNames({camera: camera_topic(camera, config.compressed) for camera in cameras},
+                        cameras if config.compressed else (), JOINT_TOPIC, robot.joint_names,
+                        EEF_TOPIC, ACTION_TOPIC, TASK_TOPIC)
+    from cosmos_policy_ros.node_config import load_parameter_file
+    source = config.params_file
+    node = load_parameter_file(source, overrides={'model_path': 'unused'})  # topics only
+    by_name = {camera.name: camera for camera in node.cameras}
+    missing = [camera for camera in cameras if camera not in by_name]
+    if missing:
+        raise ValueError(f'{source}: no camera {missing} (the {config.preset} layout has '
+                         f'{list(cameras)})')
+    topics, compressed = {}, []
+    for camera in cameras:
+        entry = by_name[camera]
+        topic = _absolute(entry.topic)
+        if entry.transport == 'compressed' or config.compressed:
+            compressed.append(camera)
+            if entry.transport != 'compressed':
+                topic += '/compressed'  # image_transport's compressed sibling of a raw topic
+        topics[camera] = topic
+    joint_sources = [p for p in node.proprio_sources if p.type == 'joint_state']
+    if not joint_sources or len(joint_sources[0].joints) != len(robot.joint_names):
+        raise ValueError(f'{source}: the {config.preset} sample needs a joint_state proprio '
+                         f'source with {len(robot.joint_names)} joints')
+    eef_topic = EEF_TOPIC
+    if robot.has_eef_pose:
+        poses = [p for p in node.proprio_sources if p.type == 'pose']
+        if not poses:
+            raise ValueError(f'{source}: the {config.preset} sample needs a pose proprio source')
+        eef_topic = _absolute(poses[0].topic)
+    return BagNames(topics, tuple(compressed), _absolute(joint_sources[0].topic),
+                    tuple(joint_sources[0].joints), eef_topic,
+                    _absolute(node.recorded_actions_topic or ACTION_TOPIC),
+                    _absolute(node.task_topic))
+
+
+def preset_params_file(preset):
+    """config/<preset>.yaml of the installed package (ament index, or the pip data files), or
+    of the source checkout."""
+    name = Path('config', f'{preset}.yaml')
+    candidates = []
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix, 'share', 'cosmos_policy_ros', name))
+    here = Path(__file__).resolve()
+    candidates += [parent / 'share' / 'cosmos_policy_ros' / name for parent in here.parents]
+    candidates += [Path(sys.prefix, 'share', 'cosmos_policy_ros', name), here.parents[2] / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise ValueError(f'no {name} found (searched {", ".join(map(str, candidates))})')
 
 
 def sample_stamps(start_ns, rate, duration):
@@ -329,6 +413,7 @@ class Episode:
     joint_stamps_ns: np.ndarray      # (J,)
     action_stamps_ns: np.ndarray     # (A,)
     cameras: Tuple[str, ...] = field(default=())
+    names: Optional[BagNames] = None  # topics and joint names (bag_names(config))
 
     def seconds(self, stamps_ns):
         return (np.asarray(stamps_ns) - self.config.start_ns) / 1e9
@@ -353,21 +438,24 @@ class Episode:
 
     @property
     def action_names(self):
+        if self.config.robot.action_kind == 'joint_position' and self.names is not None:
+            return self.names.joint_names
         return self.config.robot.action_names
 
     def topics(self):
         """topic -> message type, in the order the bag declares them."""
-        image_type = ('sensor_msgs/msg/CompressedImage' if self.config.compressed
-                      else 'sensor_msgs/msg/Image')
-        topics = {TASK_TOPIC: 'std_msgs/msg/String'}
+        names = self.names
+        topics = {names.task_topic: 'std_msgs/msg/String'}
         for camera in self.cameras:
-            topics[camera_topic(camera, self.config.compressed)] = image_type
-        topics[JOINT_TOPIC] = 'sensor_msgs/msg/JointState'
+            topics[names.camera_topics[camera]] = (
+                'sensor_msgs/msg/CompressedImage' if camera in names.compressed
+                else 'sensor_msgs/msg/Image')
+        topics[names.joint_topic] = 'sensor_msgs/msg/JointState'
         if self.config.robot.has_eef_pose:
-            topics[EEF_TOPIC] = 'geometry_msgs/msg/PoseStamped'
-        topics[ACTION_TOPIC] = ('sensor_msgs/msg/JointState'
-                                if self.config.robot.action_kind == 'joint_position'
-                                else 'std_msgs/msg/Float64MultiArray')
+            topics[names.eef_topic] = 'geometry_msgs/msg/PoseStamped'
+        topics[names.action_topic] = ('sensor_msgs/msg/JointState'
+                                      if self.config.robot.action_kind == 'joint_position'
+                                      else 'std_msgs/msg/Float64MultiArray')
         return topics
 
 
@@ -379,6 +467,7 @@ def make_episode(config):
     scenes = tuple(make_scene(rng, index) for index in range(layout.num_cameras))
     return Episode(
         config=config, motion=motion, scenes=scenes, cameras=layout.cameras,
+        names=bag_names(config),
         camera_stamps_ns=sample_stamps(config.start_ns, config.camera_rate, config.duration),
         joint_stamps_ns=sample_stamps(config.start_ns, config.joint_rate, config.duration),
         action_stamps_ns=sample_stamps(config.start_ns, config.control_rate, config.duration))
@@ -405,17 +494,18 @@ def episode_messages(episode, typestore):
     if config.robot.has_eef_pose:
         eef_position, eef_orientation = episode.eef_pose()
     actions = episode.actions()
-    names = list(config.robot.joint_names)
+    bag = episode.names
+    names = list(bag.joint_names)
     topics = episode.topics()
     for stamp_ns, _, kind, index in events:
         if kind == 'task':
-            yield TASK_TOPIC, stamp_ns, types['std_msgs/msg/String'](data=config.robot.task)
+            yield bag.task_topic, stamp_ns, types['std_msgs/msg/String'](data=config.robot.task)
         elif kind == 'camera':
             camera_index, frame = index
             camera = episode.cameras[camera_index]
             image = episode.image(camera, frame)
             frame_header = header(stamp_ns, f'{camera}_optical_frame')
-            if config.compressed:
+            if camera in bag.compressed:
                 message = types['sensor_msgs/msg/CompressedImage'](
                     header=frame_header, format=JPEG_FORMAT,
                     data=np.frombuffer(encode_jpeg(image), dtype=np.uint8))
@@ -424,27 +514,27 @@ def episode_messages(episode, typestore):
                 message = types['sensor_msgs/msg/Image'](
                     header=frame_header, height=height, width=width, encoding='rgb8',
                     is_bigendian=0, step=width * channels, data=image.reshape(-1))  # (H*W*3,)
-            yield camera_topic(camera, config.compressed), stamp_ns, message
+            yield bag.camera_topics[camera], stamp_ns, message
         elif kind == 'joint':
-            yield JOINT_TOPIC, stamp_ns, types['sensor_msgs/msg/JointState'](
+            yield bag.joint_topic, stamp_ns, types['sensor_msgs/msg/JointState'](
                 header=header(stamp_ns), name=names, position=positions[index],
                 velocity=velocities[index], effort=np.zeros(0))
             if config.robot.has_eef_pose:
                 position = types['geometry_msgs/msg/Point'](*eef_position[index])
                 orientation = types['geometry_msgs/msg/Quaternion'](*eef_orientation[index])
-                yield EEF_TOPIC, stamp_ns, types['geometry_msgs/msg/PoseStamped'](
+                yield bag.eef_topic, stamp_ns, types['geometry_msgs/msg/PoseStamped'](
                     header=header(stamp_ns, EEF_FRAME),
                     pose=types['geometry_msgs/msg/Pose'](position=position,
                                                          orientation=orientation))
-        elif topics[ACTION_TOPIC] == 'sensor_msgs/msg/JointState':
-            yield ACTION_TOPIC, stamp_ns, types['sensor_msgs/msg/JointState'](
+        elif topics[bag.action_topic] == 'sensor_msgs/msg/JointState':
+            yield bag.action_topic, stamp_ns, types['sensor_msgs/msg/JointState'](
                 header=header(stamp_ns), name=names, position=actions[index],
                 velocity=np.zeros(0), effort=np.zeros(0))
         else:
             dim = types['std_msgs/msg/MultiArrayDimension'](
                 label='action', size=actions.shape[1], stride=actions.shape[1])
             layout = types['std_msgs/msg/MultiArrayLayout'](dim=[dim], data_offset=0)
-            yield ACTION_TOPIC, stamp_ns, types['std_msgs/msg/Float64MultiArray'](
+            yield bag.action_topic, stamp_ns, types['std_msgs/msg/Float64MultiArray'](
                 layout=layout, data=actions[index])
 
 
@@ -458,7 +548,7 @@ def write_episode(episode, path, *, storage='mcap', compression='zstd', typestor
     with BagWriter(path, storage=storage, typestore=typestore,
                    compression=compression) as bag:
         for topic, msgtype in episode.topics().items():
-            bag.add_topic(topic, msgtype, latched=topic == TASK_TOPIC)
+            bag.add_topic(topic, msgtype, latched=topic == episode.names.task_topic)
         for topic, stamp_ns, message in episode_messages(episode, typestore):
             bag.write(topic, stamp_ns, message)
     return read_info(path)

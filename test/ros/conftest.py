@@ -104,14 +104,13 @@ def write_setup(tmp_path):
     return write
 
 
-class NodeProcess:
-    """policy_node running as its own process; its output is collected in the background."""
+class OutputProcess:
+    """A subprocess whose stdout and stderr are collected in the background."""
 
-    def __init__(self, params_file, env, *args):
+    def __init__(self, command, env, **popen):
         self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [str(node_script()), '--ros-args', '--params-file', str(params_file), *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, **popen)
         self._lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -134,6 +133,14 @@ class NodeProcess:
             return None
         self._reader.join(5)
         return code
+
+
+class NodeProcess(OutputProcess):
+    """policy_node running as its own process."""
+
+    def __init__(self, params_file, env, *args):
+        super().__init__(
+            [str(node_script()), '--ros-args', '--params-file', str(params_file), *args], env)
 
     def stop(self, signum=signal.SIGINT, timeout=30):
         """Send `signum`, wait for the exit code (None if it had to be killed)."""
@@ -345,4 +352,5 @@ def harness():
     return SimpleNamespace(MS=MS, LIBERO_ACTIONS=LIBERO_ACTIONS, ALOHA_JOINTS=ALOHA_JOINTS,
                            libero_parameters=libero_parameters,
                            aloha_parameters=aloha_parameters, now_ns=now_ns,
-                           diagnostics_values=diagnostics_values, node_script=node_script)
+                           diagnostics_values=diagnostics_values, node_script=node_script,
+                           OutputProcess=OutputProcess)

@@ -13,7 +13,8 @@ def test_make_sample_and_info(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert 'storage:   sqlite3' in printed and 'size:' in printed
     info = bags.read_info(out)
-    assert info.topics['/secondary/image_raw/compressed'].count == 4
+    # config/robocasa.yaml's topic of the secondary camera, its compressed sibling
+    assert info.topics['/robot0_agentview_right/image_raw/compressed'].count == 4
     assert info.topics['/joint_states'].count == 50
     assert info.topics['/recorded_actions'].count == 20
     assert replay.main(['info', str(out)]) == 0

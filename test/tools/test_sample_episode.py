@@ -221,3 +221,46 @@ def test_config_errors_name_the_field():
         se.EpisodeConfig(seed=-1)
     with pytest.raises(ValueError, match='`action_rate`'):
         se.EpisodeConfig(action_rate=math.inf)
+
+
+@pytest.mark.parametrize('preset', sorted(se.ROBOTS))
+def test_make_sample_preset_matches_its_config_file(tmp_path, preset):
+    """`cosmos-policy-replay make-sample --preset X` writes the topics and joint names of
+    config/X.yaml: every input stream the node would subscribe to with that file is in the bag
+    with its message type, and the joint states carry the file's joint names."""
+    import subprocess
+    import sys
+
+    from cosmos_policy_ros.ingest import input_streams
+    from cosmos_policy_ros.node_config import load_parameter_file
+
+    out = tmp_path / 'bag'
+    result = subprocess.run(
+        [sys.executable, '-m', 'cosmos_policy_ros.tools.replay', 'make-sample', str(out),
+         '--preset', preset, '--duration', '1', '--camera-rate', '2', '--joint-rate', '4',
+         '--image-size', '32'], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    params = se.preset_params_file(preset)
+    assert params.endswith(f'config/{preset}.yaml')
+    config = load_parameter_file(params, overrides={'model_path': '/m'})
+    info = bags.read_info(out)
+    bag_topics = {name: topic.msgtype for name, topic in info.topics.items()}
+    for stream in input_streams(config):
+        assert bag_topics.get('/' + stream.topic) == stream.msg_type, (stream, bag_topics)
+    joint_source = next(p for p in config.proprio_sources if p.type == 'joint_state')
+    messages = _by_topic(out)['/' + joint_source.topic]
+    assert list(messages[0].message.name) == list(joint_source.joints)
+    assert '/' + config.task_topic in bag_topics
+
+
+def test_params_file_errors_name_the_file_and_what_is_missing(tmp_path):
+    params = tmp_path / 'robot.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    model_path: /m\n    cameras: [wrist]\n'
+                      '    proprio_sources: [gripper]\n'
+                      '    proprio: {gripper: {type: joint_state, joints: [a, b]}}\n')
+    config = se.EpisodeConfig(preset='libero', params_file=str(params), **SMALL)
+    with pytest.raises(ValueError, match=r"robot.yaml: no camera \['primary'\]"):
+        se.make_episode(config)
+    params.write_text(params.read_text().replace('[wrist]', '[wrist, primary]'))
+    with pytest.raises(ValueError, match='robot.yaml: the libero sample needs a pose'):
+        se.make_episode(config)

@@ -1,0 +1,199 @@
+"""What a robot user types: `ros2 launch cosmos_policy_ros policy.launch.py` with each preset,
+then `ros2 lifecycle`, `ros2 param`, `ros2 topic echo` on the running node, and Ctrl-C.
+
+Every command is the real `ros2` CLI as a subprocess, in this test process's private ROS domain
+(test/conftest.py). The node runs the fake policy (instant, no weights) through the launch
+file's `policy_factory` argument. Needs `ros2` with launch: a sourced ROS distro, or the launch
+stack installed with COSMOS_ROS_EXTRAS (scripts/setup_env.sh); when COSMOS_ROS_EXTRAS is set,
+a missing `ros2` fails instead of skipping. Waits are deadlines (failure guards), not timings.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+FAKE_FACTORY = 'policy_factory:=cosmos_policy_ros.testing:load_fake_policy'
+DEADLINE = 120.0  # seconds for anything to happen on a busy machine
+
+
+def _ros2():
+    ros2 = shutil.which('ros2')
+    if ros2 is None:
+        if os.environ.get('COSMOS_ROS_EXTRAS'):
+            pytest.fail('COSMOS_ROS_EXTRAS is set but `ros2` is not on PATH: the launch stack '
+                        'was not installed (see scripts/setup_env.sh)')
+        pytest.skip('`ros2` is not on PATH: source a ROS distro, or set COSMOS_ROS_EXTRAS=DIR '
+                    'for scripts/setup_env.sh (DIR like ../shared/ros2-launch)')
+    return ros2
+
+
+def _ctrl_c(launched, timeout=DEADLINE):
+    """SIGINT to the launch's whole process group, as Ctrl-C in a terminal; the exit code
+    (None if it did not end)."""
+    os.killpg(launched.process.pid, signal.SIGINT)
+    return launched.wait(timeout)
+
+
+@pytest.fixture
+def cli(ros_env, tmp_path, harness):
+    """cli.run('param', 'get', ...) -> CompletedProcess; cli.launch(...) -> OutputProcess."""
+    ros2 = _ros2()
+    launches = []
+
+    def run(*arguments, timeout=60.0, attempts=3):
+        """`ros2 ARGUMENTS`; repeated when it gets no answer (a service response can be lost
+        while the server is still matching a new client): only for idempotent commands."""
+        for attempt in range(attempts):
+            try:
+                return subprocess.run([ros2, *arguments], env=ros_env, cwd=tmp_path,
+                                      capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired as error:
+                last = error
+        return subprocess.CompletedProcess(last.cmd, None, '', f'no answer: {last}')
+
+    def transition(node, name):
+        """`ros2 lifecycle set NODE NAME` (not idempotent: once; if its answer is lost, the
+        state it reached decides)."""
+        result = run('lifecycle', 'set', node, name, attempts=1)
+        state = run('lifecycle', 'get', node)
+        return result, state
+
+    def launch(*arguments):
+        """`ros2 launch ...` in a process group of its own (as a terminal runs it)."""
+        process = harness.OutputProcess(
+            [ros2, 'launch', 'cosmos_policy_ros', 'policy.launch.py', *arguments], ros_env,
+            cwd=tmp_path, start_new_session=True)
+        launches.append(process)
+        return process
+
+    def until(arguments, expected, launched):
+        """Repeat `ros2 ARGUMENTS` until its stdout contains `expected` (discovery takes a
+        while); the last result."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            result = run(*arguments)
+            if expected in result.stdout or time.monotonic() > deadline:
+                return result
+            assert launched.alive(), 'the launch ended:\n' + launched.output
+            time.sleep(0.5)
+
+    yield SimpleNamespace(run=run, launch=launch, until=until, transition=transition,
+                          ros2=ros2, env=ros_env)
+    for process in launches:
+        if process.alive():
+            os.killpg(process.process.pid, signal.SIGKILL)
+            process.wait(30)
+    # The graph commands started a ros2 daemon for this test's domain: end it.
+    run('daemon', 'stop', timeout=60)
+
+
+def _preset_files(tmp_path, preset):
+    layout = 'aloha' if preset == 'demo' else preset
+    model = tmp_path / f'fake_{preset}.yaml'
+    model.write_text(f'layout: {{preset: {layout}}}\nmodel_id: fake-{preset}\n')
+    return model
+
+
+PRESET_ARGUMENTS = {
+    # preset config -> the other launch arguments a user of that robot would give
+    'libero': ['namespace:=arm', 'use_sim_time:=true'],
+    'robocasa': ['namespace:=kitchen', 'log_level:=debug'],
+    'aloha': ['use_sim_time:=false'],
+    'demo': ['namespace:=demo', 'use_sim_time:=true'],
+}
+
+
+@pytest.mark.parametrize('preset', sorted(PRESET_ARGUMENTS))
+def test_launch_each_preset_unconfigured_then_lifecycle_set(cli, tmp_path, preset):
+    model = _preset_files(tmp_path, preset)
+    arguments = PRESET_ARGUMENTS[preset]
+    namespace = next((a.split(':=')[1] for a in arguments if a.startswith('namespace:=')), '')
+    node = f'/{namespace}/cosmos_policy' if namespace else '/cosmos_policy'
+    sim_time = 'use_sim_time:=true' in arguments
+    launched = cli.launch(f'config:={preset}.yaml', f'model:={model}', FAKE_FACTORY,
+                          'autostart:=false', *arguments)
+    try:
+        state = cli.until(['lifecycle', 'get', node], 'unconfigured', launched)
+        assert state.stdout.strip() == 'unconfigured [1]', state.stdout + state.stderr
+        sim = cli.run('param', 'get', node, 'use_sim_time')
+        assert sim.stdout.strip() == f'Boolean value is: {sim_time}', sim.stdout + sim.stderr
+        for name, after in (('configure', 'inactive [2]'), ('activate', 'active [3]'),
+                            ('deactivate', 'inactive [2]'), ('cleanup', 'unconfigured [1]')):
+            result, state = cli.transition(node, name)
+            assert state.stdout.strip() == after, (name, result.stdout, result.stderr,
+                                                   state.stdout, state.stderr, launched.output)
+            # '' when its answer was lost (the state above decides then)
+            assert result.stdout.strip() in ('Transitioning successful', ''), result.stdout
+    finally:
+        code = _ctrl_c(launched)
+    assert code == 0, launched.output
+    assert 'Traceback' not in launched.output, launched.output
+
+
+def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory, harness):
+    """Default arguments (autostart): the node comes up active; parameters are described, read
+    and set (a bad value refused with the reason); `ros2 topic echo --once action_chunk` prints
+    a chunk; Ctrl-C ends the launch with exit code 0."""
+    model = _preset_files(tmp_path, 'demo')
+    launched = cli.launch('config:=demo.yaml', f'model:={model}', FAKE_FACTORY)
+    try:
+        state = cli.until(['lifecycle', 'get', '/cosmos_policy'], 'active [3]', launched)
+        assert state.stdout.strip() == 'active [3]', state.stdout + launched.output
+
+        described = cli.run('param', 'describe', '/cosmos_policy', 'rate')
+        assert 'Parameter name: rate' in described.stdout and 'Type: double' in (
+            described.stdout), described.stdout + described.stderr
+        assert 'Min value: 0.0' in described.stdout and '[Hz]' in described.stdout
+        steps = cli.run('param', 'get', '/cosmos_policy', 'num_denoising_steps')
+        assert steps.stdout.strip() == 'Integer value is: 5', steps.stdout + steps.stderr
+
+        accepted = cli.run('param', 'set', '/cosmos_policy', 'num_denoising_steps', '7')
+        assert accepted.stdout.strip() == 'Set parameter successful', (
+            accepted.stdout + accepted.stderr)
+        refused = cli.run('param', 'set', '/cosmos_policy', 'num_denoising_steps', '0')
+        # Refused with the reason (on stderr), naming the parameter and its range.
+        assert refused.stderr.startswith('Setting parameter failed'), (
+            refused.stdout + refused.stderr)
+        assert 'num_denoising_steps' in refused.stderr and 'Min: 1' in refused.stderr
+        read_only = cli.run('param', 'set', '/cosmos_policy', 'model_path', '/elsewhere')
+        assert read_only.stderr.startswith('Setting parameter failed'), (
+            read_only.stdout + read_only.stderr)
+        steps = cli.run('param', 'get', '/cosmos_policy', 'num_denoising_steps')
+        assert steps.stdout.strip() == 'Integer value is: 7', steps.stdout + steps.stderr
+
+        # Inputs from this process (demo.yaml: three cameras, 14 joints, the task parameter).
+        client = client_factory()
+        echo = subprocess.Popen([cli.ros2, 'topic', 'echo', '--once', 'action_chunk'],
+                                env=cli.env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def publish():
+            stamp = harness.now_ns()
+            for camera in ('left_wrist', 'right_wrist', 'primary'):
+                client.image(f'{camera}/image_raw', stamp, np.full((16, 16, 3), 80, np.uint8))
+            client.joints('joint_states', stamp, harness.ALOHA_JOINTS,
+                          np.linspace(-0.5, 0.5, 14))
+
+        try:
+            assert client.spin_until(lambda: echo.poll() is not None, DEADLINE, every=publish,
+                                     period=0.2), 'no chunk echoed:\n' + launched.output
+            printed = echo.communicate(timeout=30)[0]
+        finally:
+            if echo.poll() is None:
+                echo.kill()
+                echo.wait(10)
+        assert echo.returncode == 0, printed
+        assert 'model_id: fake-demo' in printed, printed
+        assert 'num_denoising_steps: 7' in printed, printed
+        assert 'action_dim: 14' in printed and 'horizon: 50' in printed, printed
+    finally:
+        code = _ctrl_c(launched)
+    assert code == 0, launched.output
+    assert 'Traceback' not in launched.output, launched.output
