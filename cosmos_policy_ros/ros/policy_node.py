@@ -100,7 +100,6 @@ class PolicyNode(LifecycleNode):
         self._last_chunk_steady = None
         self._warmup_latencies = ()
         self._reset_stats()
-        self._control_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._previous_health = None
@@ -315,8 +314,12 @@ class PolicyNode(LifecycleNode):
     # --- control loop --------------------------------------------------------------------------
     def _start_control_timer(self, rate):
         self._stop_control_timer()
+        # A group of its own per timer: rclpy's executor never ends a group's execution when
+        # taking a timer destroyed meanwhile raises InvalidHandle (see _spin), and a shared
+        # group stuck that way would keep every later timer from firing (no ticks after a
+        # deactivate/activate, cleanup/configure or `rate` change).
         self._control_timer = self.create_timer(1.0 / rate, self._on_tick,
-                                                callback_group=self._control_group)
+                                                callback_group=MutuallyExclusiveCallbackGroup())
 
     def _stop_control_timer(self):
         if self._control_timer is not None:
@@ -580,7 +583,7 @@ def _spin(executor):
             executor.spin()
             return
         except InvalidHandle:
-            if not rclpy.ok():
+            if not executor.context.ok():
                 return
 
 
