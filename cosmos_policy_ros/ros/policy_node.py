@@ -208,6 +208,10 @@ class PolicyNode(LifecycleNode):
     # --- control loop --------------------------------------------------------------------------
     def _start_control_timer(self, rate):
         self._stop_control_timer()
+        # A group of its own per timer: rclpy's executor never ends a group's execution when
+        # taking a timer destroyed meanwhile raises InvalidHandle (see _spin), and a shared
+        # group stuck that way would keep every later timer from firing (no ticks after a
+        # deactivate/activate, cleanup/configure or `rate` change).
         self._control_timer = self.create_timer(1.0 / rate, self._on_tick,
                                                 callback_group=MutuallyExclusiveCallbackGroup())
 

@@ -5,7 +5,8 @@
 2. a synthetic ALOHA-like episode bag (three cameras, 14 joints, recorded actions, task);
 3. ``policy_node`` with ``config/demo.yaml`` and ``use_sim_time``, as on a robot;
 4. ``cosmos-policy-replay play`` publishes the episode with /clock and records the node's
-   chunks, while this process prints a line per chunk;
+   chunks, while this process prints a line per chunk (paced at ``--rate`` x real time, or
+   ``--lockstep``: one control period of bag time at a time, see docs/replay.md);
 5. ``cosmos-policy-replay eval`` runs the same bag offline (metrics, plots), and the live
    chunks are compared with the offline ones observation by observation.
 
@@ -25,6 +26,7 @@ from cosmos_policy_ros.conversions import NS_PER_S as NS
 
 MODEL_LAYOUT = {'preset': 'aloha', 'image_size': 64}  # small images: the demo runs on a CPU
 START_TIMEOUT_S = 180.0
+LOCKSTEP_TIMEOUT_S = 20.0  # the longest wait for one chunk in lockstep (a very busy machine)
 
 
 def _share_dir():
@@ -102,8 +104,11 @@ class ChunkPrinter:
         self.node.destroy_node()
 
 
-def run_live(bag, model, config, out, *, rate, env):
-    """Node + player (recording the chunks); prints chunks as they come. Returns the bag path."""
+def run_live(bag, model, config, out, *, rate, env, lockstep=None):
+    """Node + player (recording the chunks); prints chunks as they come. Returns the bag path.
+
+    lockstep: the player's step (the node's control period), seconds; None: paced at `rate`.
+    """
     import rclpy
 
     from cosmos_policy_ros.tools.bags import read_info
@@ -123,14 +128,19 @@ def run_live(bag, model, config, out, *, rate, env):
     try:
         # The player waits until the node subscribes to every input (after its configure).
         inputs = [topic for topic in read_info(bag).topics if topic != '/recorded_actions']
+        pacing = (['--lockstep', str(lockstep), '--lockstep-timeout', str(LOCKSTEP_TIMEOUT_S)]
+                  if lockstep else ['--rate', str(rate)])
         player = subprocess.Popen(
             [sys.executable, '-m', 'cosmos_policy_ros.tools.replay', 'play', str(bag),
-             '--rate', str(rate), '--topics', *inputs, '--wait-for-subscribers',
+             *pacing, '--topics', *inputs, '--wait-for-subscribers',
+             '--wait-timeout', str(START_TIMEOUT_S),
              '--record', str(recorded), '--record-topics', 'action_chunk', 'value',
              '--tail', '3'],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         duration_s = read_info(bag).duration_ns / NS
-        deadline = time.monotonic() + START_TIMEOUT_S + 10 * duration_s / rate
+        play_s = (duration_s / lockstep + 1) * LOCKSTEP_TIMEOUT_S if lockstep else (
+            10 * duration_s / rate)
+        deadline = time.monotonic() + START_TIMEOUT_S + play_s
         while player.poll() is None and time.monotonic() < deadline:
             printer.spin_once(0.05)
             if node.poll() is not None:
@@ -140,8 +150,12 @@ def run_live(bag, model, config, out, *, rate, env):
             printer.spin_once(0.05)
         if player.poll() is None:
             raise RuntimeError('the replay did not finish in time')
+        played = player.stdout.read()
         if player.returncode != 0:
-            raise RuntimeError(f'cosmos-policy-replay play failed:\n{player.stdout.read()}')
+            raise RuntimeError(f'cosmos-policy-replay play failed:\n{played}')
+        for line in played.splitlines():
+            if line.startswith('[play] lockstep'):
+                print('  ' + line)
     finally:
         if player is not None and player.poll() is None:
             player.send_signal(signal.SIGINT)
@@ -177,10 +191,17 @@ def run(args):
     model = prepare_model(out)
     _step(2, 'episode: a synthetic ALOHA-like bag (3 cameras, 14 joints, recorded actions)')
     bag = prepare_episode(out, args.duration)
+    lockstep = None
+    if args.lockstep:  # one control period of bag time per step
+        from cosmos_policy_ros.node_config import load_parameter_file
+        lockstep = 1.0 / load_parameter_file(config, overrides={'model_path': str(model)}).rate
+    pacing = (f'at rate {args.rate:g}' if lockstep is None else
+              f'in lockstep ({lockstep:g} s steps)')
     _step(3, f'live: policy_node ({config.name}, use_sim_time) fed by cosmos-policy-replay '
-             f'play at rate {args.rate:g}')
+             f'play {pacing}')
     started = time.monotonic()
-    recorded, printed = run_live(bag, model, config, out, rate=args.rate, env=env)
+    recorded, printed = run_live(bag, model, config, out, rate=args.rate, env=env,
+                                 lockstep=lockstep)
     live_s = time.monotonic() - started
 
     _step(4, 'offline: cosmos-policy-replay eval on the same bag (no ROS graph)')
@@ -245,6 +266,8 @@ def main(argv=None):
     parser.add_argument('--out', default='output/demo', help='output directory')
     parser.add_argument('--duration', type=float, default=10.0, help='episode seconds')
     parser.add_argument('--rate', type=float, default=1.0, help='replay rate factor')
+    parser.add_argument('--lockstep', action='store_true',
+                        help="play in lockstep with the node's answers instead (ignores --rate)")
     parser.add_argument('--config', default=None, help='node parameter file (default: '
                                                        'share/cosmos_policy_ros/config/demo.yaml)')
     args = parser.parse_args(argv)

@@ -21,8 +21,19 @@ transient-local (e.g. /task), or named in ``latch``, are published transient-loc
 when the window starts after such a message, the last one before the window is published at
 the start. /clock is reliable, keep-last 10 (rclpy's time source subscribes best effort).
 
-The pacing (``schedule``, ``Pacer``, ``run_schedule``) is pure and takes the clock as an
-argument; only ``Player`` and ``play`` import rclpy.
+Lockstep (``lockstep`` = a step of S seconds of bag time, the node's control period 1/rate):
+instead of wall-clock pacing, the bag is played one step at a time. A step publishes the
+messages of (t, t + S], waits until reliable subscribers acknowledged them, advances /clock to
+t + S (so the node's control timer ticks once) and then waits, up to ``lockstep_timeout`` wall
+seconds, for the node's answer: one more message on ``lockstep_topic`` (action_chunk). The node
+is never busy when its next tick comes, so it answers the same observations however fast the
+machine is. A step without an answer (the tick found nothing to do, or the node is slower than
+the timeout) is reported once per step and counted in the summary. Lockstep needs a node that
+infers at every tick (``replan_mode: every_tick``); with steps_left replanning, ticks without a
+new chunk each wait out the timeout.
+
+The pacing (``schedule``, ``Pacer``, ``run_schedule``, ``lockstep_steps``) is pure and takes the
+clock as an argument; only ``Player`` and ``play`` import rclpy.
 """
 from dataclasses import dataclass, field
 import importlib
@@ -39,6 +50,8 @@ CLOCK_PERIOD_NS = 10_000_000  # /clock every 10 ms of bag time between messages 
 RECORD_DEPTH = 100
 PROGRESS_PERIOD_S = 0.5
 FLUSH_TIMEOUT_S = 5.0  # wall seconds to wait for reliable subscribers at the end
+EXIT_NOTHING_RECORDED = 1  # --record, and not one message arrived on any record topic
+EXIT_NO_SUBSCRIBERS = 3  # --wait-for-subscribers ran out of --wait-timeout
 DISCOVERY_PERIOD_S = 0.2  # how often the recorder looks for new publishers
 # Types of the node's outputs, for record topics that have not been seen on the graph yet.
 KNOWN_OUTPUT_TYPES = {
@@ -80,6 +93,10 @@ class PlayConfig:
     latch: Tuple[str, ...] = ()  # extra bag topics to publish transient-local
     delay: float = 1.0  # wall seconds between creating publishers and the first message
     wait_for_subscribers: bool = False
+    wait_timeout: float = 60.0  # wall seconds wait_for_subscribers waits at most
+    lockstep: Optional[float] = None  # step in bag seconds (see the module docstring)
+    lockstep_topic: str = 'action_chunk'
+    lockstep_timeout: float = 30.0  # wall seconds to wait for the answer to one step
     record: Optional[str] = None  # output bag path
     record_topics: Tuple[str, ...] = ('action_chunk', 'value')
     record_storage: str = 'mcap'
@@ -93,6 +110,16 @@ class PlayConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f'`{name}` must be >= 0 seconds. Got {value!r}.')
+        for name in ('wait_timeout', 'lockstep_timeout') + (
+                ('lockstep',) if self.lockstep is not None else ()):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f'`{name}` must be > 0 seconds. Got {value!r}.')
+        if self.lockstep is not None and not self.clock:
+            raise ValueError('`lockstep` advances /clock step by step: it needs the clock '
+                             '(drop --no-clock).')
+        if self.lockstep is not None and not self.lockstep_topic:
+            raise ValueError('`lockstep_topic` must name the topic the node answers on.')
         if self.record_storage not in ('mcap', 'sqlite3'):
             raise ValueError(f'`record_storage` must be mcap or sqlite3. '
                              f'Got {self.record_storage!r}.')
@@ -187,6 +214,33 @@ def run_schedule(events: Iterable[Event], pacer: Pacer, wait: Callable[[float], 
         emit(event)
         emitted += 1
     return emitted
+
+
+def lockstep_steps(messages: Iterable[BagMessage], first_ns, end_ns, step_ns):
+    """Group messages (log-time order) into lockstep steps from first_ns on.
+
+    Yields (clock_ns, messages, full): the messages with log times in (clock_ns - step_ns,
+    clock_ns] (the first step also holds those at first_ns), the /clock the step ends with
+    (first_ns + k * step_ns; the last step is cut at end_ns - 1, the window's last bag time)
+    and whether it is a full step (the node's control timer ticks once in it). Every step is
+    yielded, empty ones too: the node's clock advances evenly.
+    """
+    if step_ns <= 0:
+        raise ValueError(f'`step_ns` must be > 0. Got {step_ns!r}.')
+    last_ns = end_ns - 1
+    boundary = first_ns + step_ns
+    batch = []
+    for message in messages:
+        while message.stamp_ns > boundary:
+            yield boundary, batch, True
+            batch = []
+            boundary += step_ns
+        batch.append(message)
+    while boundary < last_ns:
+        yield boundary, batch, True
+        batch = []
+        boundary += step_ns
+    yield last_ns, batch, boundary == last_ns
 
 
 # --- ROS side ----------------------------------------------------------------------------------
@@ -322,6 +376,9 @@ class Player:
         self.loop_offset_ns = 0  # window lengths of the passes before this one (with loop)
         self.published = 0
         self.clock_ticks = 0
+        self.answers = 0  # lockstep: messages received on lockstep_topic
+        self.steps = 0  # lockstep: steps played
+        self.unanswered = 0  # lockstep: steps whose answer did not come in time
 
     def _plan(self):
         """Topics, window and latched messages; validates everything before ROS starts."""
@@ -392,6 +449,27 @@ class Player:
         self.last_clock_ns = None
         if self.config.record is not None:
             self.recorder = Recorder(self.node, self.config, self.record_time_ns, self.log)
+        if self.config.lockstep is not None:
+            self._subscribe_answers()
+
+    def _subscribe_answers(self):
+        """Count the node's answers (raw: nothing is deserialized) on lockstep_topic."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        topic = self.node.resolve_topic_name(self.config.lockstep_topic)
+        types = dict(self.node.get_topic_names_and_types()).get(topic, [])
+        msgtype = types[0] if len(types) == 1 else KNOWN_OUTPUT_TYPES.get(
+            topic.rsplit('/', 1)[-1])
+        if msgtype is None:
+            raise ValueError(f'--lockstep-topic {topic}: no publisher on the graph yet and not '
+                             f'one of the known outputs ({", ".join(KNOWN_OUTPUT_TYPES)})')
+
+        def answered(_data):
+            self.answers += 1
+
+        self.answer_topic = topic
+        self.node.create_subscription(
+            message_class(msgtype, topic), topic, answered,
+            QoSProfile(depth=RECORD_DEPTH, reliability=ReliabilityPolicy.RELIABLE), raw=True)
 
     def spin(self, seconds):
         """Handle callbacks (recording) for up to `seconds` of wall time."""
@@ -405,12 +483,15 @@ class Player:
                 self.recorder.discover()
 
     def wait_for_subscribers(self):
+        """Wait until every played topic has a subscriber; the topics still missing one after
+        wait_timeout seconds (empty: all there)."""
         last_report = -math.inf
+        deadline = self.clock() + self.config.wait_timeout
         while True:
             missing = [self.output_topic(t) for t, p in self.publishers.items()
                        if p.get_subscription_count() == 0]
-            if not missing:
-                return
+            if not missing or self.clock() >= deadline or not self.context.ok():
+                return missing
             if self.clock() - last_report > 5.0:
                 self.log(f'waiting for subscribers on {", ".join(missing)}')
                 last_report = self.clock()
@@ -456,7 +537,8 @@ class Player:
         first, last = self.window
         done = (self.sim_ns - first) / 1e9
         total = (last - first) / 1e9
-        rate = 'max' if math.isinf(self.config.rate) else f'x{self.config.rate:g}'
+        rate = ('lockstep' if self.config.lockstep is not None else
+                'max' if math.isinf(self.config.rate) else f'x{self.config.rate:g}')
         return (f'[play] {self.published} msgs  bag time {done:7.2f} / {total:.2f} s  '
                 f'({rate})')
 
@@ -480,9 +562,42 @@ class Player:
             if self.recorder is not None:
                 self.recorder.discover()
 
+        if self.config.lockstep is not None:
+            return self.play_lockstep(messages, first, last)
         period = CLOCK_PERIOD_NS if self.config.clock else None
         run_schedule(schedule(messages, clock_period_ns=period, origin_ns=first), pacer, wait,
                      self.emit, should_stop=lambda: not self.context.ok())
+
+    def play_lockstep(self, messages, first, last):
+        """One step at a time: its messages, their delivery, /clock, the node's answer."""
+        step_ns = max(1, round(self.config.lockstep * 1e9))
+        timeout = self.config.lockstep_timeout
+        for clock_ns, batch, full in lockstep_steps(messages, first, last, step_ns):
+            if not self.context.ok():
+                return
+            for message in batch:
+                self.sim_ns = message.stamp_ns
+                self.publishers[message.topic].publish(message.message)
+                self.published += 1
+            # The step's messages are in the node's queues before its clock moves on.
+            self.flush(timeout)
+            answers = self.answers
+            self.sim_ns = clock_ns
+            self.publish_clock(clock_ns)
+            if not full:  # the window's end, short of a tick: no answer to wait for
+                continue
+            self.steps += 1
+            deadline = self.clock() + timeout
+            while self.answers == answers and self.clock() < deadline and self.context.ok():
+                self.spin(deadline - self.clock())
+                if self.recorder is not None:
+                    self.recorder.discover()
+            if self.answers == answers and self.context.ok():
+                self.unanswered += 1
+                self.log(f'lockstep: no answer on {self.answer_topic} within {timeout:g} s '
+                         f'for the step ending at bag time '
+                         f'{(clock_ns - self.bag.info.start_ns) / 1e9:.3f} s; going on')
+            self.progress.update(self.status())
 
     def run(self, context):
         """On an initialized rclpy Context: publish the window (repeatedly with loop), record."""
@@ -498,7 +613,12 @@ class Player:
                 self.log(f'remap {topic} -> {self.output_topic(topic)}')
         self.spin_for(self.config.delay)
         if self.config.wait_for_subscribers:
-            self.wait_for_subscribers()
+            missing = self.wait_for_subscribers()
+            if missing:
+                self.log(f'error: no subscriber on {", ".join(missing)} after '
+                         f'{self.config.wait_timeout:g} s (--wait-timeout); is the node running, '
+                         f'in this ROS_DOMAIN_ID, subscribed to these topic names?')
+                return EXIT_NO_SUBSCRIBERS
         if self.recorder is not None:
             self.recorder.discover(final=True)
         started = self.clock()
@@ -520,15 +640,25 @@ class Player:
         self.log(f'published {self.published} messages ({loops} pass'
                  f'{"es" if loops != 1 else ""}) in {elapsed:.2f} s ({rate:.0f} msg/s), '
                  f'{self.clock_ticks} /clock messages')
+        if self.config.lockstep is not None:
+            self.log(f'lockstep: {self.steps} steps of {self.config.lockstep:g} s, '
+                     f'{self.steps - self.unanswered} answered on {self.answer_topic}'
+                     + (f', {self.unanswered} not within {self.config.lockstep_timeout:g} s'
+                        if self.unanswered else ''))
         if self.recorder is not None and self.config.tail > 0 and self.context.ok():
             self.spin_for(self.config.tail)
+        return 0
 
     def close(self):
-        """Close the recording (flushes it) and the bag, destroy the node. Idempotent."""
+        """Close the recording (flushes it) and the bag, destroy the node. Idempotent.
+
+        Returns the number of messages recorded (None without a recording)."""
         recorder, self.recorder = self.recorder, None
+        recorded = None
         try:
             if recorder is not None:
                 counts = recorder.close()
+                recorded = sum(counts.values())
                 summary = ', '.join(f'{t} {n}' for t, n in counts.items()) or 'nothing'
                 self.log(f'recorded {summary} into {self.config.record}')
         finally:
@@ -537,6 +667,7 @@ class Player:
                 self.executor.shutdown(timeout_sec=0.1)
                 self.node.destroy_node()
                 self.node = None
+        return recorded
 
 
 def play(config: PlayConfig, *, out=sys.stdout, err=sys.stderr):
@@ -544,6 +675,9 @@ def play(config: PlayConfig, *, out=sys.stdout, err=sys.stderr):
 
     SIGINT/SIGTERM end it cleanly with exit code 0 (rclpy's handlers shut the context down;
     the recording is closed properly). Errors in the bag or options raise BagError/ValueError.
+    Exit code EXIT_NOTHING_RECORDED (1) when a recording got not one message (nothing
+    answered: a warning says what to check), EXIT_NO_SUBSCRIBERS (3) when
+    wait_for_subscribers timed out (nothing was played).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
@@ -553,20 +687,30 @@ def play(config: PlayConfig, *, out=sys.stdout, err=sys.stderr):
     context = rclpy.Context()
     # args=[]: never parse our own command line (FROM:=TO would become a global rcl remap).
     rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    code = 0
+    interrupted = False
     try:
-        player.run(context)
+        code = player.run(context)
     except (KeyboardInterrupt, ExternalShutdownException):
+        interrupted = True
         player.progress.finish()
         player.log('interrupted')
     except Exception:
         if not context.ok():
+            interrupted = True
             player.progress.finish()  # a publish raced with the shutdown of a signal
             player.log('interrupted')
         else:
             raise
     finally:
         try:
-            player.close()
+            recorded = player.close()
         finally:
             rclpy.try_shutdown(context=context)
-    return 0
+    if code == 0 and recorded == 0 and not interrupted:
+        player.log(f'WARNING: nothing was recorded: no message arrived on '
+                   f'{", ".join(config.record_topics)} while playing (is the node running and '
+                   f'active, on this ROS_DOMAIN_ID, with use_sim_time:=true, subscribed to the '
+                   f'played topics?); exit code {EXIT_NOTHING_RECORDED}')
+        code = EXIT_NOTHING_RECORDED
+    return code

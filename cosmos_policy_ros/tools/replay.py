@@ -9,7 +9,8 @@ Each subcommand is one `add_<name>_parser(subparsers)` function that declares it
 and sets `handler` to a `run_<name>(args) -> exit code` function; add a new subcommand (e.g.
 `eval`) by writing such a pair and listing the adder in SUBCOMMANDS. Errors in inputs (bags,
 topics, options) print one `error: ...` line and exit with code 2; SIGINT/SIGTERM during
-`play` exit cleanly with code 0.
+`play` exit cleanly with code 0. `play` exits with 1 when it recorded (`--record`) not one
+message, and with 3 when `--wait-for-subscribers` ran out of `--wait-timeout`.
 """
 import argparse
 import math
@@ -126,7 +127,18 @@ def add_play_parser(subparsers):
     parser.add_argument('--delay', type=_seconds, default=1.0, metavar='S',
                         help='wait S seconds after creating the publishers (discovery)')
     parser.add_argument('--wait-for-subscribers', action='store_true',
-                        help='then also wait until every played topic has a subscriber')
+                        help='then also wait until every played topic has a subscriber '
+                             '(exit code 3 if one has none after --wait-timeout)')
+    parser.add_argument('--wait-timeout', type=_positive, default=60.0, metavar='S',
+                        help='longest wait for subscribers, in seconds (default 60)')
+    parser.add_argument('--lockstep', type=_positive, default=None, metavar='S',
+                        help="deterministic pacing: play steps of S bag seconds (the node's "
+                             'control period, 1/rate) and advance /clock to the next step only '
+                             'when the node has answered the last one (ignores --rate)')
+    parser.add_argument('--lockstep-topic', default='action_chunk', metavar='TOPIC',
+                        help='the answer to wait for in lockstep (default: action_chunk)')
+    parser.add_argument('--lockstep-timeout', type=_positive, default=30.0, metavar='S',
+                        help='longest wait for one answer, in wall seconds (default 30)')
     parser.add_argument('--record', default=None, metavar='OUT',
                         help="record the node's outputs into a new bag OUT")
     parser.add_argument('--record-topics', nargs='+', default=['action_chunk', 'value'],
@@ -143,7 +155,9 @@ def run_play(args):
         bag=args.bag, rate=args.rate, start=args.start, end=args.end,
         remaps=parse_remaps(args.remap), topics=args.topics, loop=args.loop,
         clock=not args.no_clock, latch=tuple(args.latch), delay=args.delay,
-        wait_for_subscribers=args.wait_for_subscribers, record=args.record,
+        wait_for_subscribers=args.wait_for_subscribers, wait_timeout=args.wait_timeout,
+        lockstep=args.lockstep, lockstep_topic=args.lockstep_topic,
+        lockstep_timeout=args.lockstep_timeout, record=args.record,
         record_topics=tuple(args.record_topics), record_storage=args.record_storage,
         tail=args.tail)
     return play(config)

@@ -2,6 +2,7 @@
 
 Waits are conditions with deadlines (generous for a loaded 2-core machine), never fixed sleeps.
 """
+import gc
 import io
 from pathlib import Path
 import signal
@@ -20,6 +21,21 @@ MS = 1_000_000
 LIBERO_ACTIONS = ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
 ALOHA_JOINTS = [f'{side}_{joint}' for side in ('left', 'right') for joint in (
     'waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate', 'gripper')]
+
+
+def _inference_threads():
+    return {thread for thread in threading.enumerate() if thread.name == 'cosmos_policy_inference'}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_node_threads():
+    """Each ROS test ends what it started: an inference thread left alive fails *this* test,
+    and its rclpy objects are collected here, not in the middle of a later test's configure."""
+    before = _inference_threads()
+    yield
+    gc.collect()
+    leaked = _inference_threads() - before
+    assert not leaked, f'inference thread(s) left running: {sorted(t.name for t in leaked)}'
 
 
 def node_script():

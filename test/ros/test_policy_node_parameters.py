@@ -31,6 +31,7 @@ def make_node(tmp_path):
     for node, context in made:
         node.close()
         rclpy.try_shutdown(context=context)
+        context.destroy()
 
 
 def fake_model(tmp_path, preset):

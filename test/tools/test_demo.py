@@ -26,11 +26,14 @@ def test_demo_live_replay_offline_eval_and_parity(tmp_path, capsys):
     with bags.BagReader(out / 'live_chunks') as reader:
         live = bags.chunk_arrays(reader.messages(['/action_chunk']))
     # The node ran on the bag's clock: every chunk is stamped with an observation of the bag.
-    assert len(live.stamps_ns) >= 3
+    # How many chunks the live node computes depends on the machine's speed (a busy machine
+    # skips ticks while an inference runs): at least one, each equal to its offline recomputation
+    # (the demo's exit code 0 says `parity OK`); the offline run's count is exact.
+    assert len(live.stamps_ns) >= 1
     assert set(live.stamps_ns.tolist()) <= camera_stamps
     assert live.actions.shape[1:] == (50, 14) and np.isfinite(live.actions).all()
     summary = json.loads((out / 'eval' / 'metrics.json').read_text())
-    assert summary['complete'] and summary['chunks'] >= 3
+    assert summary['complete'] and summary['chunks'] == 5  # ticks at 0.5 .. 2.5 s
     assert summary['actions']['compared_actions'] > 0
     for name in ('actions.png', 'value.png', 'latency.png'):
         assert (out / 'eval' / name).stat().st_size > 0

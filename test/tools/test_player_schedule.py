@@ -166,3 +166,21 @@ def test_plan_drops_a_recorded_clock_and_carries_latched_messages(tmp_path):
     assert player.topics == ['/clock', '/note', '/task'] and player.carried == {}
     assert player.count == 22
     player.close()
+
+
+def test_lockstep_steps_group_messages_by_control_period():
+    from cosmos_policy_ros.tools.player import lockstep_steps
+
+    def message(stamp):
+        return BagMessage('/t', 'std_msgs/msg/String', stamp, b'')
+
+    stamps = [100, 130, 150, 151, 260, 399]
+    steps = list(lockstep_steps(map(message, stamps), 100, 400, 50))
+    assert [(clock, [m.stamp_ns for m in batch], full) for clock, batch, full in steps] == [
+        (150, [100, 130, 150], True), (200, [151], True), (250, [], True),
+        (300, [260], True), (350, [], True), (399, [399], False)]
+    # A window ending on a step boundary ends with a full step.
+    steps = list(lockstep_steps(map(message, [0, 99]), 0, 101, 50))
+    assert [(clock, full) for clock, _, full in steps] == [(50, True), (100, True)]
+    with pytest.raises(ValueError, match='step_ns'):
+        list(lockstep_steps([], 0, 10, 0))
