@@ -1,7 +1,7 @@
 """The GPU suite: the 2B DiT and CosmosPolicy.infer at the released sizes, in one short run.
 
-    python bench/run.py --suite gpu --device cuda          # a CUDA machine (~5-7 min, H200)
-    python bench/run.py --suite gpu --device cuda        # CUDA machine: ~5-7 min on an H200
+    python bench/run.py --suite gpu --device cuda          # CUDA machine: ~5-7 min, H200
+    python bench/run.py --suite gpu --device cpu --quick   # same code, tiny sizes (rehearsal)
 
 Random weights at the released dimensions: the 2B DiT in bf16 and the Wan2.1 VAE, LIBERO /
 RoboCasa / ALOHA latent shapes at 224 px with 512 T5 tokens, full-size (480 x 640) camera
