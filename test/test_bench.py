@@ -98,3 +98,84 @@ def test_memory_estimate_matches_the_parameter_counts():
                - 8 * parts['dit_activations']) < 1e-9
     planning = estimate.estimate('libero', 1, planning=True)
     assert abs(planning['total'] - parts['total'] - parts['dit_weights']) < 1e-9
+
+
+def test_gpu_suite_rehearsal_on_cpu(tmp_path):
+    """`--suite gpu --device cpu --quick`: every section runs at tiny sizes and is written."""
+    out = tmp_path / 'gpu'
+    result = subprocess.run(
+        [sys.executable, str(BENCH / 'run.py'), '--suite', 'gpu', '--device', 'cpu', '--quick',
+         '--repetitions', '1', '--skip', 'pytest_gpu', '--out', str(out)],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((out / 'gpu-cpu-quick.json').read_text())
+    sections = record['sections']
+    assert list(sections) == ['environment', 'dit_forward', 'infer', 'best_of_n', 'attention',
+                              'compile', 'pytest_gpu']
+    assert sections['pytest_gpu'] == {'status': 'skipped', 'reason': '--skip'}
+    assert all(section['status'] == 'ok' for name, section in sections.items()
+               if name != 'pytest_gpu'), sections
+    assert set(sections['dit_forward']['layouts']) == {'libero', 'robocasa', 'aloha'}
+    # LIBERO 9 latent frames of 8 x 8 at 64 px, 2 x 2 patches: 9 * 16 tokens.
+    assert sections['dit_forward']['layouts']['libero']['tokens'] == 144
+    assert set(sections['infer']['rows']) == {'libero_1', 'libero_5', 'libero_10',
+                                              'robocasa_5', 'aloha_10'}
+    libero = sections['infer']['rows']['libero_5']
+    assert set(libero['stages_ms']['eager']) >= {'preprocess', 'encode', 'denoise', 'total'}
+    best = sections['best_of_n']['rows']['eager']
+    assert best['selected_max_abs_action_difference'] < 1e-4  # the chosen chunk = its own run
+    assert set(best['medians_ms']) == {'one', 'batched', 'sequential'}
+    backends = sections['attention']['backends']
+    assert backends['native']['relative_difference_to_native'] == 0
+    assert backends['_native_math']['relative_difference_to_native'] < 1e-5
+    assert sections['compile']['backend'] == 'aot_eager'  # no C++ compile in the CPU rehearsal
+    assert sections['compile']['max_abs_action_difference_compiled_vs_eager'] < 1e-4
+    # The targets are for the released sizes on a GPU: rows filled, verdict n/a.
+    assert {entry['met'] for entry in record['targets_met'].values()} == {None}
+    table = (out / 'gpu-cpu-quick.md').read_text()
+    assert '| libero, 5 steps |' in table and '| 0.61 |' in table
+    assert 'n/a (CPU rehearsal)' in table
+    assert '[gpu] gpu-cpu-quick:' in result.stdout
+
+
+def test_gpu_suite_budget_skips_and_partial_files(tmp_path):
+    gpu_suite = _load('gpu_suite')
+    harness = sys.modules['harness']
+    ctx = harness.BenchContext(device=harness.torch.device('cpu'), dtype_name='fp32',
+                               quick=True, repetitions=1)
+    suite = gpu_suite.Suite(ctx, tmp_path, budget=0.0)
+    record = suite.run()
+    assert {section['status'] for section in record['sections'].values()} == {'skipped'}
+    assert record['sections']['compile']['reason'].startswith('budget: ')
+    assert json.loads(suite.json_path.read_text())['name'] == 'gpu-cpu-quick'
+    assert suite.markdown_path.read_text().startswith('### GPU suite: ')
+    assert gpu_suite.device_slug(harness.torch.device('cpu')) == 'cpu'
+
+
+def test_gpu_targets_verdicts_and_table():
+    gpu_suite = _load('gpu_suite')
+    infer_rows = {'libero_5': {'layout': 'libero', 'steps': 5,
+                               'medians_ms': {'eager': 400.0, 'cuda_graphs': 140.0}}}
+    record = {
+        'device': 'cuda:0', 'quick': False, 'dtype': 'bf16', 'repetitions': 5, 'preset': 'p',
+        'machine': {'gpu': 'NVIDIA H200', 'torch': '2.11'},
+        'sections': {
+            'infer': {'status': 'ok', 'rows': infer_rows},
+            'compile': {'status': 'ok', 'infer_medians_ms': {'compiled_cuda_graphs': 120.0}},
+            'dit_forward': {'status': 'ok', 'memory_one_policy': {
+                'process_peak_gb': 5.5, 'peak_allocated_gb': 4.4}},
+            'best_of_n': {'status': 'ok', 'rows': {
+                'eager': {'medians_ms': {'batched': 900.0}, 'batched_over_one': 2.5},
+                'cuda_graphs': {'medians_ms': {'batched': 700.0}, 'batched_over_one': 3.5}}},
+            'attention': {'status': 'error', 'reason': 'boom'}}}
+    met = gpu_suite.targets_met(record)
+    assert met['libero_5_steps_seconds'] == {'value': 0.12, 'variant': 'compiled_cuda_graphs',
+                                             'target': 0.15, 'met': True}
+    assert met['peak_memory_gb']['met'] is False  # 5.5 GB > 5 GB
+    assert met['best_of_8_over_one']['variant'] == 'cuda_graphs'  # the faster batched pass
+    assert met['best_of_8_over_one']['met'] is False  # 3.5x > 3x
+    table = gpu_suite.markdown(record)
+    assert '| libero, 5 steps | 0.400 | 0.140 | - | 0.120 | 0.61 |' in table
+    assert '| LIBERO 5-step chunk end to end (compiled_cuda_graphs) | 0.12 s | <= 0.15 s | yes |' \
+        in table
+    assert '- attention: error (boom)' in table
