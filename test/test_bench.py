@@ -179,3 +179,66 @@ def test_gpu_targets_verdicts_and_table():
     assert '| LIBERO 5-step chunk end to end (compiled_cuda_graphs) | 0.12 s | <= 0.15 s | yes |' \
         in table
     assert '- attention: error (boom)' in table
+
+
+def test_node_suite_statistics():
+    node_suite = _load('node_suite')
+    assert node_suite.percentiles([]) == {'count': 0}
+    stats = node_suite.percentiles(range(1, 101))  # 1..100: numpy's linear interpolation
+    assert stats['count'] == 100 and stats['p50'] == 50.5 and stats['max'] == 100
+    assert abs(stats['p99'] - 99.01) < 1e-9
+    # RSS: flat for the warm-up fifth, then +1 MB per minute from 100 MB over 10 minutes.
+    times = [10.0 * i for i in range(61)]
+    flat = [(t, 100e6) for t in times]
+    growth = node_suite.rss_growth(flat)
+    assert growth['growth_percent'] == 0 and abs(growth['slope_mb_per_minute']) < 1e-9
+    rising = [(t, 100e6 + t / 60 * 1e6) for t in times]
+    growth = node_suite.rss_growth(rising)
+    assert abs(growth['slope_mb_per_minute'] - 1.0) < 1e-6
+    # The kept span is 120..600 s; fifths of 49 samples (9 each): medians at 160 s and 560 s.
+    assert abs(growth['start_mb'] - (100 + 160 / 60)) < 1e-6
+    assert abs(growth['end_mb'] - (100 + 560 / 60)) < 1e-6
+    assert node_suite.rss_growth(flat[:5]) is None
+
+
+def test_node_suite_probe_split_and_verdicts():
+    node_suite = _load('node_suite')
+    ms = 1_000_000
+    samples = [{'received': 100 * ms, 'inference_ms': 50.0}]  # inference from 50 to 100 ms
+    probes = [(60 * ms, 0.004), (99 * ms, 0.006), (120 * ms, 0.001), (70 * ms, None)]
+    split = node_suite.split_probes(probes, samples)
+    assert split['during_inference_ms']['count'] == 2 and split['idle_ms']['count'] == 1
+    assert split['during_inference_ms']['max'] == 6.0 and split['timed_out'] == 1
+    result = node_suite.finish({'sections': {
+        'overhead_fake': {'node_overhead_ms': {'count': 3, 'p50': 1.5, 'p99': 7.0}},
+        'overhead_tiny': {'node_overhead_ms': {'count': 0},
+                          'callback': {'during_inference_ms': {'count': 2, 'p99': 4.0}}},
+        'soak': {'rss': {'growth_percent': 1.5}}}})
+    met = result['targets_met']
+    assert met['overhead_fake.overhead_p50_ms'] == {'value': 1.5, 'target': 2.0, 'met': True}
+    assert met['overhead_fake.overhead_p99_ms']['met'] is False
+    assert 'overhead_tiny.overhead_p50_ms' not in met  # no chunk: no verdict
+    assert met['callback_p99_during_inference_ms']['met'] is True
+    assert met['rss_growth_percent']['met'] is False
+    assert 'rss_growth_percent 1.5 (MISSED)' in result['headline']
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_node_suite_runs_against_the_installed_node(tmp_path):
+    """The fake-policy overhead section end to end: node subprocess, topics, result file."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / 'run.py'), '--suite', 'node', '--quick',
+         '--skip', 'overhead_fake_small,overhead_tiny,soak', '--out', str(tmp_path)],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((tmp_path / 'node.json').read_text())
+    fake = record['sections']['overhead_fake']
+    assert fake['chunks'] > 0
+    overhead = fake['node_overhead_ms']
+    # The fake policy's time is in the message; latency covers it and the publish.
+    assert fake['latency_ms']['p50'] >= fake['inference_ms']['p50']
+    assert overhead['count'] == fake['chunks'] and overhead['p50'] <= overhead['p99']
+    assert set(record['targets_met']) == {'overhead_fake.overhead_p50_ms',
+                                          'overhead_fake.overhead_p99_ms'}
+    assert '| [node](node.json) |' in (tmp_path / 'SUMMARY.md').read_text()
