@@ -27,6 +27,7 @@ import json
 import os
 from pathlib import Path
 import random
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -353,6 +354,20 @@ def split_probes(probes, samples):
             'timed_out': lost}
 
 
+def fake_run(robot, directory, name, seconds):
+    """The closed-loop overhead of a node with the instant fake policy."""
+    fake = Path(directory) / 'fake.yaml'
+    fake.write_text('layout: {preset: aloha}\n')
+    node = Node(parameters(fake, 'cosmos_policy_ros.testing:load_fake_policy'), directory,
+                name)
+    try:
+        robot.wait_ready(node, 120)
+        samples, _, missing = closed_loop(robot, node, seconds, timeout=1)
+    finally:
+        node.stop()
+    return summarize_overhead(samples, missing)
+
+
 def tiny_model(directory):
     from cosmos_policy_ros.engine.synthetic import write_synthetic_model
     from cosmos_policy_ros.layout import LatentLayout
@@ -379,33 +394,20 @@ def run(args, clock=time.monotonic):
     if os.environ.get('NODE_BENCH_DDS_PROFILE', '1') == '1':
         use_fastdds_profile(profile_dir)
         result['fastdds_profile'] = 'shared memory segment 32 MiB + UDPv4'
+    result['load_average_at_start'] = round(os.getloadavg()[0], 2)
     robot = Robot()
     try:
         with tempfile.TemporaryDirectory() as directory:
             if 'overhead_fake' not in skip:
-                fake = Path(directory) / 'fake.yaml'
-                fake.write_text('layout: {preset: aloha}\n')
-                node = Node(parameters(fake, 'cosmos_policy_ros.testing:load_fake_policy'),
-                            directory, 'fake')
-                try:
-                    robot.wait_ready(node, 120)
-                    samples, _, missing = closed_loop(robot, node, seconds, timeout=1)
-                finally:
-                    node.stop()
-                result['sections']['overhead_fake'] = summarize_overhead(samples, missing)
+                result['sections']['overhead_fake'] = fake_run(robot, directory, 'fake',
+                                                               seconds)
             if 'overhead_fake_small' not in skip:  # the same with 96 x 128 images: the share
                 small = Robot(frames=4, height=96, width=128)  # of moving 2.8 MB of pixels
-                fake = Path(directory) / 'fake.yaml'
-                fake.write_text('layout: {preset: aloha}\n')
-                node = Node(parameters(fake, 'cosmos_policy_ros.testing:load_fake_policy'),
-                            directory, 'fake_small')
                 try:
-                    small.wait_ready(node, 120)
-                    samples, _, missing = closed_loop(small, node, seconds, timeout=1)
+                    result['sections']['overhead_fake_small'] = fake_run(
+                        small, directory, 'fake_small', seconds)
                 finally:
-                    node.stop()
                     small.close()
-                result['sections']['overhead_fake_small'] = summarize_overhead(samples, missing)
             if skip >= {'overhead_tiny', 'soak'}:
                 return finish(result)
             model = tiny_model(directory)
@@ -424,6 +426,7 @@ def run(args, clock=time.monotonic):
                 node.stop()
     finally:
         robot.close()
+        shutil.rmtree(profile_dir, ignore_errors=True)
     return finish(result)
 
 
