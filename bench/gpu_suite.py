@@ -103,6 +103,7 @@ class Suite:
         self.slug = device_slug(ctx.device) + ('-quick' if ctx.quick else '')
         self.record = {
             'name': f'gpu-{self.slug}', 'suite': 'gpu', 'device': str(ctx.device),
+            'title': '2B DiT and CosmosPolicy.infer at released sizes (bench/gpu_suite.py)',
             'dtype': ctx.dtype_name, 'quick': ctx.quick, 'repetitions': ctx.repetitions,
             'preset': f'{self.dit_preset} DiT + {self.vae_preset} VAE (random weights), '
                       f'{self.image_size} px, {workloads.TEXT_TOKENS} T5 tokens, 480x640 '
@@ -158,6 +159,9 @@ class Suite:
                   f'{result.get("reason", "")}', flush=True)
             self.write()
         self.record['targets_met'] = targets_met(self.record)
+        self.record['headline'] = '; '.join(
+            f'{name} {entry["value"]:.3g} ({_met(entry["met"])})'
+            for name, entry in self.record['targets_met'].items()) or 'no target measured'
         self.write()
         return self.record
 
