@@ -5,6 +5,9 @@
     python bench/run.py --quick              # smaller shapes, fewer repetitions (~2 min)
     python bench/run.py --only compile --only adaln --device cuda --dtype bf16
     python bench/run.py --list
+    python bench/run.py --suite gpu --device cuda   # the GPU suite (bench/gpu_suite.py), < 8 min
+    python bench/run.py --suite gpu --device cpu --quick   # its CPU rehearsal at tiny sizes
+    python bench/run.py --suite node                # node overhead, callback latency, RSS soak
 
 A benchmark is one file bench/bench_<name>.py (see bench/harness.py for its contract); adding
 one needs no change here. Every benchmark reports ratios measured within the run (variants
@@ -49,6 +52,16 @@ def discover(directory=HERE):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--suite', choices=('engine', 'gpu', 'node'), default='engine',
+                        help='engine: the bench_*.py files (default); gpu: bench/gpu_suite.py; '
+                             'node: bench/node_suite.py')
+    parser.add_argument('--budget', type=float, default=None, metavar='SECONDS',
+                        help='gpu/node suites: skip sections that would not finish in this '
+                             'time (default 420 for gpu, 150 for node)')
+    parser.add_argument('--skip', action='append', default=[], metavar='SECTION',
+                        help='gpu/node suites: leave out this section (repeatable)')
+    parser.add_argument('--soak', type=float, default=None, metavar='SECONDS',
+                        help='node suite: length of the RSS soak (default 120)')
     parser.add_argument('--quick', action='store_true',
                         help='smaller shapes and fewer repetitions (a smoke run)')
     parser.add_argument('--only', action='append', default=[], metavar='NAME',
@@ -90,6 +103,11 @@ def main(argv=None):
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.suite == 'gpu':
+        return _gpu_suite(args)
+    if args.suite == 'node':
+        import node_suite
+        return node_suite.main(args)
     ctx = harness.BenchContext(
         device=torch.device(args.device),
         dtype_name=args.dtype or ('bf16' if args.device == 'cuda' else 'fp32'),
@@ -118,6 +136,22 @@ def main(argv=None):
     summary = harness.write_summary(args.out, {name: m.TITLE for name, m in benchmarks.items()})
     print(f'[bench] summary -> {summary}')
     return 1 if failures else 0
+
+
+def _gpu_suite(args):
+    import gpu_suite
+    ctx = harness.BenchContext(
+        device=torch.device(args.device),
+        dtype_name=args.dtype or ('bf16' if args.device == 'cuda' else 'fp32'),
+        quick=args.quick,
+        repetitions=args.repetitions or (2 if args.quick else 5))
+    skip = [name for entry in args.skip for name in entry.split(',') if name]
+    unknown = sorted(set(skip) - set(gpu_suite.SECTIONS))
+    if unknown:
+        print(f'unknown section(s) {unknown}; available: {list(gpu_suite.SECTIONS)}',
+              file=sys.stderr)
+        return 2
+    return gpu_suite.main(ctx, args.out, budget=args.budget or 420.0, skip=skip)
 
 
 if __name__ == '__main__':

@@ -98,3 +98,147 @@ def test_memory_estimate_matches_the_parameter_counts():
                - 8 * parts['dit_activations']) < 1e-9
     planning = estimate.estimate('libero', 1, planning=True)
     assert abs(planning['total'] - parts['total'] - parts['dit_weights']) < 1e-9
+
+
+def test_gpu_suite_rehearsal_on_cpu(tmp_path):
+    """`--suite gpu --device cpu --quick`: every section runs at tiny sizes and is written."""
+    out = tmp_path / 'gpu'
+    result = subprocess.run(
+        [sys.executable, str(BENCH / 'run.py'), '--suite', 'gpu', '--device', 'cpu', '--quick',
+         '--repetitions', '1', '--skip', 'pytest_gpu', '--out', str(out)],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((out / 'gpu-cpu-quick.json').read_text())
+    sections = record['sections']
+    assert list(sections) == ['environment', 'dit_forward', 'infer', 'best_of_n', 'attention',
+                              'compile', 'pytest_gpu']
+    assert sections['pytest_gpu'] == {'status': 'skipped', 'reason': '--skip'}
+    assert all(section['status'] == 'ok' for name, section in sections.items()
+               if name != 'pytest_gpu'), sections
+    assert set(sections['dit_forward']['layouts']) == {'libero', 'robocasa', 'aloha'}
+    # LIBERO 9 latent frames of 8 x 8 at 64 px, 2 x 2 patches: 9 * 16 tokens.
+    assert sections['dit_forward']['layouts']['libero']['tokens'] == 144
+    assert set(sections['infer']['rows']) == {'libero_1', 'libero_5', 'libero_10',
+                                              'robocasa_5', 'aloha_10'}
+    libero = sections['infer']['rows']['libero_5']
+    assert set(libero['stages_ms']['eager']) >= {'preprocess', 'encode', 'denoise', 'total'}
+    best = sections['best_of_n']['rows']['eager']
+    assert best['selected_max_abs_action_difference'] < 1e-4  # the chosen chunk = its own run
+    assert set(best['medians_ms']) == {'one', 'batched', 'sequential'}
+    backends = sections['attention']['backends']
+    assert backends['native']['relative_difference_to_native'] == 0
+    assert backends['_native_math']['relative_difference_to_native'] < 1e-5
+    assert sections['compile']['backend'] == 'aot_eager'  # no C++ compile in the CPU rehearsal
+    assert sections['compile']['max_abs_action_difference_compiled_vs_eager'] < 1e-4
+    # The targets are for the released sizes on a GPU: rows filled, verdict n/a.
+    assert {entry['met'] for entry in record['targets_met'].values()} == {None}
+    table = (out / 'gpu-cpu-quick.md').read_text()
+    assert '| libero, 5 steps |' in table and '| 0.61 |' in table
+    assert 'n/a (CPU rehearsal)' in table
+    assert '[gpu] gpu-cpu-quick:' in result.stdout
+
+
+def test_gpu_suite_budget_skips_and_partial_files(tmp_path):
+    gpu_suite = _load('gpu_suite')
+    harness = sys.modules['harness']
+    ctx = harness.BenchContext(device=harness.torch.device('cpu'), dtype_name='fp32',
+                               quick=True, repetitions=1)
+    suite = gpu_suite.Suite(ctx, tmp_path, budget=0.0)
+    record = suite.run()
+    assert {section['status'] for section in record['sections'].values()} == {'skipped'}
+    assert record['sections']['compile']['reason'].startswith('budget: ')
+    assert json.loads(suite.json_path.read_text())['name'] == 'gpu-cpu-quick'
+    assert suite.markdown_path.read_text().startswith('### GPU suite: ')
+    assert gpu_suite.device_slug(harness.torch.device('cpu')) == 'cpu'
+
+
+def test_gpu_targets_verdicts_and_table():
+    gpu_suite = _load('gpu_suite')
+    infer_rows = {'libero_5': {'layout': 'libero', 'steps': 5,
+                               'medians_ms': {'eager': 400.0, 'cuda_graphs': 140.0}}}
+    record = {
+        'device': 'cuda:0', 'quick': False, 'dtype': 'bf16', 'repetitions': 5, 'preset': 'p',
+        'machine': {'gpu': 'NVIDIA H200', 'torch': '2.11'},
+        'sections': {
+            'infer': {'status': 'ok', 'rows': infer_rows},
+            'compile': {'status': 'ok', 'infer_medians_ms': {'compiled_cuda_graphs': 120.0}},
+            'dit_forward': {'status': 'ok', 'memory_one_policy': {
+                'process_peak_gb': 5.5, 'peak_allocated_gb': 4.4}},
+            'best_of_n': {'status': 'ok', 'rows': {
+                'eager': {'medians_ms': {'batched': 900.0}, 'batched_over_one': 2.5},
+                'cuda_graphs': {'medians_ms': {'batched': 700.0}, 'batched_over_one': 3.5}}},
+            'attention': {'status': 'error', 'reason': 'boom'}}}
+    met = gpu_suite.targets_met(record)
+    assert met['libero_5_steps_seconds'] == {'value': 0.12, 'variant': 'compiled_cuda_graphs',
+                                             'target': 0.15, 'met': True}
+    assert met['peak_memory_gb']['met'] is False  # 5.5 GB > 5 GB
+    assert met['best_of_8_over_one']['variant'] == 'cuda_graphs'  # the faster batched pass
+    assert met['best_of_8_over_one']['met'] is False  # 3.5x > 3x
+    table = gpu_suite.markdown(record)
+    assert '| libero, 5 steps | 0.400 | 0.140 | - | 0.120 | 0.61 |' in table
+    assert '| LIBERO 5-step chunk end to end (compiled_cuda_graphs) | 0.12 s | <= 0.15 s | yes |' \
+        in table
+    assert '- attention: error (boom)' in table
+
+
+def test_node_suite_statistics():
+    node_suite = _load('node_suite')
+    assert node_suite.percentiles([]) == {'count': 0}
+    stats = node_suite.percentiles(range(1, 101))  # 1..100: numpy's linear interpolation
+    assert stats['count'] == 100 and stats['p50'] == 50.5 and stats['max'] == 100
+    assert abs(stats['p99'] - 99.01) < 1e-9
+    # RSS: flat for the warm-up fifth, then +1 MB per minute from 100 MB over 10 minutes.
+    times = [10.0 * i for i in range(61)]
+    flat = [(t, 100e6) for t in times]
+    growth = node_suite.rss_growth(flat)
+    assert growth['growth_percent'] == 0 and abs(growth['slope_mb_per_minute']) < 1e-9
+    rising = [(t, 100e6 + t / 60 * 1e6) for t in times]
+    growth = node_suite.rss_growth(rising)
+    assert abs(growth['slope_mb_per_minute'] - 1.0) < 1e-6
+    # The kept span is 120..600 s; fifths of 49 samples (9 each): medians at 160 s and 560 s.
+    assert abs(growth['start_mb'] - (100 + 160 / 60)) < 1e-6
+    assert abs(growth['end_mb'] - (100 + 560 / 60)) < 1e-6
+    assert node_suite.rss_growth(flat[:5]) is None
+
+
+def test_node_suite_probe_split_and_verdicts():
+    node_suite = _load('node_suite')
+    ms = 1_000_000
+    samples = [{'received': 100 * ms, 'inference_ms': 50.0}]  # inference from 50 to 100 ms
+    probes = [(60 * ms, 0.004), (99 * ms, 0.006), (120 * ms, 0.001), (70 * ms, None)]
+    split = node_suite.split_probes(probes, samples)
+    assert split['during_inference_ms']['count'] == 2 and split['idle_ms']['count'] == 1
+    assert split['during_inference_ms']['max'] == 6.0 and split['timed_out'] == 1
+    result = node_suite.finish({'sections': {
+        'overhead_fake': {'node_overhead_ms': {'count': 3, 'p50': 1.5, 'p99': 7.0}},
+        'overhead_tiny': {'node_overhead_ms': {'count': 0},
+                          'callback': {'during_inference_ms': {'count': 2, 'p99': 4.0}}},
+        'soak': {'rss': {'growth_percent': 1.5}}}})
+    met = result['targets_met']
+    assert met['overhead_fake.overhead_p50_ms'] == {'value': 1.5, 'target': 2.0, 'met': True}
+    assert met['overhead_fake.overhead_p99_ms']['met'] is False
+    assert 'overhead_tiny.overhead_p50_ms' not in met  # no chunk: no verdict
+    assert met['callback_p99_during_inference_ms']['met'] is True
+    assert met['rss_growth_percent']['met'] is False
+    assert 'rss_growth_percent 1.5 (MISSED)' in result['headline']
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_node_suite_runs_against_the_installed_node(tmp_path):
+    """The fake-policy overhead section end to end: node subprocess, topics, result file."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / 'run.py'), '--suite', 'node', '--quick',
+         '--skip', 'overhead_fake_small,overhead_tiny,soak', '--out', str(tmp_path)],
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = json.loads((tmp_path / 'node.json').read_text())
+    fake = record['sections']['overhead_fake']
+    assert fake['chunks'] > 0
+    overhead = fake['node_overhead_ms']
+    # The fake policy's time is in the message; latency covers it and the publish.
+    assert fake['latency_ms']['p50'] >= fake['inference_ms']['p50']
+    assert overhead['count'] == fake['chunks'] and overhead['p50'] <= overhead['p99']
+    assert set(record['targets_met']) == {'overhead_fake.overhead_p50_ms',
+                                          'overhead_fake.overhead_p99_ms'}
+    assert '| [node](node.json) |' in (tmp_path / 'SUMMARY.md').read_text()
