@@ -43,6 +43,8 @@ class PolicyOutput:
     seed, num_steps: the noise seed and the number of network evaluations used.
     candidate_values: value of every best-of-N candidate in seed order (empty without planning).
     selected_candidate: index of the returned candidate in candidate_values (0 without planning).
+    num_conditioned_steps: the chunk's first steps inpainted from given known actions (0: none;
+        see cosmos_policy_ros.execution and docs/stitching.md).
     """
 
     actions: np.ndarray
@@ -55,6 +57,7 @@ class PolicyOutput:
     num_steps: int = 0
     candidate_values: Tuple[float, ...] = ()
     selected_candidate: int = 0
+    num_conditioned_steps: int = 0
 
 
 class Policy(Protocol):
