@@ -1,4 +1,4 @@
-"""The execution model: which actions of the executing chunk are committed, how the next takes over.
+"""The execution model: which actions of a chunk are committed and how the next one takes over.
 
 Time is integer nanoseconds on one clock (the ROS clock in the node, bag time offline, a fake
 clock in tests); nothing here reads a clock. A chunk stamped ``t0`` with step period ``p`` has

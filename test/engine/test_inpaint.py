@@ -248,5 +248,5 @@ def test_infer_refuses_a_known_prefix_of_the_wrong_shape(policy):
         policy.infer(_observation(policy), num_steps=2, known_actions=np.zeros((3, 6)))
     with pytest.raises(ValueError, match=r'must be \(1, k, d\)'):
         plan(policy.dit, torch.zeros(1, *LIBERO.latent_shape), None, LIBERO,
-             proprio=torch.zeros(1, 9), seed=0, num_candidates=2, sampler=SamplerConfig(num_steps=2),
-             known_actions=np.zeros((4, 7)))
+             proprio=torch.zeros(1, 9), seed=0, num_candidates=2,
+             sampler=SamplerConfig(num_steps=2), known_actions=np.zeros((4, 7)))
