@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from cosmos_policy_ros.conversions import future_point_indices
 from cosmos_policy_ros.execution import (actions_at, blend_ramp, blend_weights, boundary_jumps,
                                          ChunkTiming, jerk, known_prefix, LatencyEstimator,
                                          plan_takeover, stitch, STITCHING_METHODS)
@@ -38,6 +39,17 @@ def test_takeover_on_an_aligned_grid(latency, committed, start, switch, known):
     assert (takeover.committed, takeover.start_index, takeover.switch_ns,
             takeover.known_count) == (committed, start, switch, known)
     assert takeover.switch_ns >= takeover.ready_ns
+
+
+def test_takeover_index_is_the_nodes_first_trajectory_point():
+    # `none` must be what the node publishes: the time-aligned joint_trajectory keeps the
+    # points future_point_indices gives at publish time (= when the chunk is ready).
+    for stamp in (0, 37, 1000):
+        new = ChunkTiming(stamp, P, 16)
+        for latency in range(0, 20 * P, 13):
+            takeover = plan_takeover(None, new, stamp, latency)
+            points = future_point_indices(stamp, P, 16, stamp + latency)
+            assert takeover.start_index == (points[0] if len(points) else 16)
 
 
 def test_known_prefix_is_the_committed_old_steps_when_aligned():
