@@ -20,12 +20,18 @@ Two policies, both through engine.sampling.sample:
   chunks are not smooth trajectories at all: the numbers show only the mechanics.
 
 The trained model of the closed-loop issue is what the targets are about; rerun this there.
+
+``python bench/bench_stitching.py --plot bench/results/stitching.png`` draws one gp_oracle
+episode per method at 50 % latency (executed actions across several switches).
 """
+import argparse
 import math
 from pathlib import Path
 import tempfile
 import time
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 import numpy as np
 import torch
 
@@ -207,3 +213,33 @@ def run(ctx):
 def _round(value, digits=3):
     value = float(value)
     return value if not math.isfinite(value) else round(value, digits)
+
+
+def plot(path, *, fraction=0.5, chunks=6):
+    """One gp_oracle episode per method at `fraction` latency: dimension 0 of the executed
+    actions against time, switches dotted."""
+    figure = Figure(figsize=(9, 7), dpi=100, layout='constrained')
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(STITCHING_METHODS), 1, sharex=True)
+    latency_ns = round(fraction * EXECUTE * PERIOD_NS)
+    for ax, method in zip(axes, STITCHING_METHODS):
+        oracle = GaussianOracle(goal=np.array([0.8, -0.6]))
+        executed, ids, switches = run_episode(oracle, method, latency_ns, chunks=chunks,
+                                              start_state=np.array([-0.3, 0.2]), seed=0)
+        first = round(latency_ns / PERIOD_NS)  # the first chunk takes over after the latency
+        seconds = (first + np.arange(len(executed))) * PERIOD_NS / 1e9
+        ax.plot(seconds, executed[:, 0], '.-', color='tab:blue', label='executed')
+        for switch in switches:
+            ax.axvline(seconds[switch], color='tab:gray', linestyle=':', linewidth=1)
+        jumps, _ = boundary_jumps(executed, switches, ids)
+        ax.set_title(f'{method}: median jump {np.median(jumps):.2f} x median step', fontsize=9)
+        ax.set_ylabel('action[0]')
+    axes[-1].set_xlabel(f'time (s); latency {fraction:.0%} of a chunk, switches dotted')
+    figure.savefig(path, format='png')
+    return Path(path)
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(description='Plot gp_oracle executed trajectories.')
+    parser.add_argument('--plot', type=Path, required=True, help='PNG file to write')
+    print(plot(parser.parse_args().plot))
