@@ -47,6 +47,8 @@ class PolicyOutput:
     reference's num_steps; network evaluations: engine.sampling.num_evaluations).
     candidate_values: value of every best-of-N candidate in seed order (empty without planning).
     selected_candidate: index of the returned candidate in candidate_values (0 without planning).
+    num_conditioned_steps: the chunk's first steps inpainted from given known actions (0: none;
+        see cosmos_policy_ros.execution and docs/stitching.md).
     """
 
     actions: np.ndarray
@@ -59,6 +61,7 @@ class PolicyOutput:
     num_steps: int = 0
     candidate_values: Tuple[float, ...] = ()
     selected_candidate: int = 0
+    num_conditioned_steps: int = 0
 
 
 class Policy(Protocol):

@@ -17,6 +17,12 @@
 4. Draw the initial noise from the seed(s), run the sampler with the x0 denoiser around the
    network, and read the action chunk, future proprio and value back out of the result.
 
+Inpainting (policy mode, ``known_actions``): the first k steps of the chunk are known (the
+committed prefix of the executing chunk, normalized). Their elements in the action frame, every
+tiled copy including a partial tail copy, are held at the known values noised to the current
+sigma at every sampler step (engine.sampling ``known``), so the rest of the chunk is generated
+consistent with them; the result's first k steps are the known ones. docs/stitching.md.
+
 For best-of-N planning: pass N samples (the same clean latent repeated) with seeds
 ``seed..seed+N-1`` to the policy pass; then feed ``result.latent`` back as the clean latent of
 the world-model and value passes (with the proprio re-injected, as the reference does), and
@@ -30,7 +36,8 @@ import torch
 
 from cosmos_policy_ros.engine.denoiser import check_net, ConditionedDenoiser
 from cosmos_policy_ros.engine.injection import (check_latent, extract_actions, extract_proprio,
-                                                extract_value, inject_actions, inject_proprio)
+                                                extract_value, inject_actions, inject_proprio,
+                                                tile_frame)
 from cosmos_policy_ros.engine.noise import check_seeds, initial_noise, variance_scales
 from cosmos_policy_ros.engine.sampling import sample, SamplerConfig
 
@@ -53,6 +60,8 @@ class GenerateResult:
         or None without NormStats.
     mode, seeds (an int or one per sample; None when the noise was given), sigma_min and
     sigma_max actually used (after any variance scale), num_evaluations (network calls).
+    conditioned_steps: the chunk's first steps that were inpainted from `known_actions` (0:
+        none, the plain sampler).
     """
 
     latent: torch.Tensor
@@ -68,6 +77,7 @@ class GenerateResult:
     sigma_min: float
     sigma_max: float
     num_evaluations: int
+    conditioned_steps: int = 0
 
 
 def condition_frames(layout, mode, *, mask_current_state_action=False):
@@ -96,7 +106,7 @@ def condition_frames(layout, mode, *, mask_current_state_action=False):
 def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy',
              actions=None, seeds=None, noise=None, sampler=SamplerConfig(), stats=None,
              mask_current_state_action=False, variance_scale=False,
-             round_proprio_to_bf16=True, generator=None):
+             round_proprio_to_bf16=True, generator=None, known_actions=None):
     """Run one conditioned diffusion pass for a batch and read out its predictions.
 
     net: network callable (protocol in cosmos_policy_ros.engine.denoiser).
@@ -116,6 +126,8 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
     variance_scale: the reference's `use_variance_scale` (needs a single int seed).
     round_proprio_to_bf16: round the injected proprio to bf16 (the reference does).
     generator: torch.Generator for churn noise (only with sampler.s_churn > 0).
+    known_actions: policy mode only: (B, k, d) normalized first k <= K steps of the chunk to
+        inpaint (module docstring); None or k = 0 runs the plain sampler.
 
     Returns a GenerateResult.
     """
@@ -132,6 +144,8 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
     # Condition: the clean latent with the proprio (and any given action chunk) injected.
     latent = condition_latent(clean_latent, layout, proprio=proprio, actions=actions,
                               round_proprio_to_bf16=round_proprio_to_bf16).to(net.device)
+    known = None if known_actions is None else known_action_mask(latent, layout, known_actions,
+                                                                 flags)
     # Starting noise and the sigma range (variance-scaled or not).
     x_init, sigma_min, sigma_max = starting_noise(
         (latent.shape[0], *layout.latent_shape), sampler, seeds=seeds, noise=noise,
@@ -141,7 +155,8 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
     denoiser = ConditionedDenoiser(net, latent, frames, text_embedding)
     options = dict(sampler.options(), sigma_min=sigma_min, sigma_max=sigma_max)
     with torch.no_grad():
-        generated = sample(denoiser, x_init.to(net.device), generator=generator, **options)
+        generated = sample(denoiser, x_init.to(net.device), generator=generator,
+                           known=None if known is None else known[:2], **options)
     if not bool(torch.isfinite(generated).all()):
         bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(generated))[:, 2]})
         raise ValueError(f'the network produced non-finite values (latent frames {bad}).')
@@ -162,7 +177,43 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
         sigma_min=float(sigma_min),
         sigma_max=float(sigma_max),
         num_evaluations=sampler.num_evaluations,
+        conditioned_steps=0 if known is None else known[2],
     )
+
+
+def known_action_mask(clean_latent, layout, known_actions, flags):
+    """(mask, target, k) over the latent for inpainting the first k chunk steps, or None.
+
+    mask: (B, 16, T, S, S) bool, True on every element of the action frame that holds one of
+    the first k steps (all tiled copies, as `inject_actions` writes them); target: the known
+    normalized values there (zeros elsewhere). None when k = 0.
+    """
+    if flags[layout.action_index]:
+        raise ValueError('`known_actions` inpaint the generated action frame; it is '
+                         'conditioning in this mode.')
+    known = torch.as_tensor(np.asarray(known_actions, dtype=np.float64)) if not isinstance(
+        known_actions, torch.Tensor) else known_actions.to(torch.float64)
+    batch, size, dim = clean_latent.shape[0], layout.chunk_size, layout.action_dim
+    if known.ndim != 3 or known.shape[0] != batch or known.shape[2] != dim or not (
+            0 <= known.shape[1] <= size):
+        raise ValueError(f'`known_actions` must have shape ({batch}, k, {dim}) with 0 <= k <= '
+                         f'{size}; got {tuple(known.shape)}.')
+    if not bool(torch.isfinite(known).all()):
+        raise ValueError('`known_actions` has non-finite values.')
+    steps = known.shape[1]
+    if steps == 0:
+        return None
+    chunk = torch.zeros(batch, size, dim, dtype=torch.float64)
+    chunk[:, :steps] = known.cpu()
+    indicator = torch.zeros(batch, size, dim, dtype=torch.float64)
+    indicator[:, :steps] = 1.0
+    target = torch.zeros(clean_latent.shape, dtype=torch.float64)
+    mask = torch.zeros(clean_latent.shape, dtype=torch.bool)
+    frame_shape = (clean_latent.shape[1], *clean_latent.shape[3:])
+    # (B, K, d) -> (B, K*d) timestep-major, tiled over the frame as inject_actions does.
+    target[:, :, layout.action_index] = tile_frame(chunk.reshape(batch, -1), frame_shape)
+    mask[:, :, layout.action_index] = tile_frame(indicator.reshape(batch, -1), frame_shape) > 0
+    return mask, target, steps
 
 
 def condition_latent(clean_latent, layout, *, proprio=None, actions=None,

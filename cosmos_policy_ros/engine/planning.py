@@ -120,13 +120,14 @@ def select_candidate(values):
 
 def plan(net, clean_latent, text_embedding, layout, *, proprio, seed, num_candidates,
          sampler, stats=None, planning_net=None, config=PlanningConfig(),
-         round_proprio_to_bf16=True):
+         round_proprio_to_bf16=True, known_actions=None):
     """Run best-of-N for one observation and pick a candidate.
 
     net: the policy network; planning_net: the planning network or None (joint values).
     clean_latent: (1, 16, T, S, S) conditioning latent of the observation.
     text_embedding: (1, L, 1024). proprio: (1, D) normalized. seed: the base seed.
-    sampler: SamplerConfig of the policy pass. Returns a PlanResult.
+    sampler: SamplerConfig of the policy pass. known_actions: optional (1, k, d) normalized
+    known first steps, inpainted in every candidate (engine.generate). Returns a PlanResult.
     """
     if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or (
             num_candidates < 1):
@@ -140,7 +141,8 @@ def plan(net, clean_latent, text_embedding, layout, *, proprio, seed, num_candid
     policy = generate(net, clean_latent.expand(n, -1, -1, -1, -1), text_embedding, layout,
                       proprio=proprio.expand(n, -1), mode='policy', seeds=seeds,
                       sampler=sampler, stats=stats,
-                      round_proprio_to_bf16=round_proprio_to_bf16)
+                      round_proprio_to_bf16=round_proprio_to_bf16,
+                      known_actions=_per_candidate(known_actions, n))
     if planning_net is None:
         values = policy.value.astype(np.float64)
         return PlanResult(policy, values, select_candidate(values), None)
@@ -182,6 +184,17 @@ def score_with_planning_net(planning_net, policy_latent, text_embedding, layout,
         predictions.append(result.value.reshape(e_w, n))  # (E_w * N,) -> (E_w, N)
     # E_v x (E_w, N) -> (E_w, E_v, N) -> (E_w * E_v, N): row i * E_v + k.
     return np.stack(predictions, axis=1).reshape(e_w * len(predictions), n)
+
+
+def _per_candidate(known_actions, n):
+    """(1, k, d) known actions repeated for n candidates; None stays None."""
+    if known_actions is None:
+        return None
+    known = torch.as_tensor(np.asarray(known_actions, dtype=np.float64))
+    if known.ndim != 3 or known.shape[0] != 1:
+        raise ValueError(f'`known_actions` of plan() must be (1, k, d); got '
+                         f'{tuple(known.shape)}.')
+    return known.expand(n, -1, -1)
 
 
 def _with_steps(sampler, steps):

@@ -190,13 +190,17 @@ class CosmosPolicy:
         )
 
     # --- inference -----------------------------------------------------------------------------
-    def infer(self, observation, *, num_steps=None, num_candidates=None):
+    def infer(self, observation, *, num_steps=None, num_candidates=None, known_actions=None):
         """Predict one action chunk (and its value) for an Observation.
 
         num_steps: sampler steps of the policy pass (default: the model's; network
             evaluations: sampling.num_evaluations(num_steps)).
         num_candidates: best-of-N candidates, seeds seed..seed+N-1 (default 1: no planning).
-        Returns a PolicyOutput with float32 actions (K, d) in robot units.
+        known_actions: optional (k, d) first k <= K steps of the chunk in robot units (the
+            committed prefix of the executing chunk, cosmos_policy_ros.execution), inpainted
+            by the sampler (docs/stitching.md); None or k = 0: the plain sampler.
+        Returns a PolicyOutput with float32 actions (K, d) in robot units;
+        num_conditioned_steps says how many first steps were inpainted.
         """
         sampler = self.sampler if num_steps is None else dataclasses.replace(
             self.sampler, num_steps=num_steps)
@@ -204,6 +208,7 @@ class CosmosPolicy:
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             raise ValueError(f'`num_candidates` must be a positive integer. Got {candidates!r}.')
         seed = _check_seed(observation.seed)
+        known = self._normalized_known(known_actions)
         watch = Stopwatch(self.device, clock=self._clock)
         with torch.inference_mode(), watch.stage('total'):
             with watch.stage('preprocess'):
@@ -224,7 +229,8 @@ class CosmosPolicy:
                     policy = generate(net, clean, text, self.layout, proprio=proprio,
                                       mode='policy', seeds=seed, sampler=sampler,
                                       stats=self.stats,
-                                      round_proprio_to_bf16=self.round_proprio_to_bf16)
+                                      round_proprio_to_bf16=self.round_proprio_to_bf16,
+                                      known_actions=known)
                     values, selected, candidate_values = policy.value, 0, ()
                 else:
                     planning_net = (None if self.planning_dit is None
@@ -232,7 +238,8 @@ class CosmosPolicy:
                     result = plan(net, clean, text, self.layout, proprio=proprio, seed=seed,
                                   num_candidates=candidates, sampler=sampler, stats=self.stats,
                                   planning_net=planning_net, config=self.planning,
-                                  round_proprio_to_bf16=self.round_proprio_to_bf16)
+                                  round_proprio_to_bf16=self.round_proprio_to_bf16,
+                                  known_actions=known)
                     policy, values, selected = result.policy, result.values, result.selected
                     candidate_values = tuple(float(v) for v in values)
             with watch.stage('extract'):
@@ -256,6 +263,7 @@ class CosmosPolicy:
             num_steps=sampler.num_steps,
             candidate_values=candidate_values,
             selected_candidate=selected,
+            num_conditioned_steps=policy.conditioned_steps,
         )
 
     def reset(self):
@@ -273,6 +281,21 @@ class CosmosPolicy:
                              f'{np.flatnonzero(~np.isfinite(proprio)).tolist()}.')
         normalized = self.stats.normalize_proprio(proprio)
         return torch.from_numpy(np.asarray(normalized, dtype=np.float32))[None]  # (D,) -> (1, D)
+
+    def _normalized_known(self, known_actions):
+        """(1, k, d) float64 normalized known first steps, or None (None or k = 0)."""
+        if known_actions is None:
+            return None
+        known = np.asarray(known_actions, dtype=np.float64)
+        size, dim = self.layout.chunk_size, self.layout.action_dim
+        if known.ndim != 2 or known.shape[1] != dim or known.shape[0] > size:
+            raise ValueError(f'`known_actions` must be (k, {dim}) with k <= {size} for layout '
+                             f'{self.layout.name!r}; got {known.shape}.')
+        if not np.isfinite(known).all():
+            raise ValueError('`known_actions` has non-finite values.')
+        if known.shape[0] == 0:
+            return None
+        return torch.from_numpy(self.stats.normalize_actions(known))[None]  # -> (1, k, d)
 
     def _text_embedding(self, observation):
         if observation.text_embedding is not None:

@@ -22,6 +22,11 @@ Reproduces the reference ``CosmosPolicySampler`` (reference section 4) for any x
   sigma``. Off by default (s_churn = 0: deterministic).
 * Precision: the state is float64; x0_fn sees x and sigma in the dtype of ``x_init`` and the
   result comes back in that dtype.
+* Inpainting (``known``, training-free, RePaint-style; docs/stitching.md): given a mask and
+  clean target values, every state handed to x0_fn (also after churn, and the final clean
+  evaluation's) has its masked elements replaced by ``target + sigma * eps``, with eps the
+  starting noise ``x_init / sigma_max`` (so no extra random numbers), and the returned sample
+  holds ``target`` there. Without ``known`` nothing changes, bit for bit.
 """
 from dataclasses import dataclass
 import math
@@ -111,16 +116,19 @@ def num_evaluations(num_steps, solver='2ab'):
 
 @torch.no_grad()
 def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, solver='2ab',
-           s_churn=0.0, s_min=0.0, s_max=math.inf, s_noise=1.0, generator=None):
+           s_churn=0.0, s_min=0.0, s_max=math.inf, s_noise=1.0, generator=None, known=None):
     """Run the sampler from x_init (noise already scaled by sigma_max) and return the final x0.
 
     x0_fn(x, sigma) -> x0: x (B, ...) and sigma (B,) in x_init's dtype; returns (B, ...).
     x_init: (B, ...) floating tensor. generator: torch.Generator for the churn noise (needed
-    only when s_churn > 0). Returns (B, ...) in x_init's dtype. See the module docstring.
+    only when s_churn > 0). known: optional (mask, target): a bool mask and clean values
+    broadcastable to x_init, for inpainting (module docstring). Returns (B, ...) in x_init's
+    dtype. See the module docstring.
     """
     name = resolve_solver(solver)
     _check_options(num_steps, sigma_min, sigma_max, rho, s_churn, s_min, s_max, s_noise)
     _check_state(x_init)
+    constrain = None if known is None else _inpainting(known, x_init, sigma_max)
     schedule = sigma_schedule(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                               solver=name)
     levels = schedule.tolist()  # host copy for the churn window test: no device sync per step
@@ -129,6 +137,8 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
     ones = torch.ones(x_init.shape[0], dtype=torch.float64, device=x_init.device)
 
     def denoise(x, sigma):
+        if constrain is not None:
+            x = constrain(x, sigma)
         x0 = x0_fn(x.to(in_dtype), (sigma * ones).to(in_dtype))
         if not isinstance(x0, torch.Tensor) or x0.shape != x.shape:
             raise ValueError(f'x0_fn must return a tensor of shape {tuple(x.shape)}, got '
@@ -137,7 +147,7 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
 
     # One evaluation in all (num_steps 1 or 2): the x0 prediction at sigma_max.
     if len(sigmas) == 1:
-        return denoise(x_init, sigmas[0]).to(in_dtype)
+        return _finish(denoise(x_init.to(torch.float64), sigmas[0]), constrain).to(in_dtype)
     eta = min(s_churn / len(sigmas), math.sqrt(1.2) - 1)  # len(sigmas) = intervals + 1
     if eta > 0 and generator is None:
         raise ValueError('`generator` (a torch.Generator) is required when s_churn > 0.')
@@ -151,6 +161,8 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             x = x + (sigma_hat ** 2 - sigma ** 2).sqrt() * s_noise * noise
             sigma = sigma_hat
+        if constrain is not None:  # inpainting: the known elements at this sigma
+            x = constrain(x, sigma)
         # Denoise at sigma.
         x0 = denoise(x, sigma)
         # Heun: denoise again at the end of the Euler step and average the two predictions.
@@ -164,7 +176,44 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
         history = (x0, sigma)
         x = x_next
     # Clean evaluation at sigma_min: its x0 prediction is the sample.
-    return denoise(x, sigmas[-1]).to(in_dtype)
+    return _finish(denoise(x, sigmas[-1]), constrain).to(in_dtype)
+
+
+def _inpainting(known, x_init, sigma_max):
+    """constrain(x, sigma) for `known` = (mask, target): the masked elements of x set to
+    target + sigma * eps (eps = x_init / sigma_max); constrain.mask / .target for the end."""
+    if not isinstance(known, tuple) or len(known) != 2:
+        raise ValueError('`known` must be a (mask, target) tuple of tensors.')
+    mask, target = known
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise ValueError(f'the `known` mask must be a bool tensor, got '
+                         f'{getattr(mask, "dtype", type(mask).__name__)}.')
+    if not isinstance(target, torch.Tensor) or not target.is_floating_point():
+        raise ValueError('the `known` target must be a floating tensor.')
+    try:
+        mask = torch.broadcast_to(mask.to(x_init.device), x_init.shape)
+        target = torch.broadcast_to(target.to(device=x_init.device, dtype=torch.float64),
+                                    x_init.shape)
+    except RuntimeError:
+        raise ValueError(f'the `known` mask {tuple(mask.shape)} and target '
+                         f'{tuple(target.shape)} must broadcast to the state '
+                         f'{tuple(x_init.shape)}.') from None
+    if not bool(torch.isfinite(torch.where(mask, target, 0.0)).all()):
+        raise ValueError('the `known` target has non-finite values where the mask is set.')
+    eps = x_init.to(torch.float64) / sigma_max
+
+    def constrain(x, sigma):
+        return torch.where(mask, target + sigma * eps, x)
+
+    constrain.mask, constrain.target = mask, target
+    return constrain
+
+
+def _finish(x0, constrain):
+    """The sample: x0, with the known targets on the masked elements when inpainting."""
+    if constrain is None:
+        return x0
+    return torch.where(constrain.mask, constrain.target, x0)
 
 
 def euler_step(x, sigma, sigma_next, x0):
