@@ -221,6 +221,11 @@ class SimRobotNode:
         self._task_pub.publish(self._msgs['String'](data=text))
 
     # --- lockstep handshake ---------------------------------------------------------------------
+    @property
+    def diagnostics(self):
+        """The last /diagnostics key-values of the policy node ({} before the first)."""
+        return self._diag
+
     def spin(self, seconds):
         self.executor.spin_once(timeout_sec=seconds)
 

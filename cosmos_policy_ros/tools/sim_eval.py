@@ -161,8 +161,11 @@ def sim_settings(mode, *, slowdown=1.0, future_images=False, record_frames=False
                        guard_timeout=guard_timeout)
 
 
-def run_sim_episodes(seeds, settings, *, on_episode=None, policy=None, context=None):
-    """Episodes through the sim node on the ROS graph. policy: a PolicyProcess to watch."""
+def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
+                     context=None, wait_for_policy=True):
+    """Episodes through the sim node on the ROS graph; returns (traces, future images, last
+    diagnostics of the policy node). policy: a PolicyProcess to watch; wait_for_policy: first
+    wait until the policy node reports being active."""
     import rclpy
 
     from cosmos_policy_ros.ros.sim_node import SimRobotNode
@@ -172,26 +175,17 @@ def run_sim_episodes(seeds, settings, *, on_episode=None, policy=None, context=N
     if own:
         context = rclpy.Context()
         rclpy.init(args=[], context=context)
-    sim = SimRobotNode(PlanarReachEnv(), settings, context=context, joint_names=JOINT_NAMES,
-                       cameras=CAMERAS)
-    traces, future = [], {}
+    sim = SimRobotNode(env if env is not None else PlanarReachEnv(), settings, context=context,
+                       joint_names=JOINT_NAMES, cameras=CAMERAS)
+    traces = []
     try:
-        if settings.mode == 'lockstep':
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while sim._diag.get('lifecycle_state') != 'active':
-                if policy is not None:
-                    policy.check()
-                if time.monotonic() > deadline:
-                    raise RuntimeError('policy_node did not become active in time')
-                sim.spin(0.1)
-        else:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while sim._diag.get('lifecycle_state') != 'active':
-                if policy is not None:
-                    policy.check()
-                if time.monotonic() > deadline:
-                    raise RuntimeError('policy_node did not become active in time')
-                sim.spin(0.1)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while wait_for_policy and sim.diagnostics.get('lifecycle_state') != 'active':
+            if policy is not None:
+                policy.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError('policy_node did not become active in time')
+            sim.spin(0.1)
         for seed in seeds:
             if policy is not None:
                 policy.check()
@@ -199,26 +193,25 @@ def run_sim_episodes(seeds, settings, *, on_episode=None, policy=None, context=N
             traces.append(trace)
             if on_episode is not None:
                 on_episode(trace)
-        future = dict(sim.future)
-        diagnostics = dict(sim._diag)
+        return traces, dict(sim.future), dict(sim.diagnostics)
     finally:
         sim.close()
         if own:
             rclpy.try_shutdown(context=context)
-    return traces, future, diagnostics
 
 
 def run_policy(model, config, seeds, out, *, mode='lockstep', slowdown=1.0,
-               future_images=False, on_episode=None, record_frames=False):
+               future_images=False, on_episode=None, record_frames=False, overrides=(),
+               env=None):
     """The policy through policy_node (subprocess) on the sim; returns (traces, future)."""
-    overrides = ['publish_future_images:=true'] if future_images else []
+    overrides = list(overrides) + (['publish_future_images:=true'] if future_images else [])
     policy = PolicyProcess(model, config, Path(out) / f'policy_node_{mode}.log',
                            overrides=overrides)
     try:
         settings = sim_settings(mode, slowdown=slowdown, future_images=future_images,
                                 record_frames=record_frames)
         traces, future, _ = run_sim_episodes(seeds, settings, on_episode=on_episode,
-                                             policy=policy)
+                                             policy=policy, env=env)
     finally:
         policy.close()
     return traces, future
