@@ -80,8 +80,8 @@ class ChunkController:
         if not np.all(np.isfinite(positions)):
             return self._refuse('non_finite', 'actions hold NaN or inf')
         if times_ns[-1] < now_ns:
-            return self._refuse('stale', f'its last step was due {(now_ns - times_ns[-1]) / NS:.3f}'
-                                         f' s ago')
+            late = (now_ns - times_ns[-1]) / NS
+            return self._refuse('stale', f'its last step was due {late:.3f} s ago')
         if self._active is not None and stamp_ns <= self._active.stamp_ns:
             return self._refuse('out_of_order', f'stamp {stamp_ns} is not newer than the active '
                                                 f'{self._active.stamp_ns}')

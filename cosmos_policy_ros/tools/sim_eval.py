@@ -366,7 +366,7 @@ def write_plots(results, out, *, future=None, policy_name='policy'):
                     [c.value for c in trace.chunks], marker='o', color=line.get_color(),
                     label=f'seed {trace.seed} ({"ok" if trace.success else "fail"})')
         ax.set_xlabel('episode time (s)')
-        ax.set_ylabel('value V(s\') (solid)')
+        ax.set_ylabel("value V(s') (solid)")
         twin.set_ylabel('distance to goal (dashed)')
         ax.legend(fontsize=7, loc='upper right')
         fig.tight_layout()
@@ -396,7 +396,10 @@ def write_filmstrip(path, trace, future, *, columns=6, camera='primary'):
     canvas = Image.new('RGB', (label_w + len(chunks) * (size + 4), 3 * (size + 4) + 14),
                        'white')
     draw = ImageDraw.Draw(canvas)
-    for row, text in enumerate(('now', 'predicted', f'real +{horizon}')):
+    published = any(future.get(chunk.stamp_ns, {}).get(camera) is not None for chunk in chunks)
+    rows = ('now', 'predicted' if published else 'predicted\n(not\npublished)',
+            f'real +{horizon}')
+    for row, text in enumerate(rows):
         draw.text((2, 14 + row * (size + 4) + size // 2 - 5), text, fill='black')
     for column, chunk in enumerate(chunks):
         x = label_w + column * (size + 4)
@@ -536,8 +539,6 @@ def main(argv=None):
     _eval_args(sub.add_parser('demo', help='the closed-loop demo'), episodes=8,
                out='output/sim_demo')
     args = parser.parse_args(argv)
-    if args.command == 'demo' and not args.future_images:
-        args.future_images = True
     try:
         if args.command == 'run':
             return cmd_run(args)
