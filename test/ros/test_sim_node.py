@@ -53,95 +53,87 @@ def _trajectory_msg(stamp_ns, offsets_ns, positions, names=JOINT_NAMES):
     return msg
 
 
-def _sim(context, **settings):
-    from cosmos_policy_ros.ros.sim_node import SimRobotNode
-
-    env = PlanarReachEnv()
-    env.reset(7)
-    sim = SimRobotNode(env, sim_eval.sim_settings('realtime', **settings), context=context,
-                       joint_names=JOINT_NAMES, cameras=CAMERAS)
-    sim.controller.reset(env.joint_positions())
-    return sim, env
+T0 = 5000 * P
 
 
-def _publisher(context, msg_type, topic):
+@pytest.fixture
+def wired(ros_context):
+    """wired(msg_type, topic, **settings) -> (sim node at clock T0, its hold pose, publisher)."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    node = rclpy.create_node('bad_input_source', context=context)
-    publisher = node.create_publisher(msg_type, topic, QoSProfile(
-        depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    return node, publisher
+    from cosmos_policy_ros.ros.sim_node import SimRobotNode
+
+    made = []
+
+    def make(msg_type, topic, **settings):
+        env = PlanarReachEnv()
+        env.reset(7)
+        sim = SimRobotNode(env, sim_eval.sim_settings('realtime', **settings),
+                           context=ros_context, joint_names=JOINT_NAMES, cameras=CAMERAS)
+        sim.controller.reset(env.joint_positions())
+        node = rclpy.create_node('bad_input_source', context=ros_context)
+        made.extend([node, sim])
+        publisher = node.create_publisher(msg_type, topic, QoSProfile(
+            depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        _spin_until(sim, lambda: publisher.get_subscription_count() > 0)
+        sim.publish_clock(T0)
+        return sim, env.joint_positions(), publisher
+
+    yield make
+    for item in reversed(made):
+        item.close() if hasattr(item, 'close') else item.destroy_node()
 
 
-def _wait_matched(sim, publisher):
-    _spin_until(sim, lambda: publisher.get_subscription_count() > 0)
-
-
-def test_bad_chunks_on_the_topic_are_refused_counted_and_never_executed(ros_context):
+def test_bad_chunks_on_the_topic_are_refused_counted_and_never_executed(wired):
     from cosmos_policy_ros.msg import ActionChunk
 
-    sim, env = _sim(ros_context)
-    node, publisher = _publisher(ros_context, ActionChunk, 'action_chunk')
-    try:
-        _wait_matched(sim, publisher)
-        t0 = 5000 * P
-        sim.publish_clock(t0)
-        hold = env.joint_positions()
-        bad = np.full((8, 3), 2.5)
-        nan = bad.copy()
-        nan[3, 1] = math.nan
-        messages = [
-            _chunk_msg(t0, nan),                                        # non_finite
-            _chunk_msg(t0, np.full((8, 4), 2.5), action_dim=4),         # action_dim
-            _chunk_msg(t0, bad, names=('a', 'b', 'c')),                 # names
-            _chunk_msg(t0, bad, horizon=7),                             # malformed
-            _chunk_msg(t0 - 20 * P, bad),                               # stale: all past
-            _chunk_msg(t0, bad, period=0.0),                            # step_period
-        ]
-        for msg in messages:
-            publisher.publish(msg)
-        _spin_until(sim, lambda: sim.chunks_received == len(messages))
-        assert sim.controller.refused == {'non_finite': 1, 'action_dim': 1, 'names': 1,
-                                          'malformed': 1, 'stale': 1, 'step_period': 1}
-        assert sim.controller.accepted == 0
-        for t in (t0, t0 + 3 * P, t0 + 20 * P):
-            np.testing.assert_array_equal(sim.controller.command(t).command, hold)
-        # A good chunk after them is executed (the path works), an older one is refused.
-        good = np.tile(hold, (8, 1)) + 0.01 * np.arange(8)[:, None]
-        publisher.publish(_chunk_msg(t0, good))
-        publisher.publish(_chunk_msg(t0 - P, good))
-        _spin_until(sim, lambda: sim.chunks_received == len(messages) + 2)
-        assert sim.controller.accepted == 1 and sim.controller.refused['out_of_order'] == 1
-        np.testing.assert_allclose(sim.controller.command(t0 + 2 * P).command, good[2],
-                                   atol=1e-6)
-    finally:
-        node.destroy_node()
-        sim.close()
+    sim, hold, publisher = wired(ActionChunk, 'action_chunk')
+    t0 = T0
+    bad = np.full((8, 3), 2.5)
+    nan = bad.copy()
+    nan[3, 1] = math.nan
+    messages = [
+        _chunk_msg(t0, nan),                                        # non_finite
+        _chunk_msg(t0, np.full((8, 4), 2.5), action_dim=4),         # action_dim
+        _chunk_msg(t0, bad, names=('a', 'b', 'c')),                 # names
+        _chunk_msg(t0, bad, horizon=7),                             # malformed
+        _chunk_msg(t0 - 20 * P, bad),                               # stale: all past
+        _chunk_msg(t0, bad, period=0.0),                            # step_period
+    ]
+    for msg in messages:
+        publisher.publish(msg)
+    _spin_until(sim, lambda: sim.chunks_received == len(messages))
+    assert sim.controller.refused == {'non_finite': 1, 'action_dim': 1, 'names': 1,
+                                      'malformed': 1, 'stale': 1, 'step_period': 1}
+    assert sim.controller.accepted == 0
+    for t in (t0, t0 + 3 * P, t0 + 20 * P):
+        np.testing.assert_array_equal(sim.controller.command(t).command, hold)
+    # A good chunk after them is executed (the path works), an older one is refused.
+    good = np.tile(hold, (8, 1)) + 0.01 * np.arange(8)[:, None]
+    publisher.publish(_chunk_msg(t0, good))
+    publisher.publish(_chunk_msg(t0 - P, good))
+    _spin_until(sim, lambda: sim.chunks_received == len(messages) + 2)
+    assert sim.controller.accepted == 1 and sim.controller.refused['out_of_order'] == 1
+    np.testing.assert_allclose(sim.controller.command(t0 + 2 * P).command, good[2],
+                               atol=1e-6)
 
 
-def test_stale_and_malformed_trajectories_are_refused(ros_context):
+def test_stale_and_malformed_trajectories_are_refused(wired):
     from trajectory_msgs.msg import JointTrajectory
 
-    sim, env = _sim(ros_context, command_source='joint_trajectory')
-    node, publisher = _publisher(ros_context, JointTrajectory, 'joint_trajectory')
-    try:
-        _wait_matched(sim, publisher)
-        t0 = 5000 * P
-        sim.publish_clock(t0)
-        hold = env.joint_positions()
-        rows = np.full((4, 3), 2.0)
-        publisher.publish(_trajectory_msg(t0 - 10 * P, [0, P, 2 * P, 3 * P], rows))  # stale
-        publisher.publish(_trajectory_msg(t0, [0, P], rows[:2], names=('elbow', 'x', 'y')))
-        publisher.publish(_trajectory_msg(t0, [P, 0], rows[:2]))  # times not increasing
-        publisher.publish(_trajectory_msg(t0, [0, P], [[0, math.nan, 0], [0, 0, 0]]))
-        _spin_until(sim, lambda: sim.trajectories_received == 4)
-        assert sim.controller.refused == {'stale': 1, 'names': 1, 'malformed': 1,
-                                          'non_finite': 1}
-        np.testing.assert_array_equal(sim.controller.command(t0 + P).command, hold)
-    finally:
-        node.destroy_node()
-        sim.close()
+    sim, hold, publisher = wired(JointTrajectory, 'joint_trajectory',
+                                 command_source='joint_trajectory')
+    t0 = T0
+    rows = np.full((4, 3), 2.0)
+    publisher.publish(_trajectory_msg(t0 - 10 * P, [0, P, 2 * P, 3 * P], rows))  # stale
+    publisher.publish(_trajectory_msg(t0, [0, P], rows[:2], names=('elbow', 'x', 'y')))
+    publisher.publish(_trajectory_msg(t0, [P, 0], rows[:2]))  # times not increasing
+    publisher.publish(_trajectory_msg(t0, [0, P], [[0, math.nan, 0], [0, 0, 0]]))
+    _spin_until(sim, lambda: sim.trajectories_received == 4)
+    assert sim.controller.refused == {'stale': 1, 'names': 1, 'malformed': 1,
+                                      'non_finite': 1}
+    np.testing.assert_array_equal(sim.controller.command(t0 + P).command, hold)
 
 
 @pytest.fixture(scope='module')
