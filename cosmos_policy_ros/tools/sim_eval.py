@@ -473,11 +473,46 @@ def evaluate(args, *, printer=print):
             'policy_wall_s': policy_s}
     summary = write_report(results, out, gamma=args.gamma, meta=meta)
     plots = write_plots(results, out, future=future) if not args.no_plots else []
+    if args.bench_json:
+        write_bench_record(args.bench_json, summary, args)
     printer('')
     printer(format_table(summary))
     printer(f'\nwrote {out / "summary.json"}, {out / "episodes.csv"}, {out / "ticks.csv"}'
             + ''.join(f', {p.name}' for p in plots))
     return summary
+
+
+def bench_headline(summary):
+    """One line of the controllers' success rates and the policy's value correlation."""
+    controllers = summary['controllers']
+    parts = [f'{name} {100 * data["success_rate"]:.0f}%' for name, data in controllers.items()]
+    policy = controllers.get('policy', {})
+    if policy:
+        rho = policy.get('value_spearman')
+        parts.append('value Spearman ' + (f'{rho:.2f}' if rho is not None and math.isfinite(rho)
+                                          else '-'))
+    return 'success: ' + ', '.join(parts)
+
+
+def write_bench_record(path, summary, args):
+    """A bench/results-style JSON of an eval (bench/harness.py's summary reads its fields)."""
+    import platform
+
+    record = {
+        'name': Path(path).stem, 'status': 'ok',
+        'title': 'Closed loop on the simulated arm: the policy through policy_node vs baselines',
+        'device': 'cpu', 'dtype': 'float32',
+        'preset': f'planar_reach, {args.mode}, {args.episodes} episodes from seed '
+                  f'{args.first_seed}' + (f', {args.realtime_episodes} real-time'
+                                          if args.realtime_episodes else ''),
+        'headline': bench_headline(summary),
+        'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
+                    'date': time.strftime('%Y-%m-%d')},
+        'summary': {name: {k: v for k, v in data.items() if k != 'per_episode'}
+                    for name, data in summary['controllers'].items()},
+        'meta': summary['meta'],
+    }
+    Path(path).write_text(json.dumps(_clean(record), indent=2) + '\n')
 
 
 def cmd_run(args):
@@ -523,6 +558,7 @@ def _eval_args(parser, *, episodes, out, baselines=BASELINES):
                         help='have the node publish predicted frames (filmstrip row)')
     parser.add_argument('--gamma', type=float, default=DEFAULT_GAMMA)
     parser.add_argument('--no-plots', action='store_true')
+    parser.add_argument('--bench-json', help='also write a bench/results-style JSON here')
     parser.add_argument('--quiet', action='store_true')
 
 
