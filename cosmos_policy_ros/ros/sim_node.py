@@ -13,8 +13,9 @@ Clock modes:
 realtime  sim time follows the wall clock divided by ``slowdown``; /clock every
           ``clock_period``; physics sub-steps at the same period; the cameras at the step
           period. Inference latency costs steps, as on a robot.
-lockstep  the sim advances one step period at a time and only once the policy node has
-          dealt with the tick: it publishes the observation, waits until the node's
+lockstep  the sim advances one step period at a time and, at each step where the node may
+          start a chunk (``replan_steps``), only once the policy node has dealt with the
+          tick: it publishes the observation, waits until the node's
           /diagnostics report having received it (and being idle, with the task of the
           episode), publishes /clock, waits until the node reports that tick done (a chunk
           published and received here, or the tick skipped), then steps the physics.
@@ -46,6 +47,10 @@ class SimSettings:
     episode_slot: float = 0.0        # sim seconds between episode starts (0: timeout + 2 s)
     future_images: bool = False      # subscribe to future/<camera>/image (filmstrips)
     record_frames: bool = False      # keep every primary frame of each episode
+    # lockstep: steps after a chunk before the node replans (its execute_steps minus
+    # replan_threshold); /clock then only advances at those steps, and at every step while no
+    # chunk came. 0: /clock at every step (any replan rule, slower: one handshake per step).
+    replan_steps: int = 0
 
     def __post_init__(self):
         if self.mode not in ('lockstep', 'realtime'):
@@ -53,6 +58,9 @@ class SimSettings:
         if self.command_source not in ('action_chunk', 'joint_trajectory'):
             raise ValueError(f'`command_source` must be action_chunk or joint_trajectory. '
                              f'Got {self.command_source!r}.')
+        if isinstance(self.replan_steps, bool) or not isinstance(self.replan_steps, int) \
+                or self.replan_steps < 0:
+            raise ValueError(f'`replan_steps` must be an integer >= 0. Got {self.replan_steps!r}.')
         for name in ('slowdown', 'clock_period', 'guard_timeout'):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -307,14 +315,16 @@ class SimRobotNode:
                 trace.frames.append(images['primary'])
             self.publish_observation(now_ns, images)
             if lockstep:
-                self._wait(lambda v: self._received_all(v, env.task),
-                           f'receiving observation {self.obs_sent} (task {env.task!r})',
-                           resend=lambda: self.publish_observation(now_ns, images))
-                self.publish_clock(now_ns)
-                self.clock_ticks += 1
-                expected = self._ticks_base + self.clock_ticks
-                self._wait(lambda v: int(v.get('ticks', -1)) >= expected and self._idle(v),
-                           f'tick {expected} done', resend=lambda: self.publish_clock(now_ns))
+                if self._decision_due(step, trace):
+                    self._wait(lambda v: self._received_all(v, env.task),
+                               f'receiving observation {self.obs_sent} (task {env.task!r})',
+                               resend=lambda: self.publish_observation(now_ns, images))
+                    self.publish_clock(now_ns)
+                    self.clock_ticks += 1
+                    expected = self._ticks_base + self.clock_ticks
+                    self._wait(lambda v: int(v.get('ticks', -1)) >= expected and self._idle(v),
+                               f'tick {expected} done',
+                               resend=lambda: self.publish_clock(now_ns))
                 self._take_pending(trace, step, now_ns, ChunkRecord)
                 applied = self.controller.command(now_ns)
                 trace.record_step(env.joint_positions(), env.distance_to_goal(), applied)
@@ -352,6 +362,14 @@ class SimRobotNode:
         self._episode_pub.publish(self._msgs['String'](data=json.dumps(summary)))
         self.episodes.append(trace)
         return trace
+
+    def _decision_due(self, step, trace):
+        """Lockstep: whether the policy node may start a chunk at this step (then /clock is
+        published and the sim waits for the node); see SimSettings.replan_steps."""
+        every = self.settings.replan_steps
+        if every <= 0 or not trace.chunks:
+            return True
+        return step - trace.chunks[-1].step >= every
 
     def _take_pending(self, trace, step, now_ns, record_cls):
         for stamp, actions, value, latency, seed in self._pending:

@@ -153,12 +153,23 @@ class PolicyProcess:
         self.log.close()
 
 
+def replan_steps_of(config_path, chunk_size=8):
+    """Steps the node executes of each chunk before it replans, from its parameter file
+    (steps_left: execute_steps - replan_threshold); 0 for every_tick (a chunk per tick)."""
+    from cosmos_policy_ros.node_config import load_parameter_file
+
+    config = load_parameter_file(config_path, overrides={'model_path': '-'})
+    if config.replan_mode != 'steps_left':
+        return 0
+    return (config.execute_steps or chunk_size) - config.replan_threshold
+
+
 def sim_settings(mode, *, slowdown=1.0, future_images=False, record_frames=False,
-                 command_source='action_chunk', guard_timeout=120.0):
+                 command_source='action_chunk', guard_timeout=120.0, replan_steps=0):
     from cosmos_policy_ros.ros.sim_node import SimSettings
     return SimSettings(mode=mode, slowdown=slowdown, future_images=future_images,
                        record_frames=record_frames, command_source=command_source,
-                       guard_timeout=guard_timeout)
+                       guard_timeout=guard_timeout, replan_steps=replan_steps)
 
 
 def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
@@ -209,7 +220,8 @@ def run_policy(model, config, seeds, out, *, mode='lockstep', slowdown=1.0,
                            overrides=overrides)
     try:
         settings = sim_settings(mode, slowdown=slowdown, future_images=future_images,
-                                record_frames=record_frames)
+                                record_frames=record_frames,
+                                replan_steps=replan_steps_of(config))
         traces, future, _ = run_sim_episodes(seeds, settings, on_episode=on_episode,
                                              policy=policy, env=env)
     finally:
@@ -467,7 +479,8 @@ def evaluate(args, *, printer=print):
                            slowdown=args.slowdown, on_episode=show('realtime'))
         results['policy_realtime'] = rt
     for name in args.baselines:
-        results[name] = run_baseline(name, seeds, on_episode=show(name))
+        results[name] = run_baseline(name, seeds, on_episode=show(name),
+                                     replan_steps=replan_steps_of(config) or 1)
     meta = {'model': str(model), 'model_description': description, 'config': str(config),
             'mode': args.mode, 'slowdown': args.slowdown, 'seeds': seeds,
             'policy_wall_s': policy_s}
