@@ -27,7 +27,7 @@ def test_rollout_arrays_are_consistent():
     n = episode.num_steps
     assert episode.joints.shape == (n + 1, 3) and episode.actions.shape == (n, 3)
     for images in episode.images.values():
-        assert images.shape == (n + 1, 64, 64, 3)
+        assert images.shape == (n + 1, 32, 32, 3)
     # Replaying the recorded actions from the same reset reproduces the recorded states.
     env.reset(4)
     for index, command in enumerate(episode.actions):
