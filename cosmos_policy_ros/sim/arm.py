@@ -58,7 +58,7 @@ EXPERT_SPEED = 0.9
 
 @dataclass(frozen=True)
 class SimConfig:
-    image_size: int = 64          # square RGB images, uint8 HxWx3
+    image_size: int = 32          # square RGB images, uint8 HxWx3 (the shipped model: 32)
     step_period: float = 0.1      # s per action step (control period of one chunk action)
     max_joint_velocity: float = 2.0   # rad/s toward the commanded position
     episode_timeout: float = 4.0      # s of sim time
