@@ -29,7 +29,6 @@ DEFAULT_GAMMA = 0.99
 DEFAULT_FIRST_SEED = 100000  # evaluation seeds: far from the ones training episodes use
 START_TIMEOUT_S = 300.0
 BASELINES = ('expert', 'random', 'hold')
-SHIPPED_MODEL_NAMES = ('planar_reach',)
 STANDIN_NOTE = ('a tiny RANDOM-WEIGHT stand-in in the released formats (engine/synthetic.py + '
                 'cosmos-policy-convert): no trained model is installed, so expect ~0 % success')
 TRAINED_NOTE = ('a tiny Cosmos Policy (same classes and file formats as the released '
@@ -50,19 +49,10 @@ def _share_dir():
 
 def shipped_model():
     """The model directory shipped with the package (trained by cosmos-policy-train), or None."""
-    candidates = []
-    try:
-        share, _ = _share_dir()
-        candidates += [share / 'models' / name for name in SHIPPED_MODEL_NAMES]
-    except Exception:  # no ament index (plain pip install)
-        pass
-    here = Path(__file__).resolve().parents[1]
-    candidates += [here / 'models' / name for name in SHIPPED_MODEL_NAMES]
-    candidates += [here.parent / 'models' / name for name in SHIPPED_MODEL_NAMES]
-    for candidate in candidates:
-        if (candidate / 'model.json').is_file():
-            return candidate
-    return None
+    from cosmos_policy_ros.sim.model import shipped_model_dir
+
+    path = shipped_model_dir()
+    return path if (path / 'model.json').is_file() else None
 
 
 def sim_layout(config=None):
@@ -113,6 +103,15 @@ def resolve_model(arg, out):
     if shipped is not None:
         return shipped, TRAINED_NOTE + f' ({shipped})'
     return make_standin_model(Path(out) / 'standin'), STANDIN_NOTE
+
+
+def model_gamma(model):
+    """The discount the model was trained with (model.json source.gamma), or DEFAULT_GAMMA."""
+    try:
+        gamma = json.loads((Path(model) / 'model.json').read_text())['source']['gamma']
+        return float(gamma)
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_GAMMA
 
 
 def node_config_path(arg=None):
@@ -459,6 +458,7 @@ def evaluate(args, *, printer=print):
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     model, description = resolve_model(args.model, out)
+    gamma = args.gamma if args.gamma is not None else model_gamma(model)
     config = node_config_path(args.config)
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
     printer(f'model: {description}')
@@ -484,7 +484,7 @@ def evaluate(args, *, printer=print):
     meta = {'model': str(model), 'model_description': description, 'config': str(config),
             'mode': args.mode, 'slowdown': args.slowdown, 'seeds': seeds,
             'policy_wall_s': policy_s}
-    summary = write_report(results, out, gamma=args.gamma, meta=meta)
+    summary = write_report(results, out, gamma=gamma, meta=meta)
     plots = write_plots(results, out, future=future) if not args.no_plots else []
     if args.bench_json:
         write_bench_record(args.bench_json, summary, args)
@@ -569,7 +569,9 @@ def _eval_args(parser, *, episodes, out, baselines=BASELINES):
                         help='also run this many episodes in real time')
     parser.add_argument('--future-images', action='store_true',
                         help='have the node publish predicted frames (filmstrip row)')
-    parser.add_argument('--gamma', type=float, default=DEFAULT_GAMMA)
+    parser.add_argument('--gamma', type=float, default=None,
+                        help="discount of the true return (default: the model.json's "
+                             f'source.gamma, else {DEFAULT_GAMMA})')
     parser.add_argument('--no-plots', action='store_true')
     parser.add_argument('--bench-json', help='also write a bench/results-style JSON here')
     parser.add_argument('--quiet', action='store_true')

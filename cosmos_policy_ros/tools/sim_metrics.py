@@ -52,34 +52,15 @@ def discounted_returns(tick_steps, success_step, gamma):
     return np.power(gamma, np.maximum(0.0, success_step - 1 - ticks))
 
 
-def _ranks(values):
-    """Ranks 1..n with ties given their average rank."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind='mergesort')
-    ranks = np.empty(len(values))
-    sorted_values = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 def spearman(x, y):
-    """Spearman rank correlation (ties: average ranks); NaN if either side is constant."""
+    """Spearman rank correlation (ties: average ranks) over the pairs where both are finite;
+    NaN with fewer than two such pairs or a constant side."""
+    from cosmos_policy_ros.sim.inprocess import spearman as rank_correlation
+
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if len(x) != len(y):
         raise ValueError(f'spearman: {len(x)} vs {len(y)} values')
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 2:
+    if keep.sum() < 2:
         return math.nan
-    rx, ry = _ranks(x), _ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = math.sqrt(float(np.sum(rx ** 2) * np.sum(ry ** 2)))
-    if denominator == 0:
-        return math.nan
-    return float(np.sum(rx * ry) / denominator)
+    return rank_correlation(x[keep], y[keep])
