@@ -400,7 +400,7 @@ def write_filmstrip(path, trace, future, *, columns=6, camera='primary'):
     chunks = trace.chunks[:columns]
     if not chunks or not trace.frames:
         return None
-    size = trace.frames[0].shape[0]
+    size = max(96, trace.frames[0].shape[0])  # small sim images are scaled up
     horizon = len(chunks[0].actions) if chunks[0].actions is not None else 8
     blank = np.full((size, size, 3), 255, np.uint8)
     label_w = 70
@@ -420,7 +420,8 @@ def write_filmstrip(path, trace, future, *, columns=6, camera='primary'):
         images = [trace.frames[min(chunk.step, len(trace.frames) - 1)],
                   predicted if predicted is not None else blank, trace.frames[later]]
         for row, image in enumerate(images):
-            tile = Image.fromarray(np.asarray(image, np.uint8)).resize((size, size))
+            tile = Image.fromarray(np.asarray(image, np.uint8))
+            tile = tile.resize((size, size), Image.NEAREST)
             canvas.paste(tile, (x, 14 + row * (size + 4)))
     canvas.save(path)
     return path
