@@ -428,13 +428,13 @@ def write_filmstrip(path, trace, future, *, columns=6, camera='primary'):
 
 
 def format_table(summary):
-    lines = [f'  {"controller":10s} {"success":>8s} {"t_success":>9s} {"jerk":>8s} '
+    lines = [f'  {"controller":15s} {"success":>8s} {"t_success":>9s} {"jerk":>8s} '
              f'{"jump/step":>9s} {"value~G":>8s} {"latency":>8s}']
     for name, data in summary['controllers'].items():
         def fmt(value, spec):
             return format(value, spec) if value is not None and math.isfinite(value) else '-'
         lines.append(
-            f'  {name:10s} {100 * data["success_rate"]:7.0f}% '
+            f'  {name:15s} {100 * data["success_rate"]:7.0f}% '
             f'{fmt(data["time_to_success_mean"], "8.2f")}s '
             f'{fmt(data["rms_jerk_mean"], "8.1f")} '
             f'{fmt(data["boundary_jump_ratio_mean"], "9.2f")} '

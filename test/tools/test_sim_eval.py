@@ -51,5 +51,5 @@ def test_baselines_report_and_plots(tmp_path):
     assert {p.name for p in written} == {'success.png', 'value.png', 'filmstrip.png'}
     assert all(p.stat().st_size > 1000 for p in written)
     table = sim_eval.format_table(summary)
-    assert 'expert         100%' in table and 'hold             0%' in table
+    assert 'expert              100%' in table and 'hold                  0%' in table
     assert sim_eval.bench_headline(summary).startswith('success: expert 100%, random ')
