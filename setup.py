@@ -24,6 +24,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    # The shipped planar-reach model (cosmos_policy_ros.sim.model.shipped_model_dir).
+    package_data={PACKAGE: ['models/*/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

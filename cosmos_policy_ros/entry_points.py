@@ -5,6 +5,8 @@ dependency is not installed, says in one line what to install instead of a trace
     cosmos-policy-convert  the engine (pip extra `engine`)
     cosmos-policy-synthetic  the engine
     cosmos-policy-replay   the tools (pip extra `tools`); `play` needs ROS 2, `eval` the engine
+    cosmos-policy-train    the engine (trains the simulated arm's model)
+    cosmos-policy-sim      ROS 2 and the engine (the simulated arm, closed-loop eval)
 
 A core module: stdlib only (the tools are imported when the script runs).
 """
@@ -66,3 +68,11 @@ def synthetic():
 
 def replay():
     return run('cosmos-policy-replay', 'cosmos_policy_ros.tools.replay')
+
+
+def train():
+    return run('cosmos-policy-train', 'cosmos_policy_ros.tools.train')
+
+
+def sim():
+    return run('cosmos-policy-sim', 'cosmos_policy_ros.tools.sim_eval')

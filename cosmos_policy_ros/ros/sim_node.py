@@ -1,0 +1,384 @@
+"""The simulated robot as a ROS 2 node: PlanarReachEnv behind the topics a real robot has.
+
+Publishes (stamps from the sim clock): ``cameras/<camera>/image`` (sensor_msgs/Image rgb8),
+``joint_states`` (sensor_msgs/JointState), ``task`` (std_msgs/String, transient local),
+``/clock`` (rosgraph_msgs/Clock) and ``sim/episode`` (std_msgs/String, one JSON line per
+finished episode). Executes ``action_chunk`` (cosmos_policy_ros/msg/ActionChunk) or
+``joint_trajectory`` (trajectory_msgs/JointTrajectory) through the ChunkController
+(tools/sim_control.py): aligned by stamps, elapsed steps dropped, newer replaces older, bad
+input refused and counted.
+
+Clock modes:
+
+realtime  sim time follows the wall clock divided by ``slowdown``; /clock every
+          ``clock_period``; physics sub-steps at the same period; the cameras at the step
+          period. Inference latency costs steps, as on a robot.
+lockstep  the sim advances one step period at a time and, at each step where the node may
+          start a chunk (``replan_steps``), only once the policy node has dealt with the
+          tick: it publishes the observation, waits until the node's
+          /diagnostics report having received it (and being idle, with the task of the
+          episode), publishes /clock, waits until the node reports that tick done (a chunk
+          published and received here, or the tick skipped), then steps the physics.
+          Deterministic: the same seeds give the same chunks and outcomes on any machine
+          (the node's ``rate`` must be 1 / step_period). Waits are bounded only as failure
+          guards (``guard_timeout``).
+"""
+from dataclasses import dataclass
+import json
+import math
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """How the sim node runs; see the module docstring."""
+
+    mode: str = 'lockstep'
+    slowdown: float = 1.0            # realtime: wall seconds per sim second
+    clock_period: float = 0.01       # realtime: /clock and physics sub-step period (s)
+    command_source: str = 'action_chunk'   # or joint_trajectory
+    policy_node: str = '/cosmos_policy'    # lockstep: whose /diagnostics to follow
+    guard_timeout: float = 120.0     # lockstep: wall seconds before a wait counts as a failure
+    episode_slot: float = 0.0        # sim seconds between episode starts (0: timeout + 2 s)
+    future_images: bool = False      # subscribe to future/<camera>/image (filmstrips)
+    record_frames: bool = False      # keep every primary frame of each episode
+    # lockstep: steps after a chunk before the node replans (its execute_steps minus
+    # replan_threshold); /clock then only advances at those steps, and at every step while no
+    # chunk came. 0: /clock at every step (any replan rule, slower: one handshake per step).
+    replan_steps: int = 0
+
+    def __post_init__(self):
+        if self.mode not in ('lockstep', 'realtime'):
+            raise ValueError(f'`mode` must be lockstep or realtime. Got {self.mode!r}.')
+        if self.command_source not in ('action_chunk', 'joint_trajectory'):
+            raise ValueError(f'`command_source` must be action_chunk or joint_trajectory. '
+                             f'Got {self.command_source!r}.')
+        if isinstance(self.replan_steps, bool) or not isinstance(self.replan_steps, int) \
+                or self.replan_steps < 0:
+            raise ValueError(f'`replan_steps` must be an integer >= 0. Got {self.replan_steps!r}.')
+        for name in ('slowdown', 'clock_period', 'guard_timeout'):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f'`{name}` must be a positive number. Got {value!r}.')
+
+
+class LockstepError(RuntimeError):
+    """The policy node did not answer within the guard timeout (or went away)."""
+
+
+def _diagnostic_values(msg, prefix):
+    """{key: value} of every status of `msg` whose name starts with `prefix`: '."""
+    values = {}
+    for status in msg.status:
+        if status.name.startswith(prefix + ': '):
+            values.update({kv.key: kv.value for kv in status.values})
+    return values
+
+
+class SimRobotNode:
+    """The sim node (a plain rclpy Node inside, created in `context`)."""
+
+    def __init__(self, env, settings: SimSettings = SimSettings(), *, context=None,
+                 node_name='planar_reach_sim', joint_names: Sequence[str] = (),
+                 cameras: Sequence[str] = ()):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import String
+        from trajectory_msgs.msg import JointTrajectory
+
+        from cosmos_policy_ros.msg import ActionChunk
+        from cosmos_policy_ros.tools.sim_control import ChunkController
+
+        self.env = env
+        self.settings = settings
+        self.joint_names = tuple(joint_names)
+        self.cameras = tuple(cameras)
+        self.node = rclpy.create_node(node_name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                              reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.VOLATILE)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._msgs = {'Image': Image, 'JointState': JointState, 'String': String,
+                      'Clock': Clock}
+        self._image_pub = {name: self.node.create_publisher(Image, f'cameras/{name}/image',
+                                                            reliable)
+                           for name in self.cameras}
+        self._joint_pub = self.node.create_publisher(JointState, 'joint_states', reliable)
+        self._task_pub = self.node.create_publisher(String, 'task', latched)
+        self._clock_pub = self.node.create_publisher(Clock, '/clock', reliable)
+        self._episode_pub = self.node.create_publisher(String, 'sim/episode', reliable)
+        self.controller = ChunkController(self.joint_names)
+        self.chunks_received = 0  # every chunk message, accepted or refused
+        self.trajectories_received = 0
+        self.future = {}  # stamp ns -> {camera: image}
+        self._pending = []  # (msg metadata) of chunks accepted during the current step
+        if settings.command_source == 'action_chunk':
+            self.node.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, reliable)
+        else:
+            self.node.create_subscription(JointTrajectory, 'joint_trajectory',
+                                          self._on_trajectory, reliable)
+            # Chunk messages are still counted for the lockstep handshake.
+            self.node.create_subscription(ActionChunk, 'action_chunk', self._count_chunk,
+                                          reliable)
+        if settings.future_images:
+            for name in self.cameras:
+                self.node.create_subscription(
+                    Image, f'future/{name}/image',
+                    lambda msg, name=name: self._on_future(name, msg), reliable)
+        self._diag = {}
+        self._diag_count = 0
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      QoSProfile(depth=50))
+        self.now_ns = 0  # the sim clock (last published /clock)
+        self.obs_sent = 0
+        self.clock_ticks = 0
+        self._ticks_base = None
+        self._trace = None
+        self._step = 0
+        self.episodes = []
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def _count_chunk(self, msg):
+        self.chunks_received += 1
+
+    def _on_chunk(self, msg):
+        from cosmos_policy_ros.conversions import stamp_to_ns
+
+        self.chunks_received += 1
+        stamp = stamp_to_ns(msg.header.stamp)
+        reason, _ = self.controller.offer_chunk(
+            stamp_ns=stamp, action_names=list(msg.action_names), horizon=msg.horizon,
+            action_dim=msg.action_dim, step_period=msg.step_period,
+            actions=np.asarray(msg.actions), now_ns=self.now_ns, value=float(msg.value))
+        if not reason:
+            self._pending.append((stamp, self.controller.plans[-1].positions, float(msg.value),
+                                  float(msg.inference_time), int(msg.seed)))
+
+    def _on_trajectory(self, msg):
+        from cosmos_policy_ros.conversions import stamp_to_ns
+
+        self.trajectories_received += 1
+        points = [(point.time_from_start.sec * NS + point.time_from_start.nanosec,
+                   list(point.positions)) for point in msg.points]
+        stamp = stamp_to_ns(msg.header.stamp)
+        reason, _ = self.controller.offer_trajectory(
+            stamp_ns=stamp, joint_names=list(msg.joint_names), points=points,
+            now_ns=self.now_ns)
+        if not reason:
+            self._pending.append((stamp, self.controller.plans[-1].positions, math.nan,
+                                  math.nan, 0))
+
+    def _on_future(self, camera, msg):
+        from cosmos_policy_ros.conversions import image_to_rgb, stamp_to_ns
+
+        try:
+            rgb = image_to_rgb(msg)
+        except ValueError:
+            return
+        self.future.setdefault(stamp_to_ns(msg.header.stamp), {})[camera] = rgb
+
+    def _on_diagnostics(self, msg):
+        values = _diagnostic_values(msg, self.settings.policy_node)
+        if values:
+            self._diag = values
+            self._diag_count += 1
+
+    # --- outputs --------------------------------------------------------------------------------
+    def _stamp(self, header, ns):
+        header.stamp.sec, header.stamp.nanosec = divmod(int(ns), NS)
+
+    def publish_clock(self, ns):
+        msg = self._msgs['Clock']()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(ns), NS)
+        self.now_ns = int(ns)
+        self._clock_pub.publish(msg)
+
+    def publish_observation(self, ns, images=None):
+        from cosmos_policy_ros.conversions import rgb_to_image_fields
+
+        images = self.env.render() if images is None else images
+        for name in self.cameras:
+            msg = self._msgs['Image']()
+            self._stamp(msg.header, ns)
+            msg.header.frame_id = f'{name}_camera'
+            for key, value in rgb_to_image_fields(images[name]).items():
+                setattr(msg, key, value)
+            self._image_pub[name].publish(msg)
+        joints = self._msgs['JointState']()
+        self._stamp(joints.header, ns)
+        joints.name = list(self.joint_names)
+        joints.position = [float(v) for v in self.env.joint_positions()]
+        self._joint_pub.publish(joints)
+        self.obs_sent += 1
+        return images
+
+    def publish_task(self, text):
+        self._task_pub.publish(self._msgs['String'](data=text))
+
+    # --- lockstep handshake ---------------------------------------------------------------------
+    @property
+    def diagnostics(self):
+        """The last /diagnostics key-values of the policy node ({} before the first)."""
+        return self._diag
+
+    def spin(self, seconds):
+        self.executor.spin_once(timeout_sec=seconds)
+
+    def _idle(self, values):
+        try:
+            return (values.get('inference_in_flight') == 'false'
+                    and int(values.get('chunks_published', -1)) == self.chunks_received)
+        except ValueError:
+            return False
+
+    def _wait(self, condition, what, resend=None):
+        """Spin until condition(diagnostic values) holds; LockstepError after guard_timeout."""
+        deadline = time.monotonic() + self.settings.guard_timeout
+        resend_at = time.monotonic() + 5.0
+        seen = -1
+        while True:
+            if self._diag_count != seen:
+                seen = self._diag_count
+                if self._diag and condition(self._diag):
+                    return
+            now = time.monotonic()
+            if now > deadline:
+                raise LockstepError(
+                    f'lockstep: the policy node {self.settings.policy_node} did not report '
+                    f'{what} within {self.settings.guard_timeout:g} s (last diagnostics: '
+                    f'{dict(self._diag)})')
+            if resend is not None and now > resend_at:
+                resend()
+                resend_at = now + 5.0
+            self.spin(0.05)
+
+    def wait_for_policy(self):
+        """Wait until the policy node is active (its diagnostics say so)."""
+        self._wait(lambda v: v.get('lifecycle_state') == 'active', 'being active')
+
+    def _received_all(self, values, task):
+        counts = [int(v) for k, v in values.items() if k.startswith('received.')]
+        return (bool(counts) and min(counts) >= self.obs_sent and values.get('task') == task
+                and self._idle(values))
+
+    # --- episodes -------------------------------------------------------------------------------
+    def _start_ns(self, seed, config):
+        slot = self.settings.episode_slot or config.episode_timeout + 2.0
+        period_ns = round(config.step_period * NS)
+        slot_ns = period_ns * math.ceil(slot * NS / period_ns)
+        start = (int(seed) + 1) * slot_ns
+        if start <= self.now_ns:  # seeds not increasing: keep the clock monotonic
+            start = period_ns * math.ceil((self.now_ns + slot_ns) / period_ns)
+        return start
+
+    def run_episode(self, seed, *, record_frames: Optional[bool] = None):
+        """Run one episode to success or timeout; returns its EpisodeTrace."""
+        from cosmos_policy_ros.tools.sim_control import ChunkRecord, EpisodeTrace
+
+        env, settings = self.env, self.settings
+        config = env.config
+        record = settings.record_frames if record_frames is None else record_frames
+        env.reset(seed)
+        period = config.step_period
+        period_ns = round(period * NS)
+        start_ns = self._start_ns(seed, config)
+        self.controller.reset(env.joint_positions())
+        refused_before = dict(self.controller.refused)
+        self._pending = []
+        trace = EpisodeTrace(seed=int(seed), task=env.task, start_ns=start_ns,
+                             step_period=period)
+        self.publish_task(env.task)
+        lockstep = settings.mode == 'lockstep'
+        if lockstep and self._ticks_base is None:
+            self._wait(lambda v: 'ticks' in v and self._idle(v), 'its tick count')
+            self._ticks_base = int(self._diag['ticks'])
+        wall_origin = time.monotonic()
+        sub_ns = round(settings.clock_period * NS)
+        step = 0
+        while not env.done:
+            now_ns = start_ns + step * period_ns
+            images = env.render()
+            if record:
+                trace.frames.append(images['primary'])
+            self.publish_observation(now_ns, images)
+            if lockstep:
+                if self._decision_due(step, trace):
+                    self._wait(lambda v: self._received_all(v, env.task),
+                               f'receiving observation {self.obs_sent} (task {env.task!r})',
+                               resend=lambda: self.publish_observation(now_ns, images))
+                    self.publish_clock(now_ns)
+                    self.clock_ticks += 1
+                    expected = self._ticks_base + self.clock_ticks
+                    self._wait(lambda v: int(v.get('ticks', -1)) >= expected and self._idle(v),
+                               f'tick {expected} done',
+                               resend=lambda: self.publish_clock(now_ns))
+                self._take_pending(trace, step, now_ns, ChunkRecord)
+                applied = self.controller.command(now_ns)
+                trace.record_step(env.joint_positions(), env.distance_to_goal(), applied)
+                env.step(applied.command, period)
+            else:
+                first = None
+                for sub in range(0, period_ns, sub_ns):
+                    t = now_ns + sub
+                    self.publish_clock(t)
+                    due = wall_origin + (t - start_ns) / NS * settings.slowdown
+                    while True:
+                        left = due - time.monotonic()
+                        if left <= 0:
+                            break
+                        self.spin(min(left, 0.005))
+                    self._take_pending(trace, step, t, ChunkRecord)
+                    applied = self.controller.command(t)
+                    if first is None:
+                        first = applied
+                        trace.record_step(env.joint_positions(), env.distance_to_goal(),
+                                          applied)
+                    env.step(applied.command, min(sub_ns, period_ns - sub) / NS)
+                    if env.done:
+                        break
+            step += 1
+            if env.success and trace.success_step is None:
+                trace.success_step = step
+        trace.steps = step
+        trace.refused = {reason: count - refused_before.get(reason, 0)
+                         for reason, count in self.controller.refused.items()
+                         if count > refused_before.get(reason, 0)}
+        self.now_ns = max(self.now_ns, start_ns + step * period_ns)
+        summary = {'seed': trace.seed, 'task': trace.task, 'success': trace.success,
+                   'steps': trace.steps, 'chunks': len(trace.chunks), 'refused': trace.refused}
+        self._episode_pub.publish(self._msgs['String'](data=json.dumps(summary)))
+        self.episodes.append(trace)
+        return trace
+
+    def _decision_due(self, step, trace):
+        """Lockstep: whether the policy node may start a chunk at this step (then /clock is
+        published and the sim waits for the node); see SimSettings.replan_steps."""
+        every = self.settings.replan_steps
+        if every <= 0 or not trace.chunks:
+            return True
+        return step - trace.chunks[-1].step >= every
+
+    def _take_pending(self, trace, step, now_ns, record_cls):
+        for stamp, actions, value, latency, seed in self._pending:
+            trace.chunks.append(record_cls(
+                stamp_ns=stamp, step=int((stamp - trace.start_ns) // round(
+                    trace.step_period * NS)), actions=actions, value=value,
+                inference_time=latency, arrival_delay=(now_ns - stamp) / NS, seed=seed))
+        self._pending = []
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()

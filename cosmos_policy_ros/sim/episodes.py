@@ -1,0 +1,237 @@
+"""Demonstrations of the planar reach task: scripted rollouts and their rosbag2 episodes.
+
+Rollout kinds (`KINDS`), all executed chunk by chunk in lockstep like a policy (a chunk of
+`horizon` commands, then a new chunk from the reached state):
+
+    expert        the scripted expert (`arm.expert_chunk`)
+    noisy         the expert plus Gaussian noise on every command
+    early_stop    the expert for a few steps, then holding still until the timeout
+    wrong_target  the expert reaching for the other colour's target
+
+The imperfect kinds mostly fail, so the value target sees failures. A bag holds (stamps =
+sim time from START_NS, header stamps = log times):
+
+    /cameras/primary/image, /cameras/wrist/image   sensor_msgs/Image rgb8, every step
+    /joint_states       sensor_msgs/JointState (names = JOINT_NAMES), every step
+    /recorded_actions   sensor_msgs/JointState: the command executed after each step
+    /task               std_msgs/String, latched
+    /episode            std_msgs/String (latched): JSON outcome {success, steps, seed, kind,
+                        goal, step_period, ...}, written last
+
+State i (images, joints) is observed at START_NS + i * step_period; action i is sent at the
+same stamp and takes the arm to state i + 1. An episode of N actions has N + 1 states.
+"""
+from dataclasses import dataclass
+import json
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+
+from cosmos_policy_ros.sim.arm import CAMERAS, expert_chunk, JOINT_NAMES, PlanarReachEnv
+from cosmos_policy_ros.tools.bags import (
+    BagReader, BagWriter, make_typestore, ns_to_stamp, stamp_to_ns)
+
+KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target')
+START_NS = 1_700_000_000 * 1_000_000_000
+TASK_TOPIC = '/task'
+JOINT_TOPIC = '/joint_states'
+ACTION_TOPIC = '/recorded_actions'
+EPISODE_TOPIC = '/episode'
+NOISE_STD = 0.08  # rad, on every command of a noisy rollout
+
+
+def camera_topic(camera):
+    return f'/cameras/{camera}/image'
+
+
+@dataclass
+class Episode:
+    """One recorded episode (see the module docstring for the indexing)."""
+
+    seed: int
+    kind: str
+    task: str
+    step_period: float
+    images: Dict[str, np.ndarray]  # camera -> (N + 1, S, S, 3) uint8
+    joints: np.ndarray             # (N + 1, 3)
+    actions: np.ndarray            # (N, 3) executed commands
+    success: bool
+    info: dict
+
+    @property
+    def num_steps(self):
+        return len(self.actions)
+
+
+def rollout(env, seed, kind='expert', *, horizon=8, noise_seed=None):
+    """Run one episode of `kind` from env.reset(seed); returns an Episode."""
+    if kind not in KINDS:
+        raise ValueError(f'unknown rollout kind {kind!r}; choose one of {list(KINDS)}.')
+    env.reset(seed)
+    rng = np.random.RandomState((seed * 7919 + KINDS.index(kind)) % 2**32
+                                if noise_seed is None else noise_seed)
+    dt = env.config.step_period
+    stop_after = int(rng.randint(1, 6)) if kind == 'early_stop' else None
+    images = {camera: [] for camera in CAMERAS}
+    joints, actions = [], []
+
+    def observe():
+        frame = env.render()
+        for camera in CAMERAS:
+            images[camera].append(frame[camera])
+        joints.append(env.joint_positions())
+
+    observe()
+    while not env.done:
+        if kind == 'wrong_target':
+            goal_color = env.goal_color
+            env.goal_color = next(c for c in env.targets if c != goal_color)
+            chunk = expert_chunk(env, horizon, dt)
+            env.goal_color = goal_color
+        else:
+            chunk = expert_chunk(env, horizon, dt)
+        for command in chunk:
+            if kind == 'noisy':
+                command = command + rng.normal(0.0, NOISE_STD, size=command.shape)
+            elif stop_after is not None and len(actions) >= stop_after:
+                command = joints[-1]
+            env.step(command, dt)
+            actions.append(np.asarray(command, dtype=np.float64))
+            observe()
+            if env.done:
+                break
+    info = {'seed': int(seed), 'kind': kind, 'task': env.task, 'success': bool(env.success),
+            'steps': len(actions), 'step_period': dt, 'goal': env.goal_color,
+            'targets': {c: p.tolist() for c, p in env.targets.items()},
+            'final_distance': env.distance_to_goal()}
+    return Episode(seed=int(seed), kind=kind, task=env.task, step_period=dt,
+                   images={c: np.stack(v) for c, v in images.items()},
+                   joints=np.stack(joints), actions=np.stack(actions),
+                   success=bool(env.success), info=info)
+
+
+def demonstration_plan(count, *, seed=0, fractions=None):
+    """[(episode seed, kind)] for `count` episodes: seeds seed, seed+1, ...; kinds by fraction.
+
+    fractions: {kind: share}; default 70 % expert, 10 % noisy, 10 % early_stop,
+    10 % wrong_target (interleaved deterministically).
+    """
+    fractions = fractions or {'expert': 0.7, 'noisy': 0.1, 'early_stop': 0.1,
+                              'wrong_target': 0.1}
+    unknown = sorted(set(fractions) - set(KINDS))
+    if unknown:
+        raise ValueError(f'unknown rollout kind(s) {unknown}; choose from {list(KINDS)}.')
+    total = sum(fractions.values())
+    plan, credit = [], {kind: 0.0 for kind in fractions}
+    for index in range(count):
+        for kind in fractions:
+            credit[kind] += fractions[kind] / total
+        kind = max(credit, key=lambda k: credit[k])
+        credit[kind] -= 1.0
+        plan.append((seed + index, kind))
+    return plan
+
+
+# --- bags --------------------------------------------------------------------------------------
+def write_episode_bag(episode, path, *, typestore=None, storage='mcap', compression='zstd'):
+    """Write `episode` as a rosbag2 bag at `path` (a new directory)."""
+    typestore = typestore if typestore is not None else make_typestore()
+    types = typestore.types
+    step_ns = int(round(episode.step_period * 1e9))
+
+    def header(stamp_ns, frame_id=''):
+        return types['std_msgs/msg/Header'](stamp=ns_to_stamp(stamp_ns, typestore),
+                                            frame_id=frame_id)
+
+    def joint_state(stamp_ns, position):
+        return types['sensor_msgs/msg/JointState'](
+            header=header(stamp_ns), name=list(JOINT_NAMES),
+            position=np.asarray(position, dtype=np.float64), velocity=np.zeros(0),
+            effort=np.zeros(0))
+
+    with BagWriter(path, storage=storage, typestore=typestore, compression=compression) as bag:
+        bag.add_topic(TASK_TOPIC, 'std_msgs/msg/String', latched=True)
+        for camera in CAMERAS:
+            bag.add_topic(camera_topic(camera), 'sensor_msgs/msg/Image')
+        bag.add_topic(JOINT_TOPIC, 'sensor_msgs/msg/JointState')
+        bag.add_topic(ACTION_TOPIC, 'sensor_msgs/msg/JointState')
+        bag.add_topic(EPISODE_TOPIC, 'std_msgs/msg/String', latched=True)
+        bag.write(TASK_TOPIC, START_NS, types['std_msgs/msg/String'](data=episode.task))
+        for index in range(episode.num_steps + 1):
+            stamp_ns = START_NS + index * step_ns
+            for camera in CAMERAS:
+                image = episode.images[camera][index]
+                height, width, channels = image.shape
+                bag.write(camera_topic(camera), stamp_ns, types['sensor_msgs/msg/Image'](
+                    header=header(stamp_ns, f'{camera}_optical_frame'), height=height,
+                    width=width, encoding='rgb8', is_bigendian=0, step=width * channels,
+                    data=image.reshape(-1)))  # (H, W, 3) -> (H*W*3,)
+            bag.write(JOINT_TOPIC, stamp_ns, joint_state(stamp_ns, episode.joints[index]))
+            if index < episode.num_steps:
+                bag.write(ACTION_TOPIC, stamp_ns,
+                          joint_state(stamp_ns, episode.actions[index]))
+        end_ns = START_NS + episode.num_steps * step_ns
+        bag.write(EPISODE_TOPIC, end_ns,
+                  types['std_msgs/msg/String'](data=json.dumps(episode.info, sort_keys=True)))
+    return Path(path)
+
+
+def read_episode_bag(path):
+    """Read a bag written by `write_episode_bag` back into an Episode."""
+    images = {camera: [] for camera in CAMERAS}
+    joints, actions, task, info = [], [], None, None
+    topics = [TASK_TOPIC, JOINT_TOPIC, ACTION_TOPIC, EPISODE_TOPIC] + [
+        camera_topic(c) for c in CAMERAS]
+    by_topic = {camera_topic(c): c for c in CAMERAS}
+    with BagReader(path) as bag:
+        bag.check_topics(topics)
+        for item in bag.messages(topics):
+            message = item.message
+            if item.topic == TASK_TOPIC:
+                task = message.data
+            elif item.topic == EPISODE_TOPIC:
+                info = json.loads(message.data)
+            elif item.topic in by_topic:
+                shape = (message.height, message.width, 3)
+                images[by_topic[item.topic]].append(
+                    np.asarray(message.data, dtype=np.uint8).reshape(shape))
+            else:
+                index = [list(message.name).index(n) for n in JOINT_NAMES]
+                row = np.asarray(message.position, dtype=np.float64)[index]
+                (joints if item.topic == JOINT_TOPIC else actions).append(
+                    (stamp_to_ns(message.header.stamp), row))
+    if info is None or task is None:
+        raise ValueError(f'{path}: no {EPISODE_TOPIC} outcome or {TASK_TOPIC} message.')
+    joints = np.stack([row for _, row in sorted(joints, key=lambda x: x[0])])
+    actions = np.stack([row for _, row in sorted(actions, key=lambda x: x[0])])
+    if len(joints) != len(actions) + 1 or any(len(v) != len(joints) for v in images.values()):
+        raise ValueError(f'{path}: expected N + 1 states for N actions; got {len(joints)} '
+                         f'joint states, {len(actions)} actions, '
+                         f'{ {c: len(v) for c, v in images.items()} } images.')
+    return Episode(seed=int(info['seed']), kind=info['kind'], task=task,
+                   step_period=float(info['step_period']),
+                   images={c: np.stack(v) for c, v in images.items()}, joints=joints,
+                   actions=actions, success=bool(info['success']), info=info)
+
+
+def record_demonstrations(out_dir, count, *, seed=0, fractions=None, horizon=8, config=None,
+                          log=None):
+    """Roll out `demonstration_plan(count, seed=seed)` and write one bag per episode.
+
+    Bags are named episode_<seed>_<kind>. Returns the list of bag paths.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = PlanarReachEnv(config)
+    typestore = make_typestore()
+    paths = []
+    for episode_seed, kind in demonstration_plan(count, seed=seed, fractions=fractions):
+        episode = rollout(env, episode_seed, kind, horizon=horizon)
+        path = out_dir / f'episode_{episode_seed:06d}_{kind}'
+        write_episode_bag(episode, path, typestore=typestore)
+        paths.append(path)
+        if log is not None:
+            log(f'[record] {path.name}: {"success" if episode.success else "failure"} '
+                f'after {episode.num_steps} steps')
+    return paths

@@ -1,0 +1,420 @@
+"""cosmos-policy-train: train a small Cosmos Policy on simulated demonstrations, on a CPU.
+
+    # record 300 demonstration bags (expert + imperfect rollouts) and train on them:
+    cosmos-policy-train --data /tmp/planar_demos --record 300 --out /tmp/planar_model \\
+        --work-dir /tmp/planar_work --steps 2000 --time-budget 1800 --seed 0
+
+The result is a model directory of exactly the formats the package loads for released
+checkpoints (engine/model_dir.py; what cosmos-policy-convert writes): diffusers
+CosmosTransformer3DModel weights (the 'tiny' preset through the package's CosmosDiT adapter),
+Wan2.1 VAE weights ('tiny' preset), the T5-embedding file (fixed random vectors per
+instruction, as no T5 model is available here), dataset statistics (min/max of the recorded
+actions and joint positions) and model.json.
+
+The VAE is kept frozen at random weights whose latent mean rows are calibrated to unit scale
+on the demonstration images (engine.training.calibrate_vae_latents): a random convolutional
+encoder keeps where things are in the image at 8x downsampling, which is all the policy needs;
+training it would cost more CPU than the whole DiT. Its decoder is therefore not meaningful:
+decoded future images are noise.
+
+Objective: engine.training (the reference's hybrid sigma distribution, video noise multiplier,
+rectified-flow denoiser and weighting). Samples of successful episodes are policy samples
+(conditioning: blank, proprio, cameras) three times in four and world-model samples (the action
+frame conditioning too) otherwise; samples of failed episodes are always world-model samples,
+so their actions are never imitated but their values (-1) are learned.
+
+Deterministic for a seed (batch, sigma and noise of step i come from a generator seeded with
+(seed, i)), resumable from --work-dir (train_state.pt, written every --save-every steps and at
+the end), and it stops at --steps or after --time-budget seconds, whichever comes first.
+"""
+import argparse
+from dataclasses import dataclass
+import hashlib
+import json
+import math
+from pathlib import Path
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+
+from cosmos_policy_ros.engine.checkpoint import convert_vae_state_dict
+from cosmos_policy_ros.engine.dit import CosmosDiT
+from cosmos_policy_ros.engine.generate import condition_frames
+from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
+from cosmos_policy_ros.engine.injection import inject_actions, inject_proprio, inject_value
+from cosmos_policy_ros.engine.model_dir import FILES, ModelSpec, write_spec
+from cosmos_policy_ros.engine.sampling import SamplerConfig
+from cosmos_policy_ros.engine.synthetic import random_vae_state_dict, t5_embeddings
+from cosmos_policy_ros.engine.text import TextEmbeddings
+from cosmos_policy_ros.engine.training import (
+    calibrate_vae_latents, diffusion_loss, sample_sigma, skip_zero_text_rows, text_rows_in_use,
+    value_targets, video_noise_multiplier)
+from cosmos_policy_ros.engine.vae import CosmosVAE
+from cosmos_policy_ros.layout import LatentLayout
+from cosmos_policy_ros.normalization import NormStats
+from cosmos_policy_ros.sim.arm import CAMERAS, SimConfig, TASKS
+from cosmos_policy_ros.sim.episodes import read_episode_bag, record_demonstrations
+
+STATE_FILE = 'train_state.pt'
+LATENT_FILE = 'latents.pt'
+LAYOUT_NAME = 'planar_reach'
+LAYOUT_CAMERAS = ('wrist', 'primary')
+FAILURE_STRIDE = 4  # states kept of a failed episode (every 4th; divides the chunk size)
+POLICY_SHARE = 0.75  # share of policy samples among samples of successful episodes
+
+
+def sim_layout(chunk_size=8, image_size=64):
+    return LatentLayout(LAYOUT_NAME, LAYOUT_CAMERAS, chunk_size=chunk_size, action_dim=3,
+                        proprio_dim=3, image_size=image_size)
+
+
+def sim_images(image_size=64):
+    """The image pipeline of the sim: its renders are used as they are."""
+    return ImagePipelineConfig(image_size=image_size, crop_area=None)
+
+
+# --- data --------------------------------------------------------------------------------------
+def load_episodes(data_dir):
+    bags = sorted(p for p in Path(data_dir).iterdir()
+                  if p.is_dir() and (p / 'metadata.yaml').is_file())
+    if not bags:
+        raise ValueError(f'no episode bags in {data_dir} (record some with --record N).')
+    return [read_episode_bag(path) for path in bags]
+
+
+def statistics(episodes):
+    """Released-format statistics of the recorded actions and joint positions."""
+    stats = {}
+    for prefix, rows in (('actions', np.concatenate([e.actions for e in episodes])),
+                         ('proprio', np.concatenate([e.joints for e in episodes]))):
+        stats[f'{prefix}_min'] = rows.min(axis=0).tolist()
+        stats[f'{prefix}_max'] = rows.max(axis=0).tolist()
+        stats[f'{prefix}_mean'] = rows.mean(axis=0).tolist()
+        stats[f'{prefix}_std'] = rows.std(axis=0).tolist()
+        stats[f'{prefix}_median'] = np.median(rows, axis=0).tolist()
+    return stats
+
+
+class Samples:
+    """Every training sample as indices into per-state arrays; latents built per batch."""
+
+    def __init__(self, episodes, layout, norm, gamma):
+        self.layout = layout
+        states, samples = [], []  # states: (episode, index); samples: (state t, state f, ...)
+        index_of = {}
+        for e, episode in enumerate(episodes):
+            last = episode.num_steps
+            keep = range(last + 1) if episode.success else sorted(
+                set(range(0, last + 1, FAILURE_STRIDE)) | {last})
+            for i in keep:
+                index_of[(e, i)] = len(states)
+                states.append((e, i))
+            values = value_targets(last + 1, episode.success, gamma)
+            for t in keep:
+                if t == last:
+                    continue
+                f = min(t + layout.chunk_size, last)
+                if (e, f) not in index_of:
+                    f = max(i for i in keep if i <= f)
+                rows = [min(t + k, last - 1) for k in range(layout.chunk_size)]
+                samples.append((index_of[(e, t)], index_of[(e, f)], e, rows, values[f],
+                                episode.success))
+        self.states = states
+        self.episodes = episodes
+        self.current = torch.tensor([s[0] for s in samples])
+        self.future = torch.tensor([s[1] for s in samples])
+        self.success = torch.tensor([s[5] for s in samples])
+        self.value = torch.tensor([s[4] for s in samples], dtype=torch.float32)
+        self.task = torch.tensor([TASKS.index(episodes[s[2]].task) for s in samples])
+        self.actions = torch.from_numpy(np.stack([
+            norm.normalize_actions(episodes[s[2]].actions[s[3]]) for s in samples])).float()
+        self.proprio = torch.from_numpy(np.stack([
+            norm.normalize_proprio(episodes[e].joints[i]) for e, i in states])).float()
+
+    def __len__(self):
+        return len(self.current)
+
+    def state_images(self, images_config):
+        """(num_states, N, 3, S, S) uint8 camera images of every kept state (layout order)."""
+        frames = []
+        for e, i in self.states:
+            images = {c: self.episodes[e].images[c][i] for c in CAMERAS}
+            frames.append(preprocess_images(images, images_config,
+                                            cameras=self.layout.cameras))
+        return torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3)  # NHWC -> NCHW
+
+
+def encode_states(vae, pixels, batch=32, log=print):
+    """Latents (num_states, 16, 2 + N, h, w) of every state, in batches."""
+    out = []
+    for start in range(0, len(pixels), batch):
+        out.append(vae.encode_conditioning(pixels[start:start + batch]).float())
+        log(f'[train] encoded {min(start + batch, len(pixels))}/{len(pixels)} states')
+    return torch.cat(out)
+
+
+def clean_batch(samples, latents, index, modes):
+    """x0 (B, 16, T, h, w) and condition frames (B, T) of samples `index`."""
+    layout = samples.layout
+    n = layout.num_cameras
+    current, future = samples.current[index], samples.future[index]
+    batch = len(index)
+    x0 = torch.zeros((batch, *layout.latent_shape))
+    x0[:, :, :2 + n] = latents[current]
+    x0[:, :, 4 + n:4 + 2 * n] = latents[future][:, :, 2:]
+    x0 = inject_proprio(x0, layout, samples.proprio[current])
+    x0 = inject_actions(x0, layout, samples.actions[index])
+    x0 = inject_proprio(x0, layout, samples.proprio[future], future=True)
+    x0 = inject_value(x0, layout, samples.value[index])
+    flags = torch.tensor([condition_frames(layout, m) for m in ('policy', 'world_model')])
+    return x0, flags[modes]
+
+
+# --- training ----------------------------------------------------------------------------------
+def learning_rate(step, *, base, steps, warmup=100):
+    warmup = max(1, min(warmup, steps // 10))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_draws(seed, step, samples, batch_size, layout):
+    """(indices, modes, sigma, eps) of one step: a function of (seed, step) only."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    index = torch.randint(len(samples), (batch_size,), generator=generator)
+    policy = (torch.rand(batch_size, generator=generator) < POLICY_SHARE) & samples.success[index]
+    modes = (~policy).long()  # 0 = policy, 1 = world model
+    sigma = sample_sigma(batch_size, generator,
+                         multiplier=video_noise_multiplier(layout.num_frames))
+    eps = torch.randn((batch_size, *layout.latent_shape), generator=generator)
+    return index, modes, sigma, eps
+
+
+def build_vae(seed):
+    """The frozen random 'tiny' Wan VAE (calibrated later by calibrate_vae_latents)."""
+    vae = CosmosVAE('tiny')
+    converted, _ = convert_vae_state_dict(random_vae_state_dict('tiny', seed=seed))
+    vae.vae.load_state_dict(converted, strict=True)
+    return vae.float().eval().requires_grad_(False)
+
+
+@dataclass
+class Prepared:
+    """Everything a training run works on, a deterministic function of the data and args."""
+
+    episodes: list
+    layout: LatentLayout
+    images: ImagePipelineConfig
+    stats: dict
+    samples: Samples
+    vae: CosmosVAE
+    latents: torch.Tensor     # (states, 16, 2 + N, h, w), calibrated
+    text_table: dict          # instruction -> (1, 512, 1024) bf16
+    text: torch.Tensor        # (tasks, 512, 1024) float32, TASKS order
+    digest: str
+
+
+def prepare(args, log=print):
+    """Record (with --record), read the bags, encode every kept state once (cached)."""
+    data = Path(args.data)
+    if args.record:
+        if data.exists() and any(data.iterdir()):
+            raise ValueError(f'--record: {data} is not empty.')
+        record_demonstrations(data, args.record, seed=args.data_seed,
+                              config=SimConfig(image_size=args.image_size), log=log)
+    episodes = load_episodes(data)
+    layout = sim_layout(args.chunk_size, args.image_size)
+    images = sim_images(args.image_size)
+    stats = statistics(episodes)
+    norm = NormStats.from_dict(stats, layout=layout)
+    samples = Samples(episodes, layout, norm, args.gamma)
+    log(f'[train] {len(episodes)} episodes ({sum(e.success for e in episodes)} successes), '
+        f'{len(samples.states)} states, {len(samples)} samples')
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps(
+        [stats, len(samples), args.seed, args.image_size, args.chunk_size]).encode()).hexdigest()
+    vae = build_vae(args.seed + 1)
+    latent_path = work / LATENT_FILE
+    cached = torch.load(latent_path, weights_only=True) if latent_path.is_file() else None
+    if cached is not None and cached.get('digest') == digest:
+        raw = cached['latents']
+    else:
+        raw = encode_states(vae, samples.state_images(images), log=log)
+        torch.save({'digest': digest, 'latents': raw}, latent_path)
+    latents = calibrate_vae_latents(vae, raw)
+    text_table = t5_embeddings(TASKS, seed=args.seed)
+    text = torch.cat([text_table[t].float() for t in TASKS])  # (tasks, 512, 1024)
+    return Prepared(episodes, layout, images, stats, samples, vae, latents, text_table, text,
+                    digest)
+
+
+def new_network(args, data):
+    """The DiT at its seeded initialization, with the exact zero-text-row speed-up."""
+    torch.manual_seed(args.seed)
+    net = CosmosDiT(args.dit_preset).float().train()
+    skip_zero_text_rows(net.transformer, text_rows_in_use(data.text))
+    return net
+
+
+def batch_loss(net, data, seed, step, batch_size):
+    """The loss of the batch drawn for (seed, step)."""
+    index, modes, sigma, eps = batch_draws(seed, step, data.samples, batch_size, data.layout)
+    x0, flags = clean_batch(data.samples, data.latents, index, modes)
+    return diffusion_loss(net, x0, flags, data.text[data.samples.task[index]], sigma, eps)
+
+
+def train(args, log=print, data=None):
+    """Train (or resume) and write the model directory; returns (net, loss history)."""
+    data = data if data is not None else prepare(args, log)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    net = new_network(args, data)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
+    step, history = 0, []
+    state_path = work / STATE_FILE
+    if args.resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        if state['digest'] != data.digest:
+            raise ValueError(f'{state_path} belongs to other data or settings; remove it or '
+                             f'drop --resume.')
+        net.load_state_dict(state['net'])
+        optimizer.load_state_dict(state['optimizer'])
+        step, history = state['step'], state['history']
+        log(f'[train] resumed at step {step}')
+
+    def save():
+        partial = state_path.with_suffix('.partial')
+        torch.save({'digest': data.digest, 'net': net.state_dict(),
+                    'optimizer': optimizer.state_dict(), 'step': step,
+                    'history': history}, partial)
+        partial.replace(state_path)
+
+    from tqdm import tqdm
+    started = time.monotonic()
+    first_step = step
+    smoothed = None
+    with tqdm(total=args.steps, initial=step, desc='cosmos-policy-train', unit='step',
+              file=sys.stderr, mininterval=2.0, disable=args.quiet) as bar:
+        while step < args.steps:
+            if args.time_budget and time.monotonic() - started > args.time_budget:
+                log(f'[train] time budget of {args.time_budget} s reached at step {step}')
+                break
+            if args.pause_after and step - first_step >= args.pause_after:
+                log(f'[train] paused at step {step} (continue with --resume)')
+                break
+            for group in optimizer.param_groups:
+                group['lr'] = learning_rate(step, base=args.lr, steps=args.steps)
+            loss = batch_loss(net, data, args.seed, step, args.batch_size)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            history.append(float(loss))
+            smoothed = float(loss) if smoothed is None else 0.98 * smoothed + 0.02 * float(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f'{smoothed:.4f}')
+            if step % args.save_every == 0:
+                save()
+    save()
+    if args.out is not None:
+        write_model(args.out, net, data.vae, data.layout, data.images, data.stats,
+                    data.text_table,
+                    source={'trainer': 'cosmos-policy-train', 'seed': args.seed,
+                            'data_seed': args.data_seed, 'steps': step,
+                            'episodes': len(data.episodes), 'gamma': args.gamma,
+                            'final_loss': smoothed},
+                    num_steps=args.num_steps, overwrite=args.force)
+        log(f'[train] wrote {args.out}')
+    return net, history
+
+
+def write_model(out, net, vae, layout, images, stats, text_table, *, source, num_steps=5,
+                overwrite=False):
+    """Write a model directory (model_dir.py formats) and read it back strictly."""
+    from safetensors.torch import save_file
+
+    from cosmos_policy_ros.tools.convert import verify_model_dir
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValueError(f'{out} exists; pass --force to replace it.')
+    staging = out.with_name(out.name + '.partial')
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file({k: v.detach().float().contiguous() for k, v in
+               net.transformer.state_dict().items()}, str(staging / FILES['dit']))
+    save_file({k: v.detach().float().contiguous() for k, v in vae.vae.state_dict().items()},
+              str(staging / FILES['vae']))
+    (staging / FILES['statistics']).write_text(json.dumps(stats, indent=2) + '\n')
+    TextEmbeddings.from_dict(dict(text_table)).save(staging / FILES['text_embeddings'])
+    digest = hashlib.sha256((staging / FILES['dit']).read_bytes()).hexdigest()
+    spec = ModelSpec(model_id=f'{layout.name}@{digest[:12]}', layout=layout,
+                     dit_preset=net.config.name, vae_preset=vae.config.name, images=images,
+                     sampler=SamplerConfig(num_steps=num_steps),
+                     source={**source, 'dit_sha256': digest})
+    write_spec(staging, spec)
+    verify_model_dir(staging)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return spec
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='cosmos-policy-train',
+        description='Train a small Cosmos Policy (released model-directory format) on '
+                    'planar-reach sim demonstrations, on a CPU.')
+    parser.add_argument('--data', required=True, type=Path,
+                        help='directory of episode bags (written first with --record N)')
+    parser.add_argument('--record', type=int, default=0,
+                        help='record N demonstration episodes into --data first')
+    parser.add_argument('--data-seed', type=int, default=0,
+                        help='first episode seed of --record (episodes use seeds S..S+N-1)')
+    parser.add_argument('--out', type=Path, help='model directory to write')
+    parser.add_argument('--work-dir', required=True, type=Path,
+                        help='training state and latent cache (for --resume)')
+    parser.add_argument('--resume', action='store_true', help='continue from --work-dir')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--steps', type=int, default=2000, help='optimizer steps')
+    parser.add_argument('--time-budget', type=float, default=0.0,
+                        help='stop after this many seconds (0: no limit)')
+    parser.add_argument('--pause-after', type=int, default=0,
+                        help='stop after this many steps of this run (0: no limit); the '
+                             'learning-rate schedule still spans --steps')
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--gamma', type=float, default=0.95, help='value discount per step')
+    parser.add_argument('--chunk-size', type=int, default=8)
+    parser.add_argument('--image-size', type=int, default=64)
+    parser.add_argument('--dit-preset', default='tiny')
+    parser.add_argument('--num-steps', type=int, default=5,
+                        help="the model's default denoising steps at inference")
+    parser.add_argument('--save-every', type=int, default=100)
+    parser.add_argument('--force', action='store_true', help='replace an existing --out')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for name in ('steps', 'batch_size', 'save_every', 'num_steps'):
+        if getattr(args, name) < 1:
+            print(f'cosmos-policy-train: error: --{name.replace("_", "-")} must be >= 1',
+                  file=sys.stderr)
+            return 2
+    try:
+        train(args)
+    except (ValueError, OSError) as error:
+        print(f'cosmos-policy-train: error: {error}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The simulated robot node on a real ROS graph: bad input refused and counted, lockstep episodes
+through the real policy_node deterministic, and the shipped trained model solving the task.
+
+No timing assertions: every wait is a condition with a generous deadline (a failure guard)."""
+import math
+import time
+
+import numpy as np
+import pytest
+
+from cosmos_policy_ros.sim.arm import (CAMERAS, JOINT_NAMES, PlanarReachEnv, SimConfig)
+from cosmos_policy_ros.tools import sim_eval
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+NS = 1_000_000_000
+P = 100_000_000
+
+
+def _spin_until(sim, condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, 'condition not reached (failure guard)'
+        sim.spin(0.05)
+
+
+def _chunk_msg(stamp_ns, actions, *, names=JOINT_NAMES, horizon=None, action_dim=None,
+               period=0.1):
+    from cosmos_policy_ros.msg import ActionChunk
+
+    actions = np.asarray(actions, dtype=np.float32)
+    msg = ActionChunk()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, NS)
+    msg.action_names = list(names)
+    msg.horizon = horizon if horizon is not None else len(actions)
+    msg.action_dim = action_dim if action_dim is not None else 3
+    msg.step_period = period
+    msg.actions = actions.reshape(-1).tolist()
+    msg.value = 0.5
+    return msg
+
+
+def _trajectory_msg(stamp_ns, offsets_ns, positions, names=JOINT_NAMES):
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    msg = JointTrajectory()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, NS)
+    msg.joint_names = list(names)
+    for offset, row in zip(offsets_ns, positions):
+        point = JointTrajectoryPoint()
+        point.positions = [float(v) for v in row]
+        point.time_from_start.sec, point.time_from_start.nanosec = divmod(offset, NS)
+        msg.points.append(point)
+    return msg
+
+
+T0 = 5000 * P
+
+
+@pytest.fixture
+def wired(ros_context):
+    """wired(msg_type, topic, **settings) -> (sim node at clock T0, its hold pose, publisher)."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from cosmos_policy_ros.ros.sim_node import SimRobotNode
+
+    made = []
+
+    def make(msg_type, topic, **settings):
+        env = PlanarReachEnv()
+        env.reset(7)
+        sim = SimRobotNode(env, sim_eval.sim_settings('realtime', **settings),
+                           context=ros_context, joint_names=JOINT_NAMES, cameras=CAMERAS)
+        sim.controller.reset(env.joint_positions())
+        node = rclpy.create_node('bad_input_source', context=ros_context)
+        made.extend([node, sim])
+        publisher = node.create_publisher(msg_type, topic, QoSProfile(
+            depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        _spin_until(sim, lambda: publisher.get_subscription_count() > 0)
+        sim.publish_clock(T0)
+        return sim, env.joint_positions(), publisher
+
+    yield make
+    for item in reversed(made):
+        item.close() if hasattr(item, 'close') else item.destroy_node()
+
+
+def test_bad_chunks_on_the_topic_are_refused_counted_and_never_executed(wired):
+    from cosmos_policy_ros.msg import ActionChunk
+
+    sim, hold, publisher = wired(ActionChunk, 'action_chunk')
+    t0 = T0
+    bad = np.full((8, 3), 2.5)
+    nan = bad.copy()
+    nan[3, 1] = math.nan
+    messages = [
+        _chunk_msg(t0, nan),                                        # non_finite
+        _chunk_msg(t0, np.full((8, 4), 2.5), action_dim=4),         # action_dim
+        _chunk_msg(t0, bad, names=('a', 'b', 'c')),                 # names
+        _chunk_msg(t0, bad, horizon=7),                             # malformed
+        _chunk_msg(t0 - 20 * P, bad),                               # stale: all past
+        _chunk_msg(t0, bad, period=0.0),                            # step_period
+    ]
+    for msg in messages:
+        publisher.publish(msg)
+    _spin_until(sim, lambda: sim.chunks_received == len(messages))
+    assert sim.controller.refused == {'non_finite': 1, 'action_dim': 1, 'names': 1,
+                                      'malformed': 1, 'stale': 1, 'step_period': 1}
+    assert sim.controller.accepted == 0
+    for t in (t0, t0 + 3 * P, t0 + 20 * P):
+        np.testing.assert_array_equal(sim.controller.command(t).command, hold)
+    # A good chunk after them is executed (the path works), an older one is refused.
+    good = np.tile(hold, (8, 1)) + 0.01 * np.arange(8)[:, None]
+    publisher.publish(_chunk_msg(t0, good))
+    publisher.publish(_chunk_msg(t0 - P, good))
+    _spin_until(sim, lambda: sim.chunks_received == len(messages) + 2)
+    assert sim.controller.accepted == 1 and sim.controller.refused['out_of_order'] == 1
+    np.testing.assert_allclose(sim.controller.command(t0 + 2 * P).command, good[2],
+                               atol=1e-6)
+
+
+def test_stale_and_malformed_trajectories_are_refused(wired):
+    from trajectory_msgs.msg import JointTrajectory
+
+    sim, hold, publisher = wired(JointTrajectory, 'joint_trajectory',
+                                 command_source='joint_trajectory')
+    t0 = T0
+    rows = np.full((4, 3), 2.0)
+    publisher.publish(_trajectory_msg(t0 - 10 * P, [0, P, 2 * P, 3 * P], rows))  # stale
+    publisher.publish(_trajectory_msg(t0, [0, P], rows[:2], names=('elbow', 'x', 'y')))
+    publisher.publish(_trajectory_msg(t0, [P, 0], rows[:2]))  # times not increasing
+    publisher.publish(_trajectory_msg(t0, [0, P], [[0, math.nan, 0], [0, 0, 0]]))
+    _spin_until(sim, lambda: sim.trajectories_received == 4)
+    assert sim.controller.refused == {'stale': 1, 'names': 1, 'malformed': 1,
+                                      'non_finite': 1}
+    np.testing.assert_array_equal(sim.controller.command(t0 + P).command, hold)
+
+
+@pytest.fixture(scope='module')
+def standin_model(tmp_path_factory):
+    return sim_eval.make_standin_model(tmp_path_factory.mktemp('standin'))
+
+
+def _lockstep(model, seeds, out, *, timeout=0.8):
+    env = PlanarReachEnv(SimConfig(episode_timeout=timeout))
+    traces, _ = sim_eval.run_policy(model, sim_eval.node_config_path(), seeds, out,
+                                    mode='lockstep', env=env,
+                                    overrides=['num_denoising_steps:=2'])
+    return traces
+
+
+def _fingerprint(trace):
+    return ([c.stamp_ns for c in trace.chunks], [c.seed for c in trace.chunks],
+            [c.actions.tobytes() for c in trace.chunks], trace.success_step, trace.steps,
+            np.array(trace.positions).tobytes())
+
+
+def test_lockstep_episodes_through_policy_node_are_bit_for_bit_repeatable(
+        standin_model, tmp_path):
+    first = _lockstep(standin_model, [11, 12], tmp_path)
+    second = _lockstep(standin_model, [11, 12], tmp_path)
+    for a, b in zip(first, second):
+        # 0.8 s at 4 executed steps per chunk: chunks at steps 0 and 4, every step executed.
+        assert [c.step for c in a.chunks] == [0, 4] and a.steps == 8
+        assert _fingerprint(a) == _fingerprint(b)
+        assert all(c.arrival_delay == 0.0 for c in a.chunks)  # lockstep: no time passes
+    # Negative control: another seed (other images, other stamps) gives other chunks.
+    assert first[0].chunks[0].actions.tobytes() != first[1].chunks[0].actions.tobytes()
+    assert first[0].chunks[0].seed != first[1].chunks[0].seed
+
+
+# Lockstep is deterministic, so this holds at any machine speed; the margin of one episode is
+# for other CPUs' float rounding. The first shipped model (commit d06de65, 900 training steps)
+# solves 3 of these 10; raise this with a better model.
+MIN_SHIPPED_SUCCESSES = 2
+
+
+def test_the_shipped_model_solves_the_task_in_lockstep(tmp_path):
+    model = sim_eval.shipped_model()
+    if model is None:
+        pytest.skip('no trained model shipped (cosmos_policy_ros/models/planar_reach)')
+    seeds = list(range(sim_eval.DEFAULT_FIRST_SEED, sim_eval.DEFAULT_FIRST_SEED + 10))
+    traces, _ = sim_eval.run_policy(model, sim_eval.node_config_path(), seeds, tmp_path)
+    successes = sum(trace.success for trace in traces)
+    assert successes >= MIN_SHIPPED_SUCCESSES, [(t.seed, t.success, t.steps) for t in traces]
+    hold = sim_eval.run_baseline('hold', seeds)
+    assert successes > sum(trace.success for trace in hold)
+    assert not any(trace.refused for trace in traces)
