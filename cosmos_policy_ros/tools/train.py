@@ -12,10 +12,9 @@ instruction, as no T5 model is available here), dataset statistics (min/max of t
 actions and joint positions) and model.json.
 
 The VAE is kept frozen at random weights whose latent mean rows are calibrated to unit scale
-on the demonstration images (engine.training.calibrate_vae_latents): a random convolutional
-encoder keeps where things are in the image at 8x downsampling, which is all the policy needs;
-training it would cost more CPU than the whole DiT. Its decoder is therefore not meaningful:
-decoded future images are noise.
+on the demonstration images (engine.training.calibrate_vae_latents), to save CPU. Its decoder
+is therefore not meaningful (decoded future images are noise), and docs/sim.md shows that its
+latents carry the small targets' positions poorly, which limits the trained policy.
 
 Objective: engine.training (the reference's hybrid sigma distribution, video noise multiplier,
 rectified-flow denoiser and weighting). Samples of successful episodes are policy samples
