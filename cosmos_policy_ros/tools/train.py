@@ -314,7 +314,7 @@ def train(args, log=print, data=None):
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             step += 1
-            history.append(float(loss))
+            history.append(float(loss.detach()))
             smoothed = float(loss) if smoothed is None else 0.98 * smoothed + 0.02 * float(loss)
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}')
