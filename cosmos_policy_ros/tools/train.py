@@ -12,10 +12,9 @@ instruction, as no T5 model is available here), dataset statistics (min/max of t
 actions and joint positions) and model.json.
 
 The VAE is kept frozen at random weights whose latent mean rows are calibrated to unit scale
-on the demonstration images (engine.training.calibrate_vae_latents): a random convolutional
-encoder keeps where things are in the image at 8x downsampling, which is all the policy needs;
-training it would cost more CPU than the whole DiT. Its decoder is therefore not meaningful:
-decoded future images are noise.
+on the demonstration images (engine.training.calibrate_vae_latents), to save CPU. Its decoder
+is therefore not meaningful (decoded future images are noise), and docs/sim.md shows that its
+latents carry the small targets' positions poorly, which limits the trained policy.
 
 Objective: engine.training (the reference's hybrid sigma distribution, video noise multiplier,
 rectified-flow denoiser and weighting). Samples of successful episodes are policy samples
@@ -315,7 +314,7 @@ def train(args, log=print, data=None):
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             step += 1
-            history.append(float(loss))
+            history.append(float(loss.detach()))
             smoothed = float(loss) if smoothed is None else 0.98 * smoothed + 0.02 * float(loss)
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}')
