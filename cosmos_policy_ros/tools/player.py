@@ -691,6 +691,10 @@ def play(config: PlayConfig, *, out=sys.stdout, err=sys.stderr):
     interrupted = False
     try:
         code = player.run(context)
+        if not context.ok():  # a signal shut the context down between two rclpy calls
+            interrupted = True
+            player.progress.finish()
+            player.log('interrupted')
     except (KeyboardInterrupt, ExternalShutdownException):
         interrupted = True
         player.progress.finish()
