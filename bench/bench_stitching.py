@@ -37,7 +37,7 @@ import torch
 
 from cosmos_policy_ros.engine.policy import CosmosPolicy
 from cosmos_policy_ros.engine.sampling import sample
-from cosmos_policy_ros.engine.synthetic import write_synthetic_model
+from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.execution import (boundary_jumps, ChunkTiming, jerk, known_prefix,
                                          plan_takeover, stitch, STITCHING_METHODS)
 from cosmos_policy_ros.interface import Observation

@@ -41,7 +41,7 @@ from cosmos_policy_ros.engine.acceleration import (
 from cosmos_policy_ros.engine.images import ImagePipelineConfig
 from cosmos_policy_ros.engine.policy import CosmosPolicy, DEFAULT_STEPS
 from cosmos_policy_ros.engine.sampling import SamplerConfig
-from cosmos_policy_ros.engine.synthetic import dataset_statistics, t5_embeddings
+from cosmos_policy_ros.engine.synthetic_checkpoints import dataset_statistics, t5_embeddings
 from cosmos_policy_ros.engine.text import TextEmbeddings
 from cosmos_policy_ros.engine.vae import CosmosVAE
 from cosmos_policy_ros.interface import Observation

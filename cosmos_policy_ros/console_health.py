@@ -23,7 +23,7 @@ clock); `count_publishers(topic)` is asked only when a line about that topic is 
 
 A core module: no torch, no rclpy.
 """
-from cosmos_policy_ros.ingest import input_streams
+from cosmos_policy_ros.control_loop import input_streams
 
 WATCHDOG_OFF, WATCHDOG_OK, WATCHDOG_TRIPPED = 'off', 'ok', 'tripped'
 

@@ -69,7 +69,8 @@ def make_standin_model(out, *, seed=0):
     """A random-weight model directory of the sim's layout (instructions = the sim's tasks)."""
     import yaml
 
-    from cosmos_policy_ros.engine.synthetic import write_synthetic_model, write_t5_embeddings
+    from cosmos_policy_ros.engine.synthetic_checkpoints import (write_synthetic_model,
+                                                                 write_t5_embeddings)
     from cosmos_policy_ros.sim.arm import TASKS
     from cosmos_policy_ros.tools.convert import main as convert
 

@@ -46,7 +46,7 @@ from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_imag
 from cosmos_policy_ros.engine.injection import inject_actions, inject_proprio, inject_value
 from cosmos_policy_ros.engine.model_dir import FILES, ModelSpec, write_spec
 from cosmos_policy_ros.engine.sampling import SamplerConfig
-from cosmos_policy_ros.engine.synthetic import random_vae_state_dict, t5_embeddings
+from cosmos_policy_ros.engine.synthetic_checkpoints import random_vae_state_dict, t5_embeddings
 from cosmos_policy_ros.engine.text import TextEmbeddings
 from cosmos_policy_ros.engine.training import (
     calibrate_vae_latents, diffusion_loss, sample_sigma, skip_zero_text_rows, text_rows_in_use,

@@ -8,7 +8,7 @@ from cosmos_policy_ros.engine.noise import initial_noise
 from cosmos_policy_ros.engine.planning import plan
 from cosmos_policy_ros.engine.policy import CosmosPolicy
 from cosmos_policy_ros.engine.sampling import sample, SamplerConfig, sigma_schedule
-from cosmos_policy_ros.engine.synthetic import write_synthetic_model
+from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.layout import LatentLayout
 

@@ -231,7 +231,7 @@ def test_make_sample_preset_matches_its_config_file(tmp_path, preset):
     import subprocess
     import sys
 
-    from cosmos_policy_ros.ingest import input_streams
+    from cosmos_policy_ros.control_loop import input_streams
     from cosmos_policy_ros.node_config import load_parameter_file
 
     out = tmp_path / 'bag'
