@@ -70,7 +70,7 @@ def make_standin_model(out, *, seed=0):
     import yaml
 
     from cosmos_policy_ros.engine.synthetic_checkpoints import (write_synthetic_model,
-                                                                 write_t5_embeddings)
+                                                                write_t5_embeddings)
     from cosmos_policy_ros.sim.arm import TASKS
     from cosmos_policy_ros.tools.convert import main as convert
 
