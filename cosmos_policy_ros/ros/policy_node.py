@@ -323,8 +323,9 @@ class PolicyNode(LifecycleNode):
         self._diagnostics_publisher.publish(diagnostic_array(
             snapshot, self._previous_health, self.get_clock().now().to_msg()))
         self._previous_health = snapshot
-        self._console_health.report(self.get_logger(), time.monotonic(), snapshot,  # console
-                                    self._config, self.count_publishers)  # health hook
+        loop = self._loop
+        self._console_health.report(self.get_logger(), time.monotonic(), snapshot,
+                                    loop.config if loop else None, self.count_publishers)
 
 
 def _spin(executor):
