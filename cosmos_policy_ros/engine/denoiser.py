@@ -46,7 +46,8 @@ class ConditionedDenoiser:
 
     net: a callable following the protocol in the module docstring.
     clean_latent: (B, 16, T, H, W) clean latent sequence (image latents, injected proprio, ...);
-        only its conditioning frames are used.
+        only its conditioning frames are used. Kept (float32) on the network's device, with
+        the frame mask: the sampler's state goes there too.
     condition_frames: (B, T) or (T,) bool, True on conditioning frames.
     text_embedding: (B, L, 1024) or (1, L, 1024) T5 embedding.
 
@@ -59,7 +60,7 @@ class ConditionedDenoiser:
             raise ValueError('`clean_latent` must be a (B, 16, T, H, W) tensor, got '
                              f'{_describe(clean_latent)}.')
         batch, _, frames, height, width = clean_latent.shape
-        condition_frames = torch.as_tensor(condition_frames, device=clean_latent.device)
+        condition_frames = torch.as_tensor(condition_frames, device=net.device)
         if condition_frames.ndim == 1:
             condition_frames = condition_frames.expand(batch, -1)  # (T,) -> (B, T)
         if condition_frames.shape != (batch, frames) or condition_frames.dtype != torch.bool:
@@ -71,7 +72,7 @@ class ConditionedDenoiser:
             raise ValueError(f'`text_embedding` must be a (1 or {batch}, L, {TEXT_CHANNELS}) '
                              f'tensor, got {_describe(text_embedding)}.')
         self.net = net
-        self.clean_latent = clean_latent.to(torch.float32)
+        self.clean_latent = clean_latent.to(device=net.device, dtype=torch.float32)
         self.condition_frames = condition_frames
         # (B, T) -> (B, 1, T, 1, 1): broadcasts over channels and space.
         self._frame_mask = condition_frames[:, None, :, None, None]

@@ -52,7 +52,7 @@ class PolicyNode(LifecycleNode):
         self._lock = threading.RLock()  # lifecycle transitions, the control timer
         self._state = 'unconfigured'
         self._configure_error = ''
-        self._loop = self._worker = self._inputs = self._publishers = None
+        self._loop = self._worker = self._inputs = self._chunk_publishers = None
         self._control_timer = None
         self._health = NodeHealth()
         self._diagnostics = DiagnosticsReporter(
@@ -136,7 +136,7 @@ class PolicyNode(LifecycleNode):
                 + f' s (median after the first: {steady_median(latencies):.3f} s)')
         self._loop, self._health = loop, NodeHealth(latencies)
         self._worker = InferenceWorker(self._run_job, self._inference_failed)
-        self._publishers = outputs.ChunkPublishers(self, config)
+        self._chunk_publishers = outputs.ChunkPublishers(self, config)
         self._inputs = InputStreams(self, config, loop, on_task=self._set_task)
         binding = loop.binding
         self.get_logger().info(
@@ -155,8 +155,8 @@ class PolicyNode(LifecycleNode):
             if self._loop is not None:
                 self._loop.stop()
             self._stop_control_timer()
-            inputs, worker, publishers = self._inputs, self._worker, self._publishers
-            self._inputs = self._worker = self._publishers = None
+            inputs, worker, publishers = self._inputs, self._worker, self._chunk_publishers
+            self._inputs = self._worker = self._chunk_publishers = None
         if inputs is not None:
             inputs.destroy()
         if worker is not None and not worker.stop(STOP_TIMEOUT):
@@ -201,7 +201,7 @@ class PolicyNode(LifecycleNode):
     def _run_job(self, item):
         loop, job = item
         finished, _, elapsed = loop.complete(job, self._now_ns)
-        publishers = self._publishers  # None once cleanup began
+        publishers = self._chunk_publishers  # None once cleanup began
         past = finished.ok and publishers is not None and publishers.publish(finished.chunk)
         warning = self._health.finished(finished, elapsed, time.monotonic(),
                                         trajectory_elapsed=past)
