@@ -1,10 +1,11 @@
-"""Counters and timing statistics for the node's diagnostics (thread-safe, time as an argument).
+"""Counters and timing statistics (thread-safe, time as an argument).
 
 - ``RollingWindow``: the last N samples (latency, skew, age) with nearest-rank percentiles.
 - ``RateMeter``: events per second over the last N event times.
 - ``ReasonCounts``: counts by (scope, reason), e.g. drops per stream and reason.
 - ``Throttle``: one log line per period and key.
-- ``LoopCounters``: the control loop's counters the node reports in /diagnostics.
+
+The node's own counters and health are in health.py.
 """
 import collections
 import math
@@ -134,74 +135,3 @@ class Throttle:
                 return False
             self._last[key] = now
             return True
-
-
-class LoopCounters:
-    """What the node's diagnostics count about its control loop (thread-safe).
-
-    tick(now_ns, decision): a tick and its Job or Skip. finished(result, trajectory_elapsed):
-    a Finished (published or rejected). error(key): an inference error; returns (first time
-    seen, the distinct-error cap just reached). fields(): HealthSnapshot keyword arguments.
-    """
-
-    def __init__(self, max_distinct_errors=100, window=200):
-        self.max_distinct_errors = max_distinct_errors
-        self._lock = threading.Lock()
-        self.skipped = ReasonCounts()  # ('tick', reason)
-        self.rejected = ReasonCounts()  # ('chunk', reason)
-        self.latency, self.skew, self.age = (RollingWindow(window) for _ in range(3))
-        self.tick_meter = RateMeter(50)
-        self._seen_errors = set()
-        self._counts = collections.Counter()
-        self._last_error = ''
-        self._last_skip_detail = ''
-
-    def tick(self, now_ns, decision):
-        self.tick_meter.add(now_ns)
-        reason = getattr(decision, 'reason', None)
-        with self._lock:
-            self._counts['ticks'] += 1
-            if reason is not None and decision.detail:
-                self._last_skip_detail = f'{reason}: {decision.detail}'
-        if reason is not None:
-            self.skipped.add('tick', reason)
-        else:
-            self.skew.add(decision.skew_ns / NS_PER_S)
-            self.age.add(decision.age_ns / NS_PER_S)
-
-    def finished(self, result, elapsed, *, trajectory_elapsed=False):
-        self.latency.add(elapsed)
-        if not result.ok:
-            self.rejected.add('chunk', result.reason)
-            return
-        with self._lock:
-            self._counts['chunks_published'] += 1
-            self._counts['clamped_values'] += result.clamped
-            self._counts['trajectories_elapsed'] += int(trajectory_elapsed)
-
-    def error(self, key):
-        with self._lock:
-            self._counts['inference_errors'] += 1
-            self._last_error = key[:500]
-            seen = self._seen_errors
-            first = key not in seen and len(seen) < self.max_distinct_errors
-            if first:
-                seen.add(key)
-            return first, first and len(seen) == self.max_distinct_errors
-
-    def fields(self, now_ns, max_gap_ns):
-        with self._lock:
-            counts = dict(self._counts)
-            last_error, last_skip = self._last_error, self._last_skip_detail
-        return dict(
-            chunks_published=counts.get('chunks_published', 0),
-            inference_errors=counts.get('inference_errors', 0), last_error=last_error,
-            latency=self.latency.summary(),
-            rejected={reason: n for (_, reason), n in self.rejected.snapshot().items()},
-            clamped_values=counts.get('clamped_values', 0),
-            trajectories_elapsed=counts.get('trajectories_elapsed', 0),
-            skew=self.skew.summary(), age=self.age.summary(),
-            tick_rate=self.tick_meter.rate(now_ns, max_gap_ns=max_gap_ns),
-            ticks=counts.get('ticks', 0),
-            skipped={reason: n for (_, reason), n in self.skipped.snapshot().items()},
-            last_skip_detail=last_skip)

@@ -4,13 +4,15 @@
 ``load_policy_for(config)``: the factory called as the node calls it;
 ``load_checked_policy(config)``: the same, checked to be a Policy, every failure a ValueError
 naming the parameter; ``warm_up(policy, config, binding)``: the configure-time
-inferences on a synthetic observation, with their latencies.
+inferences on a synthetic observation, with their latencies; ``load_control_loop(config)``:
+all of it, what the node's configure does (the ControlLoop and the warm-up latencies).
 """
 import importlib
 import time
 
 import numpy as np
 
+from cosmos_policy_ros.control_loop import ControlLoop
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.node_config import FACTORY_PATTERN
 
@@ -64,6 +66,21 @@ def load_checked_policy(config):
             raise ValueError(f'`policy_factory` {config.policy_factory!r} returned '
                              f'{type(policy).__name__}, which has no {attribute!r}.')
     return policy
+
+
+def load_control_loop(config, *, check=lambda: None):
+    """The warmed-up ControlLoop of `config`: (loop, warm-up latencies in seconds).
+
+    Loads the policy, checks the configuration against its layout, warms it up. check(): called
+    between the steps and before each warm-up inference (raises to stop, e.g. on shutdown).
+    Every failure is a ValueError naming the parameter.
+    """
+    policy = load_checked_policy(config)
+    loop = ControlLoop(policy, config)
+    check()
+    latencies = warm_up(policy, config, loop.binding, check=check)
+    check()
+    return loop, latencies
 
 
 def warm_up(policy, config, binding, *, check=lambda: None, clock=time.perf_counter):

@@ -20,6 +20,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from cosmos_policy_ros.conversions import NS_PER_S
 from cosmos_policy_ros.interface import Observation
 
 # Reasons `add` drops a message / `query` finds no observation (diagnostics count them).
@@ -111,7 +112,7 @@ class SyncBuffer:
     """
 
     def __init__(self, streams, reference, *, capacity=16, tolerance_ns=50_000_000,
-                 max_age_ns=250_000_000, jump_back_ns=1_000_000_000):
+                 max_age_ns=250_000_000, jump_back_ns=NS_PER_S):
         streams = tuple(streams)
         if not streams or len(set(streams)) != len(streams):
             raise ValueError(f'`streams` must be unique and non-empty. Got {list(streams)}.')
@@ -187,9 +188,9 @@ class SyncBuffer:
             if members is None:
                 if failure is None:
                     name, skew = worst
-                    failure = SyncResult(SKEW, f'{name} is {skew / 1e9:.3f} s from '
+                    failure = SyncResult(SKEW, f'{name} is {skew / NS_PER_S:.3f} s from '
                                                f'{self.reference} (sync_tolerance '
-                                               f'{self.tolerance_ns / 1e9:.3f} s)')
+                                               f'{self.tolerance_ns / NS_PER_S:.3f} s)')
                 continue
             waiting = self._unsettled(reference_ns, now_ns)
             if waiting:
@@ -200,16 +201,17 @@ class SyncBuffer:
             stamps = {name: stamp for name, (stamp, _) in members.items()}
             oldest, newest = min(stamps.values()), max(stamps.values())
             if now_ns - oldest > self.max_age_ns:
-                age = (now_ns - oldest) / 1e9
+                age = (now_ns - oldest) / NS_PER_S
                 return SyncResult(STALE, f'newest synchronized set is {age:.3f} s old '
                                          f'(max_observation_age '
-                                         f'{self.max_age_ns / 1e9:.3f} s); with a bag, '
+                                         f'{self.max_age_ns / NS_PER_S:.3f} s); with a bag, '
                                          f'is use_sim_time set?')
             if reference_ns <= self._used_ns:
                 return SyncResult(NOT_NEW, 'no observation newer than the last one used')
             if newest - now_ns > self.max_age_ns:
-                return SyncResult(FUTURE, f'stamps are {(newest - now_ns) / 1e9:.3f} s ahead of '
-                                          f'the clock; are the clocks synchronized?')
+                ahead = (newest - now_ns) / NS_PER_S
+                return SyncResult(FUTURE, f'stamps are {ahead:.3f} s ahead of the clock; are '
+                                          f'the clocks synchronized?')
             return SyncResult(
                 stamps=stamps,
                 payloads={name: payload for name, (_, payload) in members.items()},

@@ -46,7 +46,7 @@ class ConditionedDenoiser:
 
     net: a callable following the protocol in the module docstring.
     clean_latent: (B, 16, T, H, W) clean latent sequence (image latents, injected proprio, ...);
-        only its conditioning frames are used.
+        only its conditioning frames are used. Kept (float32) on the network's device.
     condition_frames: (B, T) or (T,) bool, True on conditioning frames.
     text_embedding: (B, L, 1024) or (1, L, 1024) T5 embedding.
 
@@ -59,7 +59,7 @@ class ConditionedDenoiser:
             raise ValueError('`clean_latent` must be a (B, 16, T, H, W) tensor, got '
                              f'{_describe(clean_latent)}.')
         batch, _, frames, height, width = clean_latent.shape
-        condition_frames = torch.as_tensor(condition_frames, device=clean_latent.device)
+        condition_frames = torch.as_tensor(condition_frames, device=net.device)
         if condition_frames.ndim == 1:
             condition_frames = condition_frames.expand(batch, -1)  # (T,) -> (B, T)
         if condition_frames.shape != (batch, frames) or condition_frames.dtype != torch.bool:
@@ -71,7 +71,7 @@ class ConditionedDenoiser:
             raise ValueError(f'`text_embedding` must be a (1 or {batch}, L, {TEXT_CHANNELS}) '
                              f'tensor, got {_describe(text_embedding)}.')
         self.net = net
-        self.clean_latent = clean_latent.to(torch.float32)
+        self.clean_latent = clean_latent.to(device=net.device, dtype=torch.float32)
         self.condition_frames = condition_frames
         # (B, T) -> (B, 1, T, 1, 1): broadcasts over channels and space.
         self._frame_mask = condition_frames[:, None, :, None, None]
@@ -82,13 +82,17 @@ class ConditionedDenoiser:
         self._net_text = text.to(device=net.device, dtype=net.dtype)
 
     def __call__(self, x, sigma):
-        """x0 prediction (B, 16, T, H, W) float32 for x (B, 16, T, H, W) and sigma (B,)."""
+        """x0 prediction (B, 16, T, H, W) float32 for x (B, 16, T, H, W) and sigma (B,).
+
+        Computed on the network's device; returned on x's device.
+        """
         if x.shape != self.clean_latent.shape:
             raise ValueError(f"x must have the clean latent's shape "
                              f'{tuple(self.clean_latent.shape)}, got {tuple(x.shape)}.')
         if sigma.shape != (x.shape[0],):
             raise ValueError(f'sigma must have shape ({x.shape[0]},), got {tuple(sigma.shape)}.')
-        x = x.to(torch.float32)
+        device = x.device
+        x = x.to(device=self.clean_latent.device, dtype=torch.float32)
         sigma = sigma.to(device=x.device, dtype=torch.float32)
         sigma = sigma.reshape(-1, 1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1, 1)
         c_skip, c_out, c_in, c_noise = rectified_flow_scaling(sigma)
@@ -107,7 +111,7 @@ class ConditionedDenoiser:
         output = output.to(device=x.device, dtype=torch.float32)
         # x0 = c_skip * x + c_out * F in float32, then the clean latent on conditioning frames.
         x0 = c_skip * x + c_out * output
-        return torch.where(self._frame_mask, self.clean_latent, x0)
+        return torch.where(self._frame_mask, self.clean_latent, x0).to(device)
 
 
 def check_net(net):

@@ -28,18 +28,19 @@ For best-of-N planning: pass N samples (the same clean latent repeated) with see
 the world-model and value passes (with the proprio re-injected, as the reference does), and
 compare ``result.value`` per sample.
 """
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from cosmos_policy_ros.engine.denoiser import check_net, ConditionedDenoiser
+from cosmos_policy_ros.engine.denoiser import ConditionedDenoiser
 from cosmos_policy_ros.engine.injection import (check_latent, extract_actions, extract_proprio,
                                                 extract_value, inject_actions, inject_proprio,
                                                 tile_frame)
 from cosmos_policy_ros.engine.noise import check_seeds, initial_noise, variance_scales
-from cosmos_policy_ros.engine.sampling import sample, SamplerConfig
+from cosmos_policy_ros.engine.sampling import run_sampler, SamplerConfig
 
 MODES = ('policy', 'world_model', 'value')
 
@@ -129,12 +130,13 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
     known_actions: policy mode only: (B, k, d) normalized first k <= K steps of the chunk to
         inpaint (module docstring); None or k = 0 runs the plain sampler.
 
-    Returns a GenerateResult.
+    Returns a GenerateResult. Every argument is checked once, here or where it is first used
+    (the network by the ConditionedDenoiser; the sampler options when the SamplerConfig was
+    made).
     """
     flags = condition_frames(layout, mode, mask_current_state_action=mask_current_state_action)
     if not isinstance(sampler, SamplerConfig):
         raise TypeError(f'`sampler` must be a SamplerConfig, got {type(sampler).__name__}.')
-    check_net(net)
     if stats is not None:
         stats.check_layout(layout)
     if actions is not None and not flags[layout.action_index]:
@@ -143,20 +145,19 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
                                         else '') + '; they would be ignored.')
     # Condition: the clean latent with the proprio (and any given action chunk) injected.
     latent = condition_latent(clean_latent, layout, proprio=proprio, actions=actions,
-                              round_proprio_to_bf16=round_proprio_to_bf16).to(net.device)
+                              round_proprio_to_bf16=round_proprio_to_bf16)
+    # The x0 denoiser around the network (it holds the latent on the network's device).
+    denoiser = ConditionedDenoiser(net, latent, flags, text_embedding)
     known = None if known_actions is None else known_action_mask(latent, layout, known_actions,
                                                                  flags)
     # Starting noise and the sigma range (variance-scaled or not).
     x_init, sigma_min, sigma_max = starting_noise(
         (latent.shape[0], *layout.latent_shape), sampler, seeds=seeds, noise=noise,
         variance_scale=variance_scale)
-    # Sample with the x0 denoiser around the network.
-    frames = torch.tensor(flags, device=latent.device)
-    denoiser = ConditionedDenoiser(net, latent, frames, text_embedding)
-    options = dict(sampler.options(), sigma_min=sigma_min, sigma_max=sigma_max)
-    with torch.no_grad():
-        generated = sample(denoiser, x_init.to(net.device), generator=generator,
-                           known=None if known is None else known[:2], **options)
+    if variance_scale:
+        sampler = dataclasses.replace(sampler, sigma_min=sigma_min, sigma_max=sigma_max)
+    generated = run_sampler(denoiser, x_init.to(net.device), sampler, generator=generator,
+                            known=None if known is None else known[:2])
     if not bool(torch.isfinite(generated).all()):
         bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(generated))[:, 2]})
         raise ValueError(f'the network produced non-finite values (latent frames {bad}).')
@@ -165,7 +166,7 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
     future_normalized = _numpy(extract_proprio(generated, layout, future=True))
     return GenerateResult(
         latent=generated,
-        clean_latent=latent,
+        clean_latent=denoiser.clean_latent,
         condition_frames=flags,
         actions_normalized=actions_normalized,
         actions=None if stats is None else stats.unnormalize_actions(actions_normalized),
@@ -253,6 +254,8 @@ def starting_noise(shape, sampler, *, seeds=None, noise=None, variance_scale=Fal
         if not isinstance(noise, torch.Tensor) or tuple(noise.shape) != tuple(shape):
             raise ValueError(f'`noise` must be a tensor of shape {tuple(shape)}, got '
                              f'{tuple(getattr(noise, "shape", ()))}.')
+        if not bool(torch.isfinite(noise).all()):
+            raise ValueError('`noise` has non-finite values.')
         return noise.to(torch.float32), sigma_min, sigma_max
     seeds = check_seeds(seeds, shape[0])
     max_scale = min_scale = 1.0

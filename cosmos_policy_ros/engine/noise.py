@@ -16,7 +16,9 @@ import numbers
 import numpy as np
 import torch
 
-MAX_SEED = 2 ** 32 - 1  # numpy.random.RandomState accepts seeds in [0, 2**32 - 1]
+from cosmos_policy_ros.interface import SEED_MODULUS
+
+MAX_SEED = SEED_MODULUS - 1  # numpy.random.RandomState accepts seeds in [0, 2**32 - 1]
 
 
 def check_seeds(seeds, batch):

@@ -18,6 +18,7 @@ which gives the same numbers because every candidate has its own noise stream:
 3. Selection as the ALOHA server: keep the base-seed candidate unless another is strictly
    better (ties go to the lowest seed).
 """
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,7 +26,6 @@ import numpy as np
 import torch
 
 from cosmos_policy_ros.engine.generate import generate
-from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.interface import SEED_MODULUS
 
 AGGREGATIONS = ('majority_mean', 'average', 'lcb', 'success_vote')
@@ -126,12 +126,10 @@ def plan(net, clean_latent, text_embedding, layout, *, proprio, seed, num_candid
     net: the policy network; planning_net: the planning network or None (joint values).
     clean_latent: (1, 16, T, S, S) conditioning latent of the observation.
     text_embedding: (1, L, 1024). proprio: (1, D) normalized. seed: the base seed.
+    num_candidates: a positive integer (checked by the caller: CosmosPolicy.infer).
     sampler: SamplerConfig of the policy pass. known_actions: optional (1, k, d) normalized
     known first steps, inpainted in every candidate (engine.generate). Returns a PlanResult.
     """
-    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or (
-            num_candidates < 1):
-        raise ValueError(f'`num_candidates` must be a positive integer. Got {num_candidates!r}.')
     if clean_latent.shape[0] != 1:
         raise ValueError(f'plan() takes one observation: clean_latent must have batch 1, got '
                          f'{tuple(clean_latent.shape)}.')
@@ -198,9 +196,7 @@ def _per_candidate(known_actions, n):
 
 
 def _with_steps(sampler, steps):
-    options = sampler.options()
-    options['num_steps'] = steps
-    return SamplerConfig(**options)
+    return dataclasses.replace(sampler, num_steps=steps)
 
 
 def _linspace_steps(most, count):

@@ -27,6 +27,10 @@ Reproduces the reference ``CosmosPolicySampler`` (reference section 4) for any x
   evaluation's) has its masked elements replaced by ``target + sigma * eps``, with eps the
   starting noise ``x_init / sigma_max`` (so no extra random numbers), and the returned sample
   holds ``target`` there. Without ``known`` nothing changes, bit for bit.
+
+The options are validated in one place, when a ``SamplerConfig`` is made: ``sample``,
+``sigma_schedule`` and ``num_evaluations`` (keyword options, for direct use) make one;
+``run_sampler`` and the config's methods, what the engine calls, trust the config they get.
 """
 from dataclasses import dataclass
 import math
@@ -44,6 +48,7 @@ class SamplerConfig:
     """Sampler options in one validated place (the arguments of `sample` minus the tensors).
 
     Defaults are the released inference settings: 5 evaluations, RES 2ab, sigma 80 -> 4.
+    Validated when made (ValueError naming the option); a config is trusted from then on.
     """
 
     num_steps: int = 5
@@ -68,14 +73,27 @@ class SamplerConfig:
                     s_churn=self.s_churn, s_min=self.s_min, s_max=self.s_max,
                     s_noise=self.s_noise)
 
+    @property
+    def solver_name(self):
+        """The canonical solver name ('2ab', '1euler' or '2heun_edm')."""
+        return ALIASES.get(self.solver, self.solver)
+
     def schedule(self):
         """The float64 sigmas the sampler steps through (see `sigma_schedule`)."""
-        return sigma_schedule(self.num_steps, sigma_min=self.sigma_min,
-                              sigma_max=self.sigma_max, rho=self.rho, solver=self.solver)
+        if self.num_steps <= 2:
+            return torch.tensor([self.sigma_max], dtype=torch.float64)
+        intervals = (self.num_steps - 1) // SOLVERS[self.solver_name]
+        index = torch.arange(intervals + 1, dtype=torch.float64)
+        start, end = self.sigma_max ** (1 / self.rho), self.sigma_min ** (1 / self.rho)
+        return (start + index / intervals * (end - start)) ** self.rho
 
     @property
     def num_evaluations(self):
-        return num_evaluations(self.num_steps, self.solver)
+        """How many times the sampler calls x0_fn with this config."""
+        if self.num_steps <= 2:
+            return 1
+        order = SOLVERS[self.solver_name]
+        return (self.num_steps - 1) // order * order + 1
 
 
 def resolve_solver(solver):
@@ -94,27 +112,15 @@ def sigma_schedule(num_steps, *, sigma_min=4.0, sigma_max=80.0, rho=7.0, solver=
     clean evaluation happens. For num_steps 1 and 2 it is just (sigma_max,), the one point of
     the single x0 prediction.
     """
-    order = SOLVERS[resolve_solver(solver)]
-    _check_options(num_steps, sigma_min, sigma_max, rho)
-    if num_steps <= 2:
-        return torch.tensor([sigma_max], dtype=torch.float64)
-    intervals = (num_steps - 1) // order
-    index = torch.arange(intervals + 1, dtype=torch.float64)
-    ramp = sigma_max ** (1 / rho) + index / intervals * (sigma_min ** (1 / rho)
-                                                         - sigma_max ** (1 / rho))
-    return ramp ** rho
+    return SamplerConfig(num_steps=num_steps, solver=solver, sigma_min=sigma_min,
+                         sigma_max=sigma_max, rho=rho).schedule()
 
 
 def num_evaluations(num_steps, solver='2ab'):
     """How many times `sample` calls x0_fn for `num_steps` and `solver`."""
-    order = SOLVERS[resolve_solver(solver)]
-    _check_options(num_steps)
-    if num_steps <= 2:
-        return 1
-    return (num_steps - 1) // order * order + 1
+    return SamplerConfig(num_steps=num_steps, solver=solver).num_evaluations
 
 
-@torch.no_grad()
 def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, solver='2ab',
            s_churn=0.0, s_min=0.0, s_max=math.inf, s_noise=1.0, generator=None, known=None):
     """Run the sampler from x_init (noise already scaled by sigma_max) and return the final x0.
@@ -125,12 +131,24 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
     broadcastable to x_init, for inpainting (module docstring). Returns (B, ...) in x_init's
     dtype. See the module docstring.
     """
-    name = resolve_solver(solver)
-    _check_options(num_steps, sigma_min, sigma_max, rho, s_churn, s_min, s_max, s_noise)
+    sampler = SamplerConfig(num_steps=num_steps, solver=solver, sigma_min=sigma_min,
+                            sigma_max=sigma_max, rho=rho, s_churn=s_churn, s_min=s_min,
+                            s_max=s_max, s_noise=s_noise)
     _check_state(x_init)
-    constrain = None if known is None else _inpainting(known, x_init, sigma_max)
-    schedule = sigma_schedule(num_steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
-                              solver=name)
+    return run_sampler(x0_fn, x_init, sampler, generator=generator, known=known)
+
+
+@torch.no_grad()
+def run_sampler(x0_fn, x_init, sampler, *, generator=None, known=None):
+    """`sample` with its options in a SamplerConfig (validated when it was made).
+
+    x_init: a floating (B, ...) tensor with finite values (not checked here). The rest as in
+    `sample`.
+    """
+    name = sampler.solver_name
+    s_churn, s_min, s_max = sampler.s_churn, sampler.s_min, sampler.s_max
+    constrain = None if known is None else _inpainting(known, x_init, sampler.sigma_max)
+    schedule = sampler.schedule()
     levels = schedule.tolist()  # host copy for the churn window test: no device sync per step
     sigmas = schedule.to(x_init.device)
     in_dtype = x_init.dtype
@@ -159,7 +177,7 @@ def sample(x0_fn, x_init, *, num_steps, sigma_min=4.0, sigma_max=80.0, rho=7.0, 
         if eta > 0 and s_min < levels[i] < s_max:
             sigma_hat = sigma + eta * sigma
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-            x = x + (sigma_hat ** 2 - sigma ** 2).sqrt() * s_noise * noise
+            x = x + (sigma_hat ** 2 - sigma ** 2).sqrt() * sampler.s_noise * noise
             sigma = sigma_hat
         if constrain is not None:  # inpainting: the known elements at this sigma
             x = constrain(x, sigma)

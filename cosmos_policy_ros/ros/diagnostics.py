@@ -8,50 +8,21 @@
 
 Levels: OK; WARN when something went wrong since the previous report (drops, inference errors,
 rejected chunks, or every tick of the period skipped because no observation was ready);
-ERROR for the watchdog and a failed configure.
+ERROR for the watchdog and a failed configure. The snapshot (HealthSnapshot) is built in
+health.py; ``DiagnosticsReporter`` publishes it and logs the console lines (console_health.py).
 """
-from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
+
+from cosmos_policy_ros.console_health import ConsoleHealth
+from cosmos_policy_ros.health import HealthSnapshot  # noqa: F401 (what the statuses read)
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 # Tick skips that mean "no usable observation" (the others are normal pacing).
 INPUT_SKIPS = ('missing', 'skew', 'stale', 'future', 'no_task')
-
-
-@dataclass
-class HealthSnapshot:
-    """Everything the diagnostics report, copied from the node at one instant."""
-
-    node_name: str
-    lifecycle_state: str = 'unconfigured'
-    model_id: str = ''
-    configure_error: str = ''
-    seconds_since_chunk: Optional[float] = None  # steady clock; since activation if none yet
-    watchdog_timeout: float = 0.0
-    chunks_published: int = 0
-    inferences: int = 0
-    inference_in_flight: bool = False
-    inference_errors: int = 0
-    last_error: str = ''
-    latency: Mapping[str, float] = field(default_factory=dict)  # RollingWindow.summary()
-    warmup_latencies: Tuple[float, ...] = ()
-    rejected: Mapping[str, int] = field(default_factory=dict)  # reason -> chunks
-    clamped_values: int = 0
-    trajectories_elapsed: int = 0  # chunks whose trajectory points were all in the past
-    num_denoising_steps: int = 0
-    num_candidates: int = 0
-    streams: Tuple[str, ...] = ()
-    input_counts: Mapping[Tuple[str, str], int] = field(default_factory=dict)
-    skew: Mapping[str, float] = field(default_factory=dict)
-    age: Mapping[str, float] = field(default_factory=dict)
-    sync_resets: int = 0
-    tick_rate: float = 0.0
-    ticks: int = 0
-    skipped: Mapping[str, int] = field(default_factory=dict)  # reason -> ticks
-    last_skip_detail: str = ''
-    task: str = ''
 
 
 def _text(value):
@@ -169,3 +140,29 @@ def diagnostic_array(snapshot, previous, stamp):
     msg.status = [policy_status(snapshot, previous), inputs_status(snapshot, previous),
                   control_status(snapshot, previous)]
     return msg
+
+
+class DiagnosticsReporter:
+    """Every `period` s of steady time: the node's health on /diagnostics and its console lines.
+
+    health(): the node's HealthSnapshot now; config(): its NodeConfig or None (the console
+    names the topics of silent streams). Its own callback group: reports keep coming while
+    the node's other callbacks are busy.
+    """
+
+    def __init__(self, node, health, config, period):
+        self._node, self._health, self._config = node, health, config
+        self._publisher = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._previous = None
+        self._console = ConsoleHealth()
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._timer = node.create_timer(period, self.report, clock=steady,
+                                        callback_group=MutuallyExclusiveCallbackGroup())
+
+    def report(self):
+        snapshot = self._health()
+        self._publisher.publish(diagnostic_array(snapshot, self._previous,
+                                                 self._node.get_clock().now().to_msg()))
+        self._previous = snapshot
+        self._console.report(self._node.get_logger(), time.monotonic(), snapshot,
+                             self._config(), self._node.count_publishers)

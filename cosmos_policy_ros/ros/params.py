@@ -114,7 +114,10 @@ def _nested(node, cls, name):
 
 
 def read_config(node):
-    """Build the NodeConfig from the node's parameters (raises ValueError naming one)."""
+    """Build the NodeConfig from the node's parameters (raises ValueError naming one).
+
+    Names given in parameter files or -p that no parameter has (typos) are errors too.
+    """
     if node.parameter_errors:
         raise ValueError('; '.join(node.parameter_errors.values()))
     cameras = tuple(_nested(node, CameraConfig, name) for name in _names(node, 'cameras'))
@@ -126,7 +129,12 @@ def read_config(node):
     for name, _, meta in parameter_fields(NodeConfig):
         value = _value(node, name)
         values[name] = () if value is None and meta['kind'].endswith('_list') else value
-    return NodeConfig(cameras=cameras, proprio_sources=sources, **values)
+    config = NodeConfig(cameras=cameras, proprio_sources=sources, **values)
+    unknown = unknown_overrides(node)  # after the camera and proprio ones were declared
+    if unknown:
+        raise ValueError(f'unknown parameter(s) {unknown} (a typo? a camera or proprio '
+                         f'source not listed in `cameras` / `proprio_sources`?)')
+    return config
 
 
 def unknown_overrides(node):

@@ -6,13 +6,14 @@
     deactivate  stop the loop (a chunk still being computed is discarded)
     cleanup     unsubscribe, stop the inference thread, release the policy
 
-The rules (sync, replanning, seeds, the publish checks, the chunk's fields) are a ControlLoop
-(control_loop.py, docs/control-loop.md), the same one the offline evaluator drives. Here: each
-timer tick on the ROS clock asks the loop for a job and hands it to the inference thread; the
-thread runs the policy, asks the loop whether and what to publish, and publishes it.
-Subscription callbacks only hand messages to the loop (inputs.py), so they keep being served
-while the policy runs. With `autostart` (default true) the node configures and activates
-itself; a failed configure then ends the process with exit code 1.
+Every rule is elsewhere, in core modules tested without a ROS graph: the control loop's in a
+ControlLoop (control_loop.py, docs/control-loop.md; the offline evaluator drives the same one),
+what is counted and logged about it in a NodeHealth (health.py). Here is only what needs ROS:
+each timer tick on the ROS clock asks the loop for a job and hands it to the inference thread;
+the thread runs it through the loop and publishes the chunk the loop returns. Subscription
+callbacks hand messages to the loop (inputs.py), so they keep being served while the policy
+runs. With `autostart` (default true) the node configures and activates itself; a failed
+configure then ends the process with exit code 1.
 """
 import faulthandler
 import signal
@@ -20,61 +21,43 @@ import sys
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from cosmos_policy_ros.console_health import ConsoleHealth  # console health hook
-from cosmos_policy_ros.control_loop import ControlLoop, DEACTIVATED
-from cosmos_policy_ros.conversions import NS_PER_S
-from cosmos_policy_ros.counters import LoopCounters, Throttle
-from cosmos_policy_ros.policy_loading import load_checked_policy, steady_median, warm_up
+from cosmos_policy_ros.health import NodeHealth
+from cosmos_policy_ros.policy_loading import load_control_loop, steady_median
 from cosmos_policy_ros.ros import outputs, params
-from cosmos_policy_ros.ros.diagnostics import diagnostic_array, HealthSnapshot
+from cosmos_policy_ros.ros.diagnostics import DiagnosticsReporter
 from cosmos_policy_ros.ros.inputs import InputStreams
 from cosmos_policy_ros.ros.worker import InferenceWorker
 
 NODE_NAME = 'cosmos_policy'
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
-MAX_DISTINCT_ERRORS = 100  # distinct inference errors remembered for log-once
-REJECT_LOG_PERIOD = 10.0  # seconds between two warnings about the same rejection reason
 
 
 class PolicyNode(LifecycleNode):
     """Lifecycle node running a Policy on synchronized camera and proprio inputs.
 
-    The rules live in a ControlLoop (control_loop.py); this class adds what needs ROS: the
-    lifecycle, the ROS clock and timers, the inference thread, messages, parameters and
-    diagnostics.
+    Configured, it holds a ControlLoop (the rules), the inference worker, the input
+    subscriptions and the chunk publishers; `health()` is what /diagnostics reports.
     """
 
     def __init__(self, node_name=NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
         params.declare_parameters(self)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # lifecycle transitions, the control timer
         self._state = 'unconfigured'
         self._configure_error = ''
-        self._loop = None
-        self._inputs = None
-        self._worker = None
-        self._outputs = None
+        self._loop = self._worker = self._inputs = self._chunk_publishers = None
         self._control_timer = None
-        self._last_chunk_steady = None
-        self._warmup_latencies = ()
-        self._reset_stats()
-        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._previous_health = None
-        self._console_health = ConsoleHealth()  # console health hook
-        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._diagnostics_timer = self.create_timer(
-            self.get_parameter('diagnostics_period').value, self._publish_diagnostics,
-            callback_group=self._diagnostics_group, clock=self._steady)
+        self._health = NodeHealth()
+        self._diagnostics = DiagnosticsReporter(
+            self, self.health, lambda: getattr(self._loop, 'config', None),
+            self.get_parameter('diagnostics_period').value)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     @property
@@ -88,12 +71,10 @@ class PolicyNode(LifecycleNode):
         except Exception as error:  # report every failure with its reason, then stay clean
             if not self.context.ok():  # SIGINT/SIGTERM during a long load or warm-up
                 self.get_logger().info('configure interrupted by shutdown')
-                self._release()
-                return TransitionCallbackReturn.FAILURE
-            message = str(error) if isinstance(error, ValueError) else (
-                f'{type(error).__name__}: {error}')
-            self.get_logger().error(f'configure failed: {message}')
-            self._configure_error = message
+            else:
+                self._configure_error = str(error) if isinstance(error, ValueError) else (
+                    f'{type(error).__name__}: {error}')
+                self.get_logger().error(f'configure failed: {self._configure_error}')
             self._release()
             return TransitionCallbackReturn.FAILURE
         self._configure_error = ''
@@ -104,7 +85,7 @@ class PolicyNode(LifecycleNode):
         result = super().on_activate(state)  # enable the lifecycle publishers first
         with self._lock:
             self._loop.start()
-            self._last_chunk_steady = time.monotonic()  # the watchdog counts from activation
+            self._health.activated(time.monotonic())
             self._state = 'active'
             self._start_control_timer(self._loop.config.rate)
         self.get_logger().info(f'active: control loop at {self._loop.config.rate:g} Hz, '
@@ -141,37 +122,25 @@ class PolicyNode(LifecycleNode):
         finally:
             self.destroy_node()
 
-    # --- configure -----------------------------------------------------------------------------
     def _configure(self):
         config = params.read_config(self)
-        unknown = params.unknown_overrides(self)
-        if unknown:
-            raise ValueError(f'unknown parameter(s) {unknown} (a typo? a camera or proprio '
-                             f'source not listed in `cameras` / `proprio_sources`?)')
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
-        policy = load_checked_policy(config)
-        loop = ControlLoop(policy, config)  # checks the configuration against the layout
-        self._check_running()
-        latencies = warm_up(policy, config, loop.binding, check=self._check_running)
+        loop, latencies = load_control_loop(config, check=self._check_running)
         if latencies:
             self.get_logger().info(
                 'warm-up latencies: ' + ', '.join(f'{latency:.3f}' for latency in latencies)
                 + f' s (median after the first: {steady_median(latencies):.3f} s)')
-        self._check_running()
-        with self._lock:
-            self._loop = loop
-            self._reset_stats()
-            self._warmup_latencies = latencies
+        self._loop, self._health = loop, NodeHealth(latencies)
         self._worker = InferenceWorker(self._run_job, self._inference_failed)
-        self._outputs = outputs.ChunkPublishers(self, config)
+        self._chunk_publishers = outputs.ChunkPublishers(self, config)
         self._inputs = InputStreams(self, config, loop, on_task=self._set_task)
         binding = loop.binding
         self.get_logger().info(
-            f'configured: model {policy.model_id!r}, cameras {list(config.camera_names)}, '
+            f'configured: model {loop.model_id!r}, cameras {list(config.camera_names)}, '
             f'proprio {list(config.proprio_names)} ({config.proprio_dim} values), '
             f'reference stream {config.reference!r}, chunk {binding.horizon} x '
             f'{len(binding.action_names)} ({binding.execute_steps} executed)')
@@ -186,9 +155,8 @@ class PolicyNode(LifecycleNode):
             if self._loop is not None:
                 self._loop.stop()
             self._stop_control_timer()
-            inputs, self._inputs = self._inputs, None
-            worker, self._worker = self._worker, None
-            publishers, self._outputs = self._outputs, None
+            inputs, worker, publishers = self._inputs, self._worker, self._chunk_publishers
+            self._inputs = self._worker = self._chunk_publishers = None
         if inputs is not None:
             inputs.destroy()
         if worker is not None and not worker.stop(STOP_TIMEOUT):
@@ -196,16 +164,9 @@ class PolicyNode(LifecycleNode):
                                       f's; leaving it behind')
         if publishers is not None:
             publishers.destroy()
-        with self._lock:
-            self._loop = None
+        self._loop = None
 
-    def _set_task(self, text):
-        with self._lock:
-            loop = self._loop
-        if loop is not None and loop.set_task(text):
-            self.get_logger().info(f'task: {text!r}')
-
-    # --- control loop --------------------------------------------------------------------------
+    # --- the control loop on the ROS clock -----------------------------------------------------
     def _start_control_timer(self, rate):
         self._stop_control_timer()
         # A group of its own per timer: rclpy's executor never ends a group's execution when
@@ -220,62 +181,51 @@ class PolicyNode(LifecycleNode):
             self.destroy_timer(self._control_timer)
             self._control_timer = None
 
-    def _on_tick(self):
-        now_ns = self.get_clock().now().nanoseconds
-        with self._lock:
-            loop, worker = self._loop, self._worker
-            if self._state != 'active' or worker is None:
-                return
-        self._counters.tick(now_ns, loop.tick(now_ns, busy=worker.busy,
-                                              submit=lambda job: worker.submit((loop, job))))
+    def _now_ns(self):
+        return self.get_clock().now().nanoseconds
 
-    # --- inference thread ----------------------------------------------------------------------
+    def _on_tick(self):
+        now_ns = self._now_ns()
+        loop, worker = self._loop, self._worker
+        if self._state != 'active' or loop is None or worker is None:
+            return
+        self._health.tick(now_ns, loop.tick(now_ns, busy=worker.busy,
+                                            submit=lambda job: worker.submit((loop, job))))
+
+    def _set_task(self, text):
+        loop = self._loop
+        if loop is not None and loop.set_task(text):
+            self.get_logger().info(f'task: {text!r}')
+
+    # --- the inference thread (its exceptions go to _inference_failed) -------------------------
     def _run_job(self, item):
         loop, job = item
-        try:
-            finished, _, elapsed = loop.complete(job, lambda: self.get_clock().now().nanoseconds)
-        except Exception as error:
-            self._inference_failed(error)
-            return
-        with self._lock:
-            publishers = self._outputs
-        elapsed_points = finished.ok and publishers is not None and publishers.publish(
-            finished.chunk)
-        self._counters.finished(finished, elapsed, trajectory_elapsed=elapsed_points)
-        if finished.ok:
-            with self._lock:
-                self._last_chunk_steady = time.monotonic()
-        elif finished.reason != DEACTIVATED and self._reject_log.ready(finished.reason,
-                                                                       time.monotonic()):
-            self.get_logger().warning(
-                f'chunk not published: {finished.reason}: {finished.detail} (counted in '
-                f'/diagnostics; throttled to one warning per {REJECT_LOG_PERIOD:g} s)')
+        finished, _, elapsed = loop.complete(job, self._now_ns)
+        publishers = self._chunk_publishers  # None once cleanup began
+        past = finished.ok and publishers is not None and publishers.publish(finished.chunk)
+        warning = self._health.finished(finished, elapsed, time.monotonic(),
+                                        trajectory_elapsed=past)
+        if warning:
+            self.get_logger().warning(warning)
 
     def _inference_failed(self, error):
-        key = f'{type(error).__name__}: {error}'
-        first, cap_reached = self._counters.error(key)
-        if first:
-            self.get_logger().error(f'inference failed (logged once per distinct error, '
-                                    f'counted in /diagnostics): {key}')
-        if cap_reached:
-            self.get_logger().error(f'{MAX_DISTINCT_ERRORS} distinct inference errors: further '
-                                    f'new ones are only counted in /diagnostics')
+        for line in self._health.error(error):
+            self.get_logger().error(line)
 
     # --- parameters ----------------------------------------------------------------------------
     def _on_set_parameters(self, parameters):
-        with self._lock:
-            loop = self._loop
+        loop = self._loop
         if loop is None:  # validated at configure; a new value replaces a refused one
             for parameter in parameters:
                 self.parameter_errors.pop(parameter.name, None)
             return SetParametersResult(successful=True)
         try:
             new, changed = params.apply_changes(loop.config, parameters)
-            if not changed:
-                return SetParametersResult(successful=True)
-            task_changed = loop.reconfigure(new)
+            task_changed = bool(changed) and loop.reconfigure(new)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
+        if not changed:
+            return SetParametersResult(successful=True)
         with self._lock:
             if self._loop is not loop:
                 return SetParametersResult(successful=False, reason='the node is being cleaned '
@@ -289,43 +239,12 @@ class PolicyNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # --- diagnostics ---------------------------------------------------------------------------
-    def _reset_stats(self):
-        self._counters = LoopCounters(MAX_DISTINCT_ERRORS)
-        self._reject_log = Throttle(REJECT_LOG_PERIOD)
-
     def health(self):
-        """A HealthSnapshot of the node now."""
-        now_ns = self.get_clock().now().nanoseconds
-        with self._lock:
-            loop, worker = self._loop, self._worker
-            config = loop.config if loop else None
-            since = None
-            if self._state == 'active' and self._last_chunk_steady is not None:
-                since = time.monotonic() - self._last_chunk_steady
-            period_ns = round(NS_PER_S / config.rate) if config else NS_PER_S
-            return HealthSnapshot(
-                node_name=self.get_fully_qualified_name(), lifecycle_state=self._state,
-                model_id=loop.model_id if loop else '',
-                configure_error=self._configure_error, seconds_since_chunk=since,
-                watchdog_timeout=config.watchdog_timeout if config else 0.0,
-                inferences=worker.started if worker else 0,
-                inference_in_flight=worker.busy if worker else False,
-                warmup_latencies=self._warmup_latencies,
-                num_denoising_steps=config.num_denoising_steps if config else 0,
-                num_candidates=config.num_candidates if config else 0,
-                streams=config.stream_names if config else (),
-                input_counts=loop.input_counts.snapshot() if loop else {},
-                sync_resets=loop.buffer.resets if loop else 0, task=loop.task if loop else '',
-                **self._counters.fields(now_ns, max_gap_ns=5 * period_ns))
-
-    def _publish_diagnostics(self):
-        snapshot = self.health()
-        self._diagnostics_publisher.publish(diagnostic_array(
-            snapshot, self._previous_health, self.get_clock().now().to_msg()))
-        self._previous_health = snapshot
-        loop = self._loop
-        self._console_health.report(self.get_logger(), time.monotonic(), snapshot,
-                                    loop.config if loop else None, self.count_publishers)
+        """A HealthSnapshot of the node now (health.py)."""
+        return self._health.snapshot(
+            self._now_ns(), time.monotonic(), node_name=self.get_fully_qualified_name(),
+            lifecycle_state=self._state, configure_error=self._configure_error,
+            loop=self._loop, worker=self._worker)
 
 
 def _spin(executor):

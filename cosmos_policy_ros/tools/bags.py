@@ -36,6 +36,7 @@ from rosbags.typesys import (
     get_types_from_idl, get_types_from_msg, get_typestore, Stores, TypesysError)
 import yaml
 
+from cosmos_policy_ros import conversions
 from cosmos_policy_ros.conversions import NS_PER_S, stamp_to_ns  # noqa: F401 (re-exported)
 
 PACKAGE = 'cosmos_policy_ros'
@@ -122,7 +123,7 @@ def make_typestore(msg_dir=None):
 
 def ns_to_stamp(stamp_ns, typestore):
     """Integer nanoseconds -> builtin_interfaces/msg/Time of `typestore`."""
-    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    sec, nanosec = conversions.ns_to_stamp(stamp_ns)
     return typestore.types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec)
 
 

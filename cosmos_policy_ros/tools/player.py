@@ -42,6 +42,7 @@ import sys
 import time
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Tuple
 
+from cosmos_policy_ros.conversions import ns_to_stamp
 from cosmos_policy_ros.tools.bags import (
     BagError, BagMessage, BagReader, BagWriter, make_typestore, window_ns)
 
@@ -520,7 +521,7 @@ class Player:
         if not self.config.clock or sim_ns == self.last_clock_ns:
             return
         stamp = self.clock_message.clock
-        stamp.sec, stamp.nanosec = divmod(int(sim_ns), 1_000_000_000)
+        stamp.sec, stamp.nanosec = ns_to_stamp(sim_ns)
         self.clock_publisher.publish(self.clock_message)
         self.last_clock_ns = sim_ns
         self.clock_ticks += 1

@@ -23,7 +23,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-NS = 1_000_000_000
+from cosmos_policy_ros.conversions import NS_PER_S as NS
+
 REASONS = ('malformed', 'action_dim', 'names', 'non_finite', 'step_period', 'stale',
            'out_of_order')
 
