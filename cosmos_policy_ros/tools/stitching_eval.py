@@ -20,6 +20,16 @@ cell. Metrics per cell (tools/sim_metrics.py, per episode, then pooled):
 * RMS jerk of the joint positions (third difference / p^3), mean over episodes;
 * success rate, and mean time to success over the successful episodes.
 
+Offline on recorded bags (``--offline-episodes N``, 0: skip): N episodes of the scripted
+expert on the sim are recorded as bags (the sim's topics: both cameras, ``joint_states``,
+``task``; one message per step) and ``cosmos-policy-replay eval``'s loop
+(``tools/evaluate.evaluate``, control ticks on bag time, the node's rules) runs the same model
+on them for every method and latency (``latency_margin`` = the latency; inference takes no bag
+time). Nothing executes the chunks there, so the metrics are of what a time-aligned controller
+would execute from the published chunks (``execution.executed_sequence``: chunk i in charge
+from stamp + takeover_step * p): boundary jump / median within-chunk step
+(``execution.boundary_jumps``) and RMS jerk of the commands (``execution.jerk``).
+
 Writes ``<out>/stitching_grid.json`` (and ``--bench-json``, a bench/results-style record),
 and ``--plot``: the commanded shoulder joint of the first seed per method, switches marked.
 """
@@ -29,6 +39,7 @@ import math
 import os
 from pathlib import Path
 import platform
+import shutil
 import time
 
 import numpy as np
@@ -146,6 +157,125 @@ def grid_record(results, settings, *, seeds, model, description, command):
     }
 
 
+# --- offline: recorded bags ---------------------------------------------------------------------
+BAG_START_NS = 1_700_000_000 * 1_000_000_000
+
+
+def record_expert_bag(path, seed, *, config_path, horizon=8):
+    """One scripted-expert episode of the sim as a bag with the node's input topics (sim.yaml):
+    images and joint states stamped on the step grid from BAG_START_NS, the task at the start.
+    Returns the number of steps."""
+    from cosmos_policy_ros.node_config import load_parameter_file
+    from cosmos_policy_ros.sim.arm import expert_chunk, JOINT_NAMES, PlanarReachEnv
+    from cosmos_policy_ros.tools.bags import BagWriter, make_typestore, ns_to_stamp
+
+    config = load_parameter_file(config_path, overrides={'model_path': '-'})
+    topic = {camera.name: '/' + camera.topic.lstrip('/') for camera in config.cameras}
+    joints_topic = '/' + config.proprio_sources[0].topic.lstrip('/')
+    task_topic = '/' + config.task_topic.lstrip('/')
+    env = PlanarReachEnv()
+    env.reset(seed)
+    period = env.config.step_period
+    period_ns = round(period * 1e9)
+    typestore = make_typestore()
+    types = typestore.types
+    with BagWriter(path, typestore=typestore) as bag:
+        for name in topic.values():
+            bag.add_topic(name, 'sensor_msgs/msg/Image')
+        bag.add_topic(joints_topic, 'sensor_msgs/msg/JointState')
+        bag.add_topic(task_topic, 'std_msgs/msg/String', latched=True)
+        bag.write(task_topic, BAG_START_NS, types['std_msgs/msg/String'](data=env.task))
+        step, plan = 0, None
+        while not env.done:
+            stamp = BAG_START_NS + step * period_ns
+            header = types['std_msgs/msg/Header'](stamp=ns_to_stamp(stamp, typestore),
+                                                  frame_id='')
+            for camera, image in env.render().items():
+                height, width, channels = image.shape
+                bag.write(topic[camera], stamp, types['sensor_msgs/msg/Image'](
+                    header=header, height=height, width=width, encoding='rgb8',
+                    is_bigendian=0, step=width * channels, data=image.reshape(-1)))
+            bag.write(joints_topic, stamp, types['sensor_msgs/msg/JointState'](
+                header=header, name=list(JOINT_NAMES),
+                position=np.asarray(env.joint_positions(), np.float64),
+                velocity=np.zeros(0), effort=np.zeros(0)))
+            if step % 4 == 0:
+                plan = expert_chunk(env, horizon, period)
+            env.step(plan[step % 4], period)
+            step += 1
+    return step
+
+
+def offline_cell(policy, config, bags, out):
+    """Metrics of one (method, latency) on the recorded bags (module docstring)."""
+    from cosmos_policy_ros.execution import boundary_jumps, executed_sequence, jerk
+    from cosmos_policy_ros.tools.evaluate import evaluate
+
+    ratios, jerks, chunks, conditioned, blended = [], [], 0, 0, 0
+    for index, bag in enumerate(bags):
+        report = evaluate(bag, policy, config, Path(out) / f'{index}', plots=False,
+                          progress=False)
+        published = [tick.chunk for tick in report.chunks]
+        chunks += len(published)
+        conditioned += sum(1 for c in published if c.conditioned_steps)
+        blended += sum(1 for c in published if c.blended_steps)
+        if len(published) < 2:
+            continue
+        executed, ids, switches = executed_sequence(
+            [c.stamp_ns for c in published], [c.actions for c in published],
+            published[0].step_period_ns, [c.takeover_step for c in published])
+        jumps, _ = boundary_jumps(executed, switches, ids)
+        ratios += [float(r) for r in jumps if math.isfinite(r)]
+        if len(executed) > 3:
+            jerks.append(float(np.sqrt(np.mean(jerk(executed, config.step_period) ** 2))))
+
+    def stat(values, fn):
+        return float(fn(values)) if values else math.nan
+
+    return {'episodes': len(bags), 'chunks': chunks, 'conditioned_chunks': conditioned,
+            'blended_chunks': blended, 'switches': len(ratios),
+            'jump_ratio_median': stat(ratios, np.median),
+            'jump_ratio_mean': stat(ratios, np.mean),
+            'jump_ratio_p90': stat(ratios, lambda v: np.percentile(v, 90)),
+            'jump_ratio_max': stat(ratios, np.max),
+            'rms_command_jerk_mean': stat(jerks, np.mean)}
+
+
+def run_offline(model, config_path, seeds, out, *, methods=STITCHING_METHODS,
+                fractions=DEFAULT_LATENCIES, overlap=DEFAULT_OVERLAP, printer=print):
+    """[cell dicts] of every method x latency on expert bags of `seeds` (in-process policy)."""
+    from cosmos_policy_ros.node_config import load_parameter_file
+    from cosmos_policy_ros.policy_loading import load_checked_policy
+
+    out = Path(out)
+    bags = []
+    for seed in seeds:
+        path = out / 'bags' / f'expert_{seed}'
+        if not path.exists():
+            record_expert_bag(path, seed, config_path=config_path)
+        bags.append(path)
+    shutil.rmtree(out / 'offline', ignore_errors=True)  # evaluate() wants new directories
+    config = load_parameter_file(config_path, overrides={'model_path': str(model)})
+    policy = load_checked_policy(config)
+    execute = config.execute_steps or policy.layout.chunk_size
+    cells = []
+    for fraction in fractions:
+        steps = latency_steps(fraction, execute)
+        for method in methods:
+            started = time.monotonic()
+            cell_config = config.replace(stitching=method, stitching_overlap=overlap,
+                                         latency_margin=steps * config.step_period)
+            metrics = offline_cell(policy, cell_config, bags,
+                                   out / 'offline' / f'{method}_{steps}')
+            cells.append(dict(method=method, latency_fraction=fraction, latency_steps=steps,
+                              **metrics))
+            printer(f'  offline latency {100 * fraction:3.0f} %  {method:14s} jump/step median '
+                    f'{metrics["jump_ratio_median"]:5.2f} max {metrics["jump_ratio_max"]:5.2f}'
+                    f'  command jerk {metrics["rms_command_jerk_mean"]:7.1f}  '
+                    f'({time.monotonic() - started:.0f} s)')
+    return cells
+
+
 def _nan_last(value):
     return value if value is not None and math.isfinite(value) else math.inf
 
@@ -225,6 +355,8 @@ def main(argv=None, *, printer=print):
     parser.add_argument('--out', default='output/stitching_eval')
     parser.add_argument('--bench-json', help='also write the record here (bench/results)')
     parser.add_argument('--plot', help='write the trajectory plot here (png)')
+    parser.add_argument('--offline-episodes', type=int, default=0,
+                        help='also measure offline on this many recorded expert bags')
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +372,13 @@ def main(argv=None, *, printer=print):
     command = 'cosmos-policy-sim stitching ' + ' '.join(argv if argv is not None else [])
     record = grid_record(results, settings, seeds=seeds, model=model,
                          description=description, command=command.strip())
+    if args.offline_episodes:
+        offline_seeds = seeds[:args.offline_episodes]
+        record['offline'] = {
+            'seeds': offline_seeds, 'source': 'scripted-expert episodes recorded as bags',
+            'cells': run_offline(model, config, offline_seeds, out, methods=args.methods,
+                                 fractions=args.latencies, overlap=args.overlap,
+                                 printer=printer)}
     record['wall_s'] = time.monotonic() - started
     text = json.dumps(sim_eval._clean(record), indent=2) + '\n'
     (out / 'stitching_grid.json').write_text(text)
