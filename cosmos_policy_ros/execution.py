@@ -238,10 +238,12 @@ def executed_sequence(stamps_ns, chunks, period_ns, takeover_steps):
     chunk's end t_{M-1} + (K - 1) p) the command is row clip(floor((t_n - t_i) / p), 0, K - 1)
     of the chunk in charge (the sim controller's rule: the latest row due, the last row held).
     A switch earlier than the previous chunk's is moved to it, and at equal switches the newer
-    chunk is in charge (the older one never is).
+    chunk is in charge (the older one never is). A chunk with j_i >= K is entirely elapsed when
+    it is ready and never in charge (the controller refuses it as stale).
 
-    Returns (executed (N, d) float64, chunk_ids (N,) int, switch_rows (S,) int: rows n >= 1
-    where the chunk in charge changes), the inputs of `boundary_jumps` and `jerk`.
+    Returns (executed (N, d) float64, chunk_ids (N,) int: the index i in charge, switch_rows
+    (S,) int: rows n >= 1 where the chunk in charge changes), the inputs of `boundary_jumps` and
+    `jerk`.
     """
     stamps = np.asarray(stamps_ns, dtype=np.int64).reshape(-1)
     chunks = np.asarray(chunks, dtype=np.float64)
@@ -254,7 +256,11 @@ def executed_sequence(stamps_ns, chunks, period_ns, takeover_steps):
     if np.any(np.diff(stamps) <= 0):
         raise ValueError('chunk stamps must increase.')
     horizon = chunks.shape[1]
-    switches = np.maximum.accumulate(stamps + np.clip(takeover, 0, horizon - 1) * period_ns)
+    index = np.flatnonzero(takeover < horizon)  # the chunks that ever take charge
+    if len(index) == 0:
+        raise ValueError('every chunk is entirely elapsed at its takeover.')
+    stamps, chunks = stamps[index], chunks[index]
+    switches = np.maximum.accumulate(stamps + np.maximum(takeover[index], 0) * period_ns)
     end = stamps[-1] + (horizon - 1) * period_ns
     times = switches[0] + period_ns * np.arange((end - switches[0]) // period_ns + 1)
     # The chunk in charge at t: the last i with s_i <= t (ties: the newer chunk).
@@ -262,7 +268,7 @@ def executed_sequence(stamps_ns, chunks, period_ns, takeover_steps):
     rows = np.clip((times - stamps[in_charge]) // period_ns, 0, horizon - 1)
     executed = chunks[in_charge, rows]
     switch_rows = np.flatnonzero(np.diff(in_charge) != 0) + 1
-    return executed, in_charge, switch_rows
+    return executed, index[in_charge], switch_rows
 
 
 # --- smoothness metrics ------------------------------------------------------------------------

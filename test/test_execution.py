@@ -216,13 +216,17 @@ def test_executed_sequence_switches_at_each_takeover_and_holds_the_last_row():
 def test_executed_sequence_holds_a_chunk_past_its_end_and_the_newer_wins_ties():
     from cosmos_policy_ros.execution import executed_sequence
 
-    a = np.zeros((2, 1))
-    b = np.ones((2, 1))
-    c = np.full((2, 1), 2.0)
-    # a from 0 (rows 0, 1, then held) until b's switch at 500; c's switch (stamp 450 + 0)
-    # is before b's, so it is moved to 500 and c, the newer, takes charge there.
+    a = np.zeros((3, 1))
+    b = np.ones((3, 1))
+    c = np.full((3, 1), 2.0)
+    # a from 0 (rows 0, 1, 2, then held) until b's switch at 500 (stamp 300, takeover 2);
+    # c's switch (stamp 450 + 0) is before b's, so it is moved to 500 and c, the newer, takes
+    # charge there (its row 0: at 500 its row floor(50 / 100) = 0), until its end at 650.
     executed, ids, switches = executed_sequence([0, 300, 450], [a, b, c], 100, [0, 2, 0])
-    assert ids.tolist() == [0, 0, 0, 0, 0, 2] and executed[:, 0].tolist() == [0] * 5 + [2]
+    assert ids.tolist() == [0] * 5 + [2, 2] and executed[:, 0].tolist() == [0] * 5 + [2, 2]
     assert switches.tolist() == [5]
+    # A chunk entirely elapsed at its takeover (j = K) never takes charge.
+    executed, ids, _ = executed_sequence([0, 100], [a, b], 100, [0, 3])
+    assert ids.tolist() == [0, 0, 0] and executed[:, 0].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match='increase'):
         executed_sequence([0, 0], [a, b], 100, [0, 0])

@@ -21,8 +21,8 @@ cell. Metrics per cell (tools/sim_metrics.py, per episode, then pooled):
 * success rate, and mean time to success over the successful episodes.
 
 Offline on recorded bags (``--offline-episodes N``, 0: skip): N episodes of the scripted
-expert on the sim are recorded as bags (the sim's topics: both cameras, ``joint_states``,
-``task``; one message per step) and ``cosmos-policy-replay eval``'s loop
+expert on the sim (30 steps each) are recorded as bags (the sim's topics: both cameras,
+``joint_states``, ``task``; one message per step) and ``cosmos-policy-replay eval``'s loop
 (``tools/evaluate.evaluate``, control ticks on bag time, the node's rules) runs the same model
 on them for every method and latency (``latency_margin`` = the latency; inference takes no bag
 time). Nothing executes the chunks there, so the metrics are of what a time-aligned controller
@@ -159,12 +159,14 @@ def grid_record(results, settings, *, seeds, model, description, command):
 
 # --- offline: recorded bags ---------------------------------------------------------------------
 BAG_START_NS = 1_700_000_000 * 1_000_000_000
+BAG_STEPS = 30  # steps per recorded bag (3 s at 0.1 s)
 
 
-def record_expert_bag(path, seed, *, config_path, horizon=8):
-    """One scripted-expert episode of the sim as a bag with the node's input topics (sim.yaml):
-    images and joint states stamped on the step grid from BAG_START_NS, the task at the start.
-    Returns the number of steps."""
+def record_expert_bag(path, seed, *, config_path, horizon=8, steps=BAG_STEPS):
+    """`steps` steps of the scripted expert on the sim from `seed` as a bag with the node's
+    input topics (sim.yaml): images and joint states stamped on the step grid from BAG_START_NS,
+    the task at the start. The expert keeps commanding (holding at the target) after success, so
+    every bag has the same length."""
     from cosmos_policy_ros.node_config import load_parameter_file
     from cosmos_policy_ros.sim.arm import expert_chunk, JOINT_NAMES, PlanarReachEnv
     from cosmos_policy_ros.tools.bags import BagWriter, make_typestore, ns_to_stamp
@@ -185,8 +187,8 @@ def record_expert_bag(path, seed, *, config_path, horizon=8):
         bag.add_topic(joints_topic, 'sensor_msgs/msg/JointState')
         bag.add_topic(task_topic, 'std_msgs/msg/String', latched=True)
         bag.write(task_topic, BAG_START_NS, types['std_msgs/msg/String'](data=env.task))
-        step, plan = 0, None
-        while not env.done:
+        plan = None
+        for step in range(steps):
             stamp = BAG_START_NS + step * period_ns
             header = types['std_msgs/msg/Header'](stamp=ns_to_stamp(stamp, typestore),
                                                   frame_id='')
@@ -202,8 +204,6 @@ def record_expert_bag(path, seed, *, config_path, horizon=8):
             if step % 4 == 0:
                 plan = expert_chunk(env, horizon, period)
             env.step(plan[step % 4], period)
-            step += 1
-    return step
 
 
 def offline_cell(policy, config, bags, out):
