@@ -296,14 +296,19 @@ def format_grid(record):
     return '\n'.join(lines)
 
 
-def write_plot(path, results, *, fraction, seed_index=0, joint=PLOT_JOINT, steps=None):
+def write_plot(path, results, *, fraction, seed_index=None, joint=PLOT_JOINT, steps=None):
     """Commanded joint `joint` of one episode per method at latency `fraction`: the executed
-    command step by step, each chunk's own rows dotted, switches marked."""
+    command step by step, each chunk's own rows dotted, switches marked. seed_index None: the
+    seed whose shortest episode over the methods is longest (the most switches for all)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     methods = [m for (m, f) in results if f == fraction]
+    if seed_index is None:
+        count = len(results[(methods[0], fraction)])
+        seed_index = max(range(count), key=lambda i: min(
+            results[(m, fraction)][i].steps for m in methods))
     fig, axes = plt.subplots(len(methods), 1, figsize=(9, 2.2 * len(methods)), sharex=True,
                              squeeze=False)
     for ax, method in zip(axes[:, 0], methods):
@@ -328,7 +333,8 @@ def write_plot(path, results, *, fraction, seed_index=0, joint=PLOT_JOINT, steps
         ax.set_ylabel('shoulder (rad)')
     axes[0, 0].legend(fontsize=7, loc='best')
     axes[-1, 0].set_xlabel(f'episode time (s); red: chunk switches; dotted: each chunk as '
-                           f'published; latency {100 * fraction:.0f} % of a chunk')
+                           f'published (from its stamp); injected latency {100 * fraction:.0f} % '
+                           f'of a chunk')
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
