@@ -332,9 +332,8 @@ def write_plot(path, results, *, fraction, seed_index=None, joint=PLOT_JOINT, st
                      fontsize=9)
         ax.set_ylabel('shoulder (rad)')
     axes[0, 0].legend(fontsize=7, loc='best')
-    axes[-1, 0].set_xlabel(f'episode time (s); red: chunk switches; dotted: each chunk as '
-                           f'published (from its stamp); injected latency {100 * fraction:.0f} % '
-                           f'of a chunk')
+    axes[-1, 0].set_xlabel(f'episode time (s); red: switches; dotted: each chunk from its '
+                           f'stamp; latency {100 * fraction:.0f} % of a chunk')
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -385,6 +384,8 @@ def main(argv=None, *, printer=print):
             'cells': run_offline(model, config, offline_seeds, out, methods=args.methods,
                                  fractions=args.latencies, overlap=args.overlap,
                                  printer=printer)}
+    if args.bench_json:
+        record['name'] = Path(args.bench_json).stem  # as bench/results names its records
     record['wall_s'] = time.monotonic() - started
     text = json.dumps(sim_eval._clean(record), indent=2) + '\n'
     (out / 'stitching_grid.json').write_text(text)
