@@ -16,8 +16,15 @@ the one clock read is the inference stopwatch (``clock``, an argument too, for t
                                 or with the reason it is rejected (deactivated, task_changed,
                                 jump, stale_at_publish, or the safety check's reason)
 
-``finish`` turns the policy output into the published chunk in one method (``_chunk``): the
-seam where the execution model (which rows are executed, stitching across replans) plugs in.
+``finish`` turns the policy output into the published chunk in one method (``_chunk``).
+Stitching across replans (``config.stitching``, docs/stitching.md) happens in the two places
+the execution model (execution.py) says: ``tick`` plans the takeover of the chunk it starts
+(expected latency = the ``LatencyEstimator`` of measured ROS-clock latencies plus
+``latency_margin``) and, for inpaint, hands the executing chunk's commands up to the takeover
+to the policy as known actions; ``finish`` re-plans the takeover at the real ready time and,
+for blend, cross-fades the published rows from it. The executing chunk is the last published
+one, as published (stitched), over its whole horizon: a controller executes a chunk until a
+newer one replaces it.
 Also here: ``input_streams(config)`` (topic, message type and conversion of every input
 stream; ``InputStream.ingest(msg, buffer)``), ``make_sync_buffer(config)`` and
 ``replan_due(now_ns, executing, config)``, the replanning rule. Messages are duck-typed (rclpy
@@ -38,6 +45,8 @@ from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionEr
                                            joint_state_values, NS_PER_S, pose_values,
                                            stamp_to_ns)
 from cosmos_policy_ros.counters import ReasonCounts
+from cosmos_policy_ros.execution import (ChunkTiming, known_prefix, LatencyEstimator,
+                                         plan_takeover, stitch)
 from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.node_config import bind_layout
 from cosmos_policy_ros.safety import check_chunk, JUMP
@@ -55,6 +64,10 @@ TASK_CHANGED = 'task_changed'
 STALE_AT_PUBLISH = 'stale_at_publish'
 INFERENCE_ERROR = 'inference_error'  # the policy raised (the offline evaluator's tick status)
 BAG_LOOP_MARGIN_NS = NS_PER_S  # a clock this far behind the executing chunk's stamp went back
+INPAINT_METHODS = ('inpaint', 'inpaint+blend')  # stitching methods that condition the sampler
+BLEND_METHODS = ('blend', 'inpaint+blend')  # stitching methods that cross-fade the rows
+LATENCY_WINDOW = 20  # measured latencies the expected latency is a percentile of
+LATENCY_PERCENTILE = 90.0
 
 
 # --- inputs and the replanning rule (pure functions of the configuration) ------------------
@@ -159,6 +172,9 @@ class Job:
     policy: object
     num_steps: int
     num_candidates: int
+    start_ns: int = 0  # the tick time: when the inference starts (ROS clock)
+    expected_latency_ns: int = 0  # the takeover is planned for start_ns + this
+    known_actions: Optional[np.ndarray] = None  # (k, d) robot units, for inpaint; None: none
 
 
 @dataclass(frozen=True)
@@ -182,6 +198,11 @@ class Chunk:
     execute_steps: int
     trajectory_indices: range  # rows of the time-aligned trajectory (not yet past)
     future_images: Optional[Mapping[str, np.ndarray]] = None
+    stitching: str = 'none'  # the stitching method this chunk was made with
+    conditioned_steps: int = 0  # first rows sampled knowing the executing chunk's commands
+    takeover_step: int = 0  # first row due at or after the planned ready time
+    blended_steps: int = 0  # rows from takeover_step on cross-faded with the executing chunk
+    expected_latency: float = 0.0  # seconds the takeover was planned with
 
     @property
     def step_period_ns(self):
@@ -194,7 +215,10 @@ class Chunk:
                     step_period=self.step_period, value=self.value,
                     source_names=self.source_names, source_stamps_ns=self.source_stamps_ns,
                     seed=self.seed, num_denoising_steps=self.num_denoising_steps,
-                    inference_time=self.inference_time, model_id=self.model_id)
+                    inference_time=self.inference_time, model_id=self.model_id,
+                    stitching=self.stitching, conditioned_steps=self.conditioned_steps,
+                    takeover_step=self.takeover_step, blended_steps=self.blended_steps,
+                    expected_latency=self.expected_latency)
 
     def value_fields(self):
         """Keyword arguments of ros.outputs.value_msg."""
@@ -224,9 +248,11 @@ def run_inference(job, clock=time.perf_counter):
     """
     if job.reset_first:
         job.policy.reset()
+    # Only a job with known actions passes them: policies without inpainting keep working.
+    known = {} if job.known_actions is None else {'known_actions': job.known_actions}
     start = clock()
     output = job.policy.infer(job.observation, num_steps=job.num_steps,
-                              num_candidates=job.num_candidates)
+                              num_candidates=job.num_candidates, **known)
     return output, clock() - start
 
 
@@ -247,6 +273,8 @@ class ControlLoop:
         self.input_counts = ReasonCounts()  # (stream, RECEIVED or drop reason) -> messages
         self.task = config.task
         self.executing = None  # (reference stamp ns, executed steps) of the last chunk
+        self.executed = None  # (ChunkTiming, (K, d) float64 published actions) of that chunk
+        self.latency = LatencyEstimator(window=LATENCY_WINDOW, percentile=LATENCY_PERCENTILE)
         self._reset_pending = False
         self._epoch = 0
         self._running = False
@@ -261,6 +289,7 @@ class ControlLoop:
             self._epoch += 1
             self._running = True
             self.executing = None
+            self.executed = None
 
     def stop(self):
         """Stop: a chunk still being computed is discarded (finish says deactivated)."""
@@ -332,17 +361,38 @@ class ControlLoop:
             if not result.ok:
                 return Skip(result.reason, result.detail)
             seed = config.seed_for(result.reference_stamp_ns)
+            expected_ns, known = self._plan_known(now_ns, result.reference_stamp_ns, config)
             job = Job(observation=observation_from_set(
                 result, config.camera_names, config.proprio_names, instruction=self.task,
                 seed=seed), stamps=dict(result.stamps), reference_ns=result.reference_stamp_ns,
                 skew_ns=result.skew_ns, age_ns=result.age_ns, seed=seed, task=self.task,
                 reset_first=self._reset_pending, epoch=self._epoch, policy=self.policy,
-                num_steps=config.num_denoising_steps, num_candidates=config.num_candidates)
+                num_steps=config.num_denoising_steps, num_candidates=config.num_candidates,
+                start_ns=now_ns, expected_latency_ns=expected_ns, known_actions=known)
             if submit is not None and not submit(job):
                 return Skip(INFERENCE_BUSY)
             self.buffer.mark_used(result.reference_stamp_ns)
             self._reset_pending = False
             return job
+
+    def _plan_known(self, now_ns, reference_ns, config):
+        """(expected latency ns, known actions or None) of an inference starting at `now_ns`
+        on the observation stamped `reference_ns` (called with the lock held).
+
+        expected = LatencyEstimator percentile + latency_margin. With an inpaint method and an
+        executing chunk, the known actions are execution.known_prefix: the executing chunk's
+        commands at the new chunk's steps due before start + expected (none when they do not
+        overlap, e.g. the first chunk of an episode).
+        """
+        expected_ns = self.latency.estimate_ns() + round(config.latency_margin * NS_PER_S)
+        if config.stitching not in INPAINT_METHODS or self.executed is None:
+            return expected_ns, None
+        timing, actions = self.executed
+        new = ChunkTiming(reference_ns, timing.period_ns, self.binding.horizon)
+        takeover = plan_takeover(timing, new, now_ns, expected_ns)
+        if takeover.known_count == 0:
+            return expected_ns, None
+        return expected_ns, known_prefix(actions, timing, new, takeover)
 
     # --- inference and the finish decision --------------------------------------------------
     def complete(self, job, now, clock=time.perf_counter):
@@ -363,6 +413,9 @@ class ControlLoop:
             if job.epoch != self._epoch or not self._running:
                 return Finished(reason=DEACTIVATED,
                                 detail='the loop stopped while this chunk was computed')
+            # The latency on the loop's clock (0 where the clock does not move meanwhile).
+            self.latency.add(max(0, now_ns - job.start_ns) / NS_PER_S)
+            executed = self.executed
             if job.task != self.task:
                 return Finished(reason=TASK_CHANGED,
                                 detail='the task changed while this chunk was computed')
@@ -385,16 +438,47 @@ class ControlLoop:
         if not verdict.ok:
             return Finished(reason=verdict.reason, detail=verdict.detail)
         chunk = self._chunk(job, output, verdict.actions, now_ns, inference_time, config,
-                            binding)
+                            binding, executed)
         with self._lock:
             if job.epoch == self._epoch:
                 self.executing = (job.reference_ns, chunk.execute_steps)
+                self.executed = (ChunkTiming(job.reference_ns, chunk.step_period_ns,
+                                             binding.horizon),
+                                 np.asarray(chunk.actions, dtype=np.float64))
         return Finished(chunk=chunk, clamped=verdict.clamped)
 
-    def _chunk(self, job, output, actions, now_ns, inference_time, config, binding):
-        """The published chunk of a checked policy output (the execution model's seam)."""
+    def _chunk(self, job, output, actions, now_ns, inference_time, config, binding,
+               executed=None):
+        """The published chunk of a checked policy output, stitched (docs/stitching.md).
+
+        The takeover is re-planned at ready = max(now_ns, job.start_ns +
+        job.expected_latency_ns) (execution.plan_takeover). Blend methods replace the rows j0 ..
+        j0 + n - 1 (n = min(stitching_overlap, K - j0)) by execution.stitch's cross-fade
+        (1 - w_i) A(t1 + (j0 + i) p) + w_i B[j0 + i], w_i = (i + 1) / (n_overlap + 1), with A
+        `executed`, the executing chunk; every other row is the policy's.
+        """
         period_ns = round(config.step_period * NS_PER_S)
         names = config.stream_names
+        method = config.stitching
+        new = ChunkTiming(job.reference_ns, period_ns, binding.horizon)
+        ready = max(now_ns, job.start_ns + job.expected_latency_ns)
+        old_timing, old_actions = executed if executed is not None else (None, None)
+        takeover = plan_takeover(None, new, ready, 0)
+        if old_timing is not None and not (
+                old_timing.stamp_ns < job.reference_ns
+                and takeover.switch_ns <= old_timing.due_ns(old_timing.count)):
+            # Not executing at the switch: older than its horizon (e.g. the last episode's) or
+            # not older than this one (the clock went back, a bag loop).
+            old_timing = old_actions = None
+        takeover = plan_takeover(old_timing, new, ready, 0)
+        blended = 0
+        if method in BLEND_METHODS and old_timing is not None and config.stitching_overlap:
+            stitched = np.asarray(actions, dtype=np.float64).copy()
+            stitched[takeover.start_index:] = stitch(
+                method, old_actions, old_timing, stitched, new, takeover,
+                overlap=config.stitching_overlap)
+            actions = stitched.astype(np.float32)
+            blended = min(config.stitching_overlap, binding.horizon - takeover.start_index)
         return Chunk(
             stamp_ns=job.reference_ns, frame_id=config.frame_id,
             action_names=tuple(binding.action_names), actions=actions,
@@ -407,4 +491,7 @@ class ControlLoop:
             execute_steps=binding.execute_steps,
             trajectory_indices=future_point_indices(job.reference_ns, period_ns,
                                                     binding.execute_steps, now_ns),
-            future_images=output.future_images)
+            future_images=output.future_images, stitching=method,
+            conditioned_steps=int(getattr(output, 'num_conditioned_steps', 0)),
+            takeover_step=takeover.start_index, blended_steps=blended,
+            expected_latency=job.expected_latency_ns / NS_PER_S)

@@ -227,6 +227,50 @@ class LatencyEstimator:
         return round(self.estimate() * 1e9)
 
 
+# --- what a controller executes from published chunks ------------------------------------------
+def executed_sequence(stamps_ns, chunks, period_ns, takeover_steps):
+    """The commands a time-aligned controller executes from a sequence of published chunks.
+
+    stamps_ns: (M,) increasing chunk stamps t_i; chunks: (M, K, d) the published actions;
+    period_ns: the step period p; takeover_steps: (M,) each chunk's takeover index j_i (the
+    ActionChunk's takeover_step). Chunk i takes over at its switch s_i = t_i + j_i p and is in
+    charge until the next switch; on the grid t_n = s_0 + n p (n = 0 .. N-1, up to the last
+    chunk's end t_{M-1} + (K - 1) p) the command is row clip(floor((t_n - t_i) / p), 0, K - 1)
+    of the chunk in charge (the sim controller's rule: the latest row due, the last row held).
+    A switch earlier than the previous chunk's is moved to it, and at equal switches the newer
+    chunk is in charge (the older one never is). A chunk with j_i >= K is entirely elapsed when
+    it is ready and never in charge (the controller refuses it as stale).
+
+    Returns (executed (N, d) float64, chunk_ids (N,) int: the index i in charge, switch_rows
+    (S,) int: rows n >= 1 where the chunk in charge changes), the inputs of `boundary_jumps` and
+    `jerk`.
+    """
+    stamps = np.asarray(stamps_ns, dtype=np.int64).reshape(-1)
+    chunks = np.asarray(chunks, dtype=np.float64)
+    takeover = np.asarray(takeover_steps, dtype=np.int64).reshape(-1)
+    _check_int('period_ns', period_ns, minimum=1)
+    if chunks.ndim != 3 or len(chunks) != len(stamps) or len(takeover) != len(stamps) \
+            or len(stamps) == 0:
+        raise ValueError(f'need M >= 1 stamps, (M, K, d) chunks and M takeover steps; got '
+                         f'{stamps.shape}, {chunks.shape}, {takeover.shape}.')
+    if np.any(np.diff(stamps) <= 0):
+        raise ValueError('chunk stamps must increase.')
+    horizon = chunks.shape[1]
+    index = np.flatnonzero(takeover < horizon)  # the chunks that ever take charge
+    if len(index) == 0:
+        raise ValueError('every chunk is entirely elapsed at its takeover.')
+    stamps, chunks = stamps[index], chunks[index]
+    switches = np.maximum.accumulate(stamps + np.maximum(takeover[index], 0) * period_ns)
+    end = stamps[-1] + (horizon - 1) * period_ns
+    times = switches[0] + period_ns * np.arange((end - switches[0]) // period_ns + 1)
+    # The chunk in charge at t: the last i with s_i <= t (ties: the newer chunk).
+    in_charge = np.searchsorted(switches, times, side='right') - 1
+    rows = np.clip((times - stamps[in_charge]) // period_ns, 0, horizon - 1)
+    executed = chunks[in_charge, rows]
+    switch_rows = np.flatnonzero(np.diff(in_charge) != 0) + 1
+    return executed, index[in_charge], switch_rows
+
+
 # --- smoothness metrics ------------------------------------------------------------------------
 def boundary_jumps(executed, switch_indices, chunk_ids):
     """Action jumps at chunk switches relative to the median within-chunk step.

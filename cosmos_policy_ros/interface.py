@@ -72,7 +72,12 @@ class Policy(Protocol):
 
     def infer(self, observation: Observation, *, num_steps: Optional[int] = None,
               num_candidates: Optional[int] = None) -> PolicyOutput:
-        """Predict one chunk; num_steps / num_candidates override the policy's defaults."""
+        """Predict one chunk; num_steps / num_candidates override the policy's defaults.
+
+        A policy that supports stitching by inpainting also takes `known_actions` ((k, d)
+        robot units: the chunk's first k steps, docs/stitching.md); the control loop passes it
+        only with an inpaint stitching method, so other policies need not.
+        """
 
     def reset(self) -> None:
         """Forget per-episode state (caches keyed on the instruction, etc.)."""

@@ -6,7 +6,7 @@ node runs (``runtime``) in its metadata; ``cosmos_policy_ros.ros.params`` turns 
 ``ParameterDescriptor`` s, and validation here gives errors that name the parameter and the bad
 value. Cameras and proprio sources are nested (``camera.<name>.*``, ``proprio.<name>.*``).
 
-numpy-free and ROS-free: the offline evaluator builds the same configuration from YAML. Loading
+ROS-free (numpy only): the offline evaluator builds the same configuration from YAML. Loading
 the policy it names is policy_loading.py.
 """
 import dataclasses
@@ -15,6 +15,7 @@ import math
 import re
 
 from cosmos_policy_ros.config_files import read_yaml
+from cosmos_policy_ros.execution import STITCHING_METHODS
 from cosmos_policy_ros.interface import SEED_MODULUS
 from cosmos_policy_ros.safety import ChunkLimits
 
@@ -269,6 +270,17 @@ class NodeConfig:
                                unit='steps', low=0, high=100000, runtime=True)
     step_period: float = param(0.05, 'Time between consecutive actions of a chunk', unit='s',
                                low=0.0, low_exclusive=True, high=60.0)
+    stitching: str = param(
+        'none', 'How a new chunk takes over from the executing one (docs/stitching.md): none: '
+                'hard switch; blend: cross-fade over stitching_overlap steps; inpaint: sample it '
+                "knowing the executing chunk's commands up to the takeover; inpaint+blend: both",
+        choices=STITCHING_METHODS, runtime=True)
+    stitching_overlap: int = param(2, 'Cross-fade steps of the blend stitching methods',
+                                   unit='steps', low=0, high=100000, runtime=True)
+    latency_margin: float = param(
+        0.0, 'Added to the measured inference latency (90th percentile of the last 20, ROS '
+             'clock) where the takeover of a new chunk is planned: delays after publishing '
+             '(transport, the controller)', unit='s', low=0.0, high=60.0, runtime=True)
     num_denoising_steps: int = param(5, 'Network evaluations of the denoising sampler',
                                      low=1, high=1000, runtime=True)
     num_candidates: int = param(1, 'Best-of-N planning candidates (1: no planning)', low=1,

@@ -16,7 +16,8 @@ fake_policy.yaml (every key optional except the layout):
 Outputs are functions of the observation, so tests can check the data path:
 actions[k, j] = proprio[j mod D] + 0.001 * k ('follow'); value = mean of the R channel of the
 layout's first camera / 255; with N candidates, candidate i has value min(1, value + 0.01 i)
-and the last one is selected. numpy and PyYAML only.
+and the last one is selected. With known_actions (k, d) (stitching by inpainting), the first k
+rows are those actions exactly and num_conditioned_steps = k. numpy and PyYAML only.
 """
 import json
 import os
@@ -57,7 +58,7 @@ class FakePolicy:
         self.max_in_flight = 0
         self._lock = threading.Lock()
 
-    def infer(self, observation, *, num_steps=None, num_candidates=None):
+    def infer(self, observation, *, num_steps=None, num_candidates=None, known_actions=None):
         with self._lock:
             self.calls += 1
             call = self.calls
@@ -71,7 +72,7 @@ class FakePolicy:
                 time.sleep(self.delay)
             if self.fail_every and call % self.fail_every == 0:
                 raise RuntimeError(f'fake failure (fail_every={self.fail_every})')
-            return self._output(observation, num_steps, num_candidates)
+            return self._output(observation, num_steps, num_candidates, known_actions)
         finally:
             end = time.monotonic()
             with self._lock:
@@ -102,7 +103,7 @@ class FakePolicy:
             raise ValueError(f'proprio has shape {proprio.shape}, expected '
                              f'({layout.proprio_dim},)')
 
-    def _output(self, observation, num_steps, num_candidates):
+    def _output(self, observation, num_steps, num_candidates, known_actions=None):
         layout = self.layout
         K, d = layout.chunk_size, layout.action_dim
         proprio = np.asarray(observation.proprio, dtype=np.float64)
@@ -112,6 +113,11 @@ class FakePolicy:
             actions[K // 2, d - 1] = np.nan
         elif self.actions_mode == 'huge':
             actions = actions + 1e3
+        conditioned = 0
+        if known_actions is not None:
+            known = np.asarray(known_actions, dtype=np.float64).reshape(-1, d)
+            conditioned = min(len(known), K)
+            actions[:conditioned] = known[:conditioned]
         first = np.asarray(observation.images[layout.cameras[0]])
         value = float(first[:, :, 0].mean() / 255.0)
         candidates = num_candidates or 1
@@ -129,7 +135,8 @@ class FakePolicy:
                             future_proprio=proprio.copy(), future_images=future,
                             timings={'total': self.delay}, seed=observation.seed,
                             num_steps=num_steps or self.default_steps,
-                            candidate_values=candidate_values, selected_candidate=selected)
+                            candidate_values=candidate_values, selected_candidate=selected,
+                            num_conditioned_steps=conditioned)
 
     def _record(self, entry):
         if not self.record_path:

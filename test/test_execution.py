@@ -195,3 +195,38 @@ def test_boundary_jump_is_relative_to_the_median_within_chunk_step():
     np.testing.assert_allclose(jumps, [5.0])
     with pytest.raises(ValueError, match='switch indices'):
         boundary_jumps(executed, [0], ids)
+
+
+# --- executed_sequence: what a time-aligned controller runs from published chunks ---------------
+def test_executed_sequence_switches_at_each_takeover_and_holds_the_last_row():
+    from cosmos_policy_ros.execution import executed_sequence
+
+    p = 100
+    a = np.arange(4.0)[:, None] + np.zeros((1, 1))  # rows 0, 1, 2, 3
+    b = 10 + np.arange(4.0)[:, None]
+    # a stamped 0, takeover 1 (runs from 100); b stamped 200, takeover 2 (from 400).
+    executed, ids, switches = executed_sequence([0, 200], [a, b], p, [1, 2])
+    # t = 100, 200, 300: a's rows 1, 2, 3; t = 400, 500: b's rows 2, 3 (its end).
+    assert executed[:, 0].tolist() == [1, 2, 3, 12, 13]
+    assert ids.tolist() == [0, 0, 0, 1, 1] and switches.tolist() == [3]
+    jumps, median = boundary_jumps(executed, switches, ids)
+    assert median == 1 and jumps.tolist() == [9]
+
+
+def test_executed_sequence_holds_a_chunk_past_its_end_and_the_newer_wins_ties():
+    from cosmos_policy_ros.execution import executed_sequence
+
+    a = np.zeros((3, 1))
+    b = np.ones((3, 1))
+    c = np.full((3, 1), 2.0)
+    # a from 0 (rows 0, 1, 2, then held) until b's switch at 500 (stamp 300, takeover 2);
+    # c's switch (stamp 450 + 0) is before b's, so it is moved to 500 and c, the newer, takes
+    # charge there (its row 0: at 500 its row floor(50 / 100) = 0), until its end at 650.
+    executed, ids, switches = executed_sequence([0, 300, 450], [a, b, c], 100, [0, 2, 0])
+    assert ids.tolist() == [0] * 5 + [2, 2] and executed[:, 0].tolist() == [0] * 5 + [2, 2]
+    assert switches.tolist() == [5]
+    # A chunk entirely elapsed at its takeover (j = K) never takes charge.
+    executed, ids, _ = executed_sequence([0, 100], [a, b], 100, [0, 3])
+    assert ids.tolist() == [0, 0, 0] and executed[:, 0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match='increase'):
+        executed_sequence([0, 0], [a, b], 100, [0, 0])

@@ -22,7 +22,8 @@ def duration_msg(ns):
 
 def action_chunk_msg(*, stamp_ns, frame_id, action_names, actions, step_period, value,
                      source_names, source_stamps_ns, seed, num_denoising_steps, inference_time,
-                     model_id):
+                     model_id, stitching='none', conditioned_steps=0, takeover_step=0,
+                     blended_steps=0, expected_latency=0.0):
     """ActionChunk; actions (K, d) float32 are flattened row-major (timestep-major)."""
     actions = np.asarray(actions, dtype=np.float32)
     horizon, action_dim = actions.shape
@@ -41,6 +42,11 @@ def action_chunk_msg(*, stamp_ns, frame_id, action_names, actions, step_period, 
     msg.num_denoising_steps = int(num_denoising_steps)
     msg.inference_time = float(inference_time)
     msg.model_id = model_id
+    msg.stitching = stitching
+    msg.conditioned_steps = int(conditioned_steps)
+    msg.takeover_step = int(takeover_step)
+    msg.blended_steps = int(blended_steps)
+    msg.expected_latency = float(expected_latency)
     return msg
 
 

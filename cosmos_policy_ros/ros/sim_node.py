@@ -22,6 +22,12 @@ lockstep  the sim advances one step period at a time and, at each step where the
           Deterministic: the same seeds give the same chunks and outcomes on any machine
           (the node's ``rate`` must be 1 / step_period). Waits are bounded only as failure
           guards (``guard_timeout``).
+
+``command_delay`` (both modes) injects latency between the policy and the robot: a chunk
+received at sim time t reaches the controller at the first control step at or after
+t + command_delay (as if inference, transport or the controller took that much longer); the
+controller then executes it from its first row not yet due. In lockstep that is a
+deterministic latency (inference itself takes no sim time there).
 """
 from dataclasses import dataclass
 import json
@@ -51,6 +57,7 @@ class SimSettings:
     # replan_threshold); /clock then only advances at those steps, and at every step while no
     # chunk came. 0: /clock at every step (any replan rule, slower: one handshake per step).
     replan_steps: int = 0
+    command_delay: float = 0.0       # sim seconds from a chunk's arrival to the controller
 
     def __post_init__(self):
         if self.mode not in ('lockstep', 'realtime'):
@@ -61,6 +68,11 @@ class SimSettings:
         if isinstance(self.replan_steps, bool) or not isinstance(self.replan_steps, int) \
                 or self.replan_steps < 0:
             raise ValueError(f'`replan_steps` must be an integer >= 0. Got {self.replan_steps!r}.')
+        if not (isinstance(self.command_delay, (int, float))
+                and not isinstance(self.command_delay, bool)
+                and math.isfinite(self.command_delay) and self.command_delay >= 0):
+            raise ValueError(f'`command_delay` must be a number >= 0. Got '
+                             f'{self.command_delay!r}.')
         for name in ('slowdown', 'clock_period', 'guard_timeout'):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -125,6 +137,7 @@ class SimRobotNode:
         self.trajectories_received = 0
         self.future = {}  # stamp ns -> {camera: image}
         self._pending = []  # (msg metadata) of chunks accepted during the current step
+        self._delayed = []  # (due ns, msg) of chunks received, not yet given to the controller
         if settings.command_source == 'action_chunk':
             self.node.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, reliable)
         else:
@@ -155,17 +168,34 @@ class SimRobotNode:
         self.chunks_received += 1
 
     def _on_chunk(self, msg):
+        self.chunks_received += 1
+        if self.settings.command_delay > 0:
+            self._delayed.append((self.now_ns + round(self.settings.command_delay * NS), msg))
+        else:
+            self._offer_chunk(msg, self.now_ns)
+
+    def _deliver(self, now_ns):
+        """Offer the delayed chunks due at `now_ns` to the controller (command_delay)."""
+        due = [msg for when, msg in self._delayed if when <= now_ns]
+        self._delayed = [(when, msg) for when, msg in self._delayed if when > now_ns]
+        for msg in due:
+            self._offer_chunk(msg, now_ns)
+
+    def _offer_chunk(self, msg, now_ns):
         from cosmos_policy_ros.conversions import stamp_to_ns
 
-        self.chunks_received += 1
         stamp = stamp_to_ns(msg.header.stamp)
         reason, _ = self.controller.offer_chunk(
             stamp_ns=stamp, action_names=list(msg.action_names), horizon=msg.horizon,
             action_dim=msg.action_dim, step_period=msg.step_period,
-            actions=np.asarray(msg.actions), now_ns=self.now_ns, value=float(msg.value))
+            actions=np.asarray(msg.actions), now_ns=now_ns, value=float(msg.value))
         if not reason:
             self._pending.append((stamp, self.controller.plans[-1].positions, float(msg.value),
-                                  float(msg.inference_time), int(msg.seed)))
+                                  float(msg.inference_time), int(msg.seed),
+                                  dict(stitching=msg.stitching,
+                                       conditioned_steps=int(msg.conditioned_steps),
+                                       takeover_step=int(msg.takeover_step),
+                                       blended_steps=int(msg.blended_steps))))
 
     def _on_trajectory(self, msg):
         from cosmos_policy_ros.conversions import stamp_to_ns
@@ -179,7 +209,7 @@ class SimRobotNode:
             now_ns=self.now_ns)
         if not reason:
             self._pending.append((stamp, self.controller.plans[-1].positions, math.nan,
-                                  math.nan, 0))
+                                  math.nan, 0, {}))
 
     def _on_future(self, camera, msg):
         from cosmos_policy_ros.conversions import image_to_rgb, stamp_to_ns
@@ -298,6 +328,7 @@ class SimRobotNode:
         self.controller.reset(env.joint_positions())
         refused_before = dict(self.controller.refused)
         self._pending = []
+        self._delayed = []
         trace = EpisodeTrace(seed=int(seed), task=env.task, start_ns=start_ns,
                              step_period=period)
         self.publish_task(env.task)
@@ -325,6 +356,7 @@ class SimRobotNode:
                     self._wait(lambda v: int(v.get('ticks', -1)) >= expected and self._idle(v),
                                f'tick {expected} done',
                                resend=lambda: self.publish_clock(now_ns))
+                self._deliver(now_ns)
                 self._take_pending(trace, step, now_ns, ChunkRecord)
                 applied = self.controller.command(now_ns)
                 trace.record_step(env.joint_positions(), env.distance_to_goal(), applied)
@@ -340,6 +372,7 @@ class SimRobotNode:
                         if left <= 0:
                             break
                         self.spin(min(left, 0.005))
+                    self._deliver(t)
                     self._take_pending(trace, step, t, ChunkRecord)
                     applied = self.controller.command(t)
                     if first is None:
@@ -366,17 +399,24 @@ class SimRobotNode:
     def _decision_due(self, step, trace):
         """Lockstep: whether the policy node may start a chunk at this step (then /clock is
         published and the sim waits for the node); see SimSettings.replan_steps."""
+        from cosmos_policy_ros.conversions import stamp_to_ns
+
         every = self.settings.replan_steps
-        if every <= 0 or not trace.chunks:
+        # The newest chunk received, delivered or still delayed (command_delay).
+        steps = [chunk.step for chunk in trace.chunks[-1:]] + [
+            (stamp_to_ns(msg.header.stamp) - trace.start_ns) // round(trace.step_period * NS)
+            for _, msg in self._delayed]
+        if every <= 0 or not steps:
             return True
-        return step - trace.chunks[-1].step >= every
+        return step - max(steps) >= every
 
     def _take_pending(self, trace, step, now_ns, record_cls):
-        for stamp, actions, value, latency, seed in self._pending:
+        for stamp, actions, value, latency, seed, stitching in self._pending:
             trace.chunks.append(record_cls(
                 stamp_ns=stamp, step=int((stamp - trace.start_ns) // round(
                     trace.step_period * NS)), actions=actions, value=value,
-                inference_time=latency, arrival_delay=(now_ns - stamp) / NS, seed=seed))
+                inference_time=latency, arrival_delay=(now_ns - stamp) / NS, seed=seed,
+                **stitching))
         self._pending = []
 
     def close(self):

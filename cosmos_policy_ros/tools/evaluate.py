@@ -342,7 +342,10 @@ def _write_chunk(writer, typestore, tick):
         source_stamps=[ns_to_stamp(ns, typestore) for ns in chunk.source_stamps_ns],
         source_names=list(chunk.source_names), seed=chunk.seed,
         num_denoising_steps=chunk.num_denoising_steps,
-        inference_time=np.float32(chunk.inference_time), model_id=chunk.model_id))
+        inference_time=np.float32(chunk.inference_time), model_id=chunk.model_id,
+        stitching=chunk.stitching, conditioned_steps=chunk.conditioned_steps,
+        takeover_step=chunk.takeover_step, blended_steps=chunk.blended_steps,
+        expected_latency=np.float32(chunk.expected_latency)))
     writer.write(VALUE_TOPIC, tick.time_ns, types['cosmos_policy_ros/msg/ValueEstimate'](
         header=header, value=np.float32(chunk.value),
         candidate_values=np.asarray(chunk.candidate_values, np.float32),

@@ -170,6 +170,11 @@ class ChunkRecord:
     inference_time: float = math.nan
     arrival_delay: float = math.nan  # sim seconds from its stamp to its arrival
     seed: int = 0
+    # The ActionChunk's stitching fields (docs/stitching.md); '' for a trajectory.
+    stitching: str = ''
+    conditioned_steps: int = 0
+    takeover_step: int = 0
+    blended_steps: int = 0
 
 
 @dataclass

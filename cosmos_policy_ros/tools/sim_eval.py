@@ -7,6 +7,8 @@
                             expert, random actions, hold still); JSON, CSV and plots
     cosmos-policy-sim demo                                             a short eval, one line per
                             episode and a table against the baselines
+    cosmos-policy-sim stitching --episodes 12 --bench-json FILE        every stitching method x
+                            injected latency through policy_node (tools/stitching_eval.py)
 
 Episodes use fixed seeds (``--first-seed`` on, consecutive); the policy runs through the real
 node and topics (docs/sim-eval.md). The baselines run the same controller without ROS.
@@ -165,11 +167,13 @@ def replan_steps_of(config_path, chunk_size=8):
 
 
 def sim_settings(mode, *, slowdown=1.0, future_images=False, record_frames=False,
-                 command_source='action_chunk', guard_timeout=120.0, replan_steps=0):
+                 command_source='action_chunk', guard_timeout=120.0, replan_steps=0,
+                 command_delay=0.0):
     from cosmos_policy_ros.ros.sim_node import SimSettings
     return SimSettings(mode=mode, slowdown=slowdown, future_images=future_images,
                        record_frames=record_frames, command_source=command_source,
-                       guard_timeout=guard_timeout, replan_steps=replan_steps)
+                       guard_timeout=guard_timeout, replan_steps=replan_steps,
+                       command_delay=command_delay)
 
 
 def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
@@ -213,15 +217,20 @@ def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
 
 def run_policy(model, config, seeds, out, *, mode='lockstep', slowdown=1.0,
                future_images=False, on_episode=None, record_frames=False, overrides=(),
-               env=None):
-    """The policy through policy_node (subprocess) on the sim; returns (traces, future)."""
+               env=None, command_delay=0.0, log_name=None):
+    """The policy through policy_node (subprocess) on the sim; returns (traces, future).
+
+    command_delay: sim seconds the sim holds each chunk before its controller gets it
+    (SimSettings); log_name: the node's log file in `out` (default policy_node_<mode>.log).
+    """
     overrides = list(overrides) + (['publish_future_images:=true'] if future_images else [])
-    policy = PolicyProcess(model, config, Path(out) / f'policy_node_{mode}.log',
+    policy = PolicyProcess(model, config, Path(out) / (log_name or f'policy_node_{mode}.log'),
                            overrides=overrides)
     try:
         settings = sim_settings(mode, slowdown=slowdown, future_images=future_images,
                                 record_frames=record_frames,
-                                replan_steps=replan_steps_of(config))
+                                replan_steps=replan_steps_of(config),
+                                command_delay=command_delay)
         traces, future, _ = run_sim_episodes(seeds, settings, on_episode=on_episode,
                                              policy=policy, env=env)
     finally:
@@ -580,6 +589,15 @@ def _eval_args(parser, *, episodes, out, baselines=BASELINES):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['stitching']:  # its own options: tools/stitching_eval.py
+        from cosmos_policy_ros.tools import stitching_eval
+        try:
+            stitching_eval.main(argv[1:])
+            return 0
+        except (RuntimeError, ValueError, OSError) as error:
+            print(f'cosmos-policy-sim stitching: {error}', file=sys.stderr)
+            return 1
     parser = argparse.ArgumentParser(prog='cosmos-policy-sim', description=__doc__.split(
         '\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
@@ -591,6 +609,8 @@ def main(argv=None):
                out='output/sim_eval')
     _eval_args(sub.add_parser('demo', help='the closed-loop demo'), episodes=8,
                out='output/sim_demo')
+    sub.add_parser('stitching', help='stitching methods x injected latency '
+                                     '(cosmos-policy-sim stitching --help)')
     args = parser.parse_args(argv)
     try:
         if args.command == 'run':
