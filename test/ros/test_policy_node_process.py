@@ -321,7 +321,7 @@ def test_runtime_parameter_changes(write_setup, start_node, client_factory, harn
     assert client.spin_until(lambda: len(client.chunks) > count + 1, 30, every=publish)
     actions = np.asarray(client.chunks[-1].actions).reshape(16, 7)
     assert actions[:, 2].max() <= np.float32(0.3)
-    assert client.spin_until(lambda: _count(client, 'policy', 'clamped_values') >= 16, 10,
+    assert client.spin_until(lambda: _count(client, 'policy', 'clamped_values') >= 16, 60,
                              every=publish)
     # A new task reaches the policy (seen in the log) and rate changes take effect.
     results = _set(client, {'task': 'open the drawer', 'rate': 5.0})
@@ -348,7 +348,7 @@ def _transition(client, label, expected):
     from lifecycle_msgs.srv import ChangeState
 
     service = client.node.create_client(ChangeState, 'cosmos_policy/change_state')
-    assert client.spin_until(service.service_is_ready, 20)
+    assert client.spin_until(service.service_is_ready, 60)
     request = ChangeState.Request()
     request.transition.label = label
     future = service.call_async(request)
@@ -429,7 +429,7 @@ def test_use_sim_time_steps_left_replanning_and_bag_loop(write_setup, start_node
     sim['now'] = 500 * S
     assert client.spin_until(lambda: client.chunks[-1].header.stamp.sec < 600, 30,
                              every=publish, process=node), node.output
-    assert client.spin_until(lambda: _count(client, 'inputs', 'sync_resets') >= 1, 10,
+    assert client.spin_until(lambda: _count(client, 'inputs', 'sync_resets') >= 1, 60,
                              every=publish)
     assert node.stop(signal.SIGINT) == 0, node.output
 
@@ -459,19 +459,28 @@ def test_unsafe_chunks_are_never_published(write_setup, start_node, client_facto
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
-def test_signal_during_a_long_configure_exits_cleanly(write_setup, start_node, harness, signum):
-    # Five warm-up inferences of 2 s each: the signal arrives in the middle of configure.
-    params = write_setup(harness.libero_parameters(warmup_iterations=5),
-                         {'layout': {'preset': 'libero'}, 'delay': 2.0})
+def test_signal_during_a_long_configure_exits_cleanly(write_setup, start_node, harness, signum,
+                                                      tmp_path):
+    # Twenty warm-up inferences of 2 s each: the signal is sent once the first has ended, so it
+    # arrives in the middle of configure (the fake records each call when it ends).
+    record = tmp_path / 'record.jsonl'
+    warmups = 20
+    params = write_setup(harness.libero_parameters(warmup_iterations=warmups),
+                         {'layout': {'preset': 'libero'}, 'delay': 2.0,
+                          'record_path': str(record)})
     node = start_node(params)
+
+    def calls():
+        lines = record.read_text().split('\n')[:-1] if record.exists() else []  # whole lines
+        return [entry for entry in map(json.loads, lines) if 'call' in entry]
+
     deadline = time.monotonic() + START_TIMEOUT
-    while 'loading the policy' not in node.output and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    sent = time.monotonic()
+    while not calls() and node.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling period
+    assert calls(), 'no warm-up inference ended:\n' + node.output
     code = node.stop(signum, timeout=30)
     assert code == 0, node.output
-    assert time.monotonic() - sent < 8.0, 'the node finished its whole configure first'
+    assert len(calls()) < warmups, 'the node finished its whole configure first'
     assert 'configure failed' not in node.output, node.output
 
 
