@@ -395,10 +395,11 @@ def test_lifecycle_transitions_without_autostart(write_setup, start_node, client
 
 def test_use_sim_time_steps_left_replanning_and_bag_loop(write_setup, start_node,
                                                          client_factory, harness):
-    # Chunks of 16 of which 8 are executed (0.4 s); replan when 2 steps are left.
+    # Chunks of 16 of which 8 are executed (0.4 s); replan when 2 steps are left. Diagnostics
+    # every 50 ms (steady clock) for the lockstep handshake below.
     params = write_setup(harness.libero_parameters(max_observation_age=0.5, execute_steps=8,
                                                    replan_mode='steps_left',
-                                                   replan_threshold=2),
+                                                   replan_threshold=2, diagnostics_period=0.05),
                          {'layout': {'preset': 'libero'}})
     node = start_node(params, '-p', 'use_sim_time:=true')
     client = client_factory()
@@ -412,18 +413,43 @@ def test_use_sim_time_steps_left_replanning_and_bag_loop(write_setup, start_node
         client.clock(sim['now'])
         libero_frame(client, sim['now'] - 10 * harness.MS, proprio=proprio)
 
-    assert client.spin_until(lambda: len(client.chunks) >= 4, START_TIMEOUT, every=publish,
-                             process=node), node.output
+    def reported(condition):
+        """Spin until the node's diagnostics satisfy condition(part -> values) (a deadline)."""
+        def holds():
+            parts = client.latest_diagnostics()
+            return bool(parts) and condition({part: v[2] for part, v in parts.items()})
+        assert client.spin_until(holds, START_TIMEOUT, process=node), (
+            client.latest_diagnostics(), node.output)
+
+    def idle(values):
+        return (values['policy']['inference_in_flight'] == 'false'
+                and int(values['policy']['chunks_published']) == len(client.chunks))
+
+    # Lockstep, as a deterministic bag replay would pace it (the same at any machine speed):
+    # each frame is published, and the clock advanced to 10 ms after it, only once the node
+    # has reported the frame received and the previous tick done (20 Hz timer: one tick per
+    # 50 ms of clock).
+    reported(lambda v: v['policy']['lifecycle_state'] == 'active' and 'ticks' in v[
+        'control loop'] and idle(v))
+    ticks = int(client.diagnostic('control loop', 'ticks'))
+    for frame in range(1, 30):
+        sim['now'] += 50 * harness.MS
+        libero_frame(client, sim['now'] - 10 * harness.MS, proprio=proprio)
+        reported(lambda v: min(int(count) for key, count in v['inputs'].items()
+                               if key.startswith('received.')) >= frame)
+        client.clock(sim['now'])
+        reported(lambda v: int(v['control loop']['ticks']) >= ticks + frame and idle(v))
     stamp = client.chunks[-1].header.stamp
     assert 1000 <= stamp.sec < 1100
     # On the simulated clock a new chunk is due once 6 of its 8 steps (0.3 s) have elapsed
-    # since the last chunk's stamp; it is computed from the newest frame that has arrived,
-    # one to a few 50 ms frames older than the tick on a loaded machine. So consecutive chunk
-    # stamps are about 0.3 s apart, never one frame (every_tick would give 0.05 s).
+    # since the last chunk's stamp, and is computed from the frame of that tick (10 ms older):
+    # consecutive chunk stamps are 0.3 s apart, never one frame (every_tick would give 0.05 s).
+    # The first chunk comes at the first tick: 1 + 28 // 6 chunks in 29 ticks.
     stamps = [c.header.stamp.sec * S + c.header.stamp.nanosec for c in client.chunks]
-    gaps = np.diff(stamps) / S
-    assert ((gaps >= 0.15 - 1e-6) & (gaps <= 0.4 + 1e-6)).all(), gaps
-    assert _count(client, 'control loop', 'skipped.chunk_executing') > 0
+    assert stamps[0] == 1000 * S + 40 * harness.MS, stamps
+    np.testing.assert_allclose(np.diff(stamps) / S, 0.3, atol=1e-9)
+    assert len(stamps) == 1 + 28 // 6
+    assert _count(client, 'control loop', 'skipped.chunk_executing') == 29 - len(stamps)
     # The bag loops: simulated time jumps back to 500 s. The buffer drops the old timeline and
     # chunks continue from the new stamps.
     sim['now'] = 500 * S
