@@ -313,10 +313,12 @@ class ControlLoop:
     def receive(self, stream, msg):
         """One message of an InputStream: converted, stored; returns (drop reason or '', detail).
 
-        The conversion runs outside the lock (streams convert in parallel).
+        The conversion runs outside the lock (streams convert in parallel). A message is
+        counted as received once it is stored or dropped, so a count reported in /diagnostics
+        means that the next tick sees the message (lockstep pacing relies on it).
         """
-        self.input_counts.add(stream.name, RECEIVED)
         reason, detail = stream.ingest(msg, self)
+        self.input_counts.add(stream.name, RECEIVED)
         if reason:
             self.input_counts.add(stream.name, reason)
         return reason, detail

@@ -4,11 +4,36 @@ import os
 
 import pytest
 
+_DOMAIN_LOCK = []  # the open lock file of this process's domain: held until the process ends
+
+
+def _private_domain():
+    """A DDS domain (1..100) that no other test process on this machine holds: an exclusive
+    lock on a file per domain, released by the OS when this process ends. Two concurrent runs
+    in one domain would see each other's nodes (both launch a /cosmos_policy) and share one
+    `ros2 daemon`."""
+    import fcntl
+    import tempfile
+    first = os.getpid() % 100
+    for offset in range(100):
+        domain = 1 + (first + offset) % 100
+        path = os.path.join(tempfile.gettempdir(), f'cosmos_policy_ros-domain-{domain}.lock')
+        handle = open(path, 'a')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _DOMAIN_LOCK.append(handle)
+        return domain
+    return 1 + first  # all held (100 concurrent runs): share one
+
+
 # Every test process (and every subprocess it starts) talks only on loopback, in a DDS domain
 # of its own, so concurrent test runs on one machine do not see each other.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.pop('ROS_LOCALHOST_ONLY', None)
-os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
+os.environ['ROS_DOMAIN_ID'] = str(_private_domain())
 # Subprocesses started from the checkout import the installed package, not the source tree.
 os.environ['PYTHONSAFEPATH'] = '1'
 # One intra-op thread per process (set before torch is imported): test processes, nodes and

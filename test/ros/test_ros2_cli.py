@@ -41,29 +41,65 @@ def _ctrl_c(launched, timeout=DEADLINE):
     return launched.wait(timeout)
 
 
+NOT_FOUND = 'Node not found'  # the CLI's graph view does not show the node (yet)
+
+
+def _unanswered(result):
+    return result.returncode is None
+
+
+def _retryable(result):
+    """Nothing was asked of the node: the CLI's discovery had not found it yet (a daemon just
+    started, or a direct node that listened too briefly on a busy machine); the verbs check
+    this before calling any service, so repeating them is always safe."""
+    return NOT_FOUND in result.stderr or NOT_FOUND in result.stdout
+
+
 @pytest.fixture
 def cli(ros_env, tmp_path, harness):
     """cli.run('param', 'get', ...) -> CompletedProcess; cli.launch(...) -> OutputProcess."""
     ros2 = _ros2()
     launches = []
 
-    def run(*arguments, timeout=60.0, attempts=3):
-        """`ros2 ARGUMENTS`; repeated when it gets no answer (a service response can be lost
-        while the server is still matching a new client): only for idempotent commands."""
-        for attempt in range(attempts):
-            try:
-                return subprocess.run([ros2, *arguments], env=ros_env, cwd=tmp_path,
-                                      capture_output=True, text=True, timeout=timeout)
-            except subprocess.TimeoutExpired as error:
-                last = error
-        return subprocess.CompletedProcess(last.cmd, None, '', f'no answer: {last}')
+    def once(*arguments, timeout=60.0):
+        """`ros2 ARGUMENTS` once; returncode None (and 'no answer' on stderr) when it had not
+        ended after `timeout` (a service response lost while the server was still matching
+        the new client leaves the CLI waiting forever)."""
+        try:
+            return subprocess.run([ros2, *arguments], env=ros_env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            return subprocess.CompletedProcess(error.cmd, None, '', f'no answer: {error}')
 
-    def transition(node, name):
-        """`ros2 lifecycle set NODE NAME` (not idempotent: once; if its answer is lost, the
-        state it reached decides)."""
-        result = run('lifecycle', 'set', node, name, attempts=1)
-        state = run('lifecycle', 'get', node)
-        return result, state
+    def run(*arguments, deadline=DEADLINE):
+        """An idempotent `ros2 ARGUMENTS` (get, describe, a set to one value): repeated while
+        the CLI has not found the node or got no answer, until `deadline` seconds have
+        passed; the last result."""
+        end = time.monotonic() + deadline
+        while True:
+            result = once(*arguments)
+            if not (_retryable(result) or _unanswered(result)) or time.monotonic() > end:
+                return result
+
+    def transition(node, name, before, after):
+        """`ros2 lifecycle set NODE NAME`: not idempotent, so it is repeated only when the node
+        certainly did not take it: 'Node not found' (nothing was sent), or no answer while
+        `ros2 lifecycle get` still reports `before`. When an answer was lost, the state the
+        node reached decides. Returns (the last `set` result, the `get` result after it)."""
+        end = time.monotonic() + DEADLINE
+        lost = False
+        while True:
+            result = once('lifecycle', 'set', node, name)
+            state = run('lifecycle', 'get', node)
+            if result.stdout.strip() == 'Transitioning successful':
+                return result, state
+            if state.stdout.strip() == after and (lost or _unanswered(result)):
+                # The node took an earlier (or this) request whose answer was lost.
+                return result, state
+            lost = lost or _unanswered(result)
+            if (not (_retryable(result) or _unanswered(result))
+                    or state.stdout.strip() != before or time.monotonic() > end):
+                return result, state
 
     def launch(*arguments):
         """`ros2 launch ...` in a process group of its own (as a terminal runs it)."""
@@ -74,15 +110,15 @@ def cli(ros_env, tmp_path, harness):
         return process
 
     def until(arguments, expected, launched):
-        """Repeat `ros2 ARGUMENTS` until its stdout contains `expected` (discovery takes a
-        while); the last result."""
-        deadline = time.monotonic() + DEADLINE
+        """Repeat `ros2 ARGUMENTS` until its stdout contains `expected` (the node is starting,
+        discovery takes a while), at most DEADLINE seconds; the last result."""
+        end = time.monotonic() + DEADLINE
         while True:
-            result = run(*arguments)
-            if expected in result.stdout or time.monotonic() > deadline:
+            result = once(*arguments)
+            if expected in result.stdout or time.monotonic() > end:
                 return result
             assert launched.alive(), 'the launch ended:\n' + launched.output
-            time.sleep(0.5)
+            time.sleep(0.5)  # polling period, not a wait for anything
 
     yield SimpleNamespace(run=run, launch=launch, until=until, transition=transition,
                           ros2=ros2, env=ros_env)
@@ -91,7 +127,7 @@ def cli(ros_env, tmp_path, harness):
             os.killpg(process.process.pid, signal.SIGKILL)
             process.wait(30)
     # The graph commands started a ros2 daemon for this test's domain: end it.
-    run('daemon', 'stop', timeout=60)
+    once('daemon', 'stop')
 
 
 def _preset_files(tmp_path, preset):
@@ -124,13 +160,15 @@ def test_launch_each_preset_unconfigured_then_lifecycle_set(cli, tmp_path, prese
         assert state.stdout.strip() == 'unconfigured [1]', state.stdout + state.stderr
         sim = cli.run('param', 'get', node, 'use_sim_time')
         assert sim.stdout.strip() == f'Boolean value is: {sim_time}', sim.stdout + sim.stderr
+        before = 'unconfigured [1]'
         for name, after in (('configure', 'inactive [2]'), ('activate', 'active [3]'),
                             ('deactivate', 'inactive [2]'), ('cleanup', 'unconfigured [1]')):
-            result, state = cli.transition(node, name)
+            result, state = cli.transition(node, name, before, after)
             assert state.stdout.strip() == after, (name, result.stdout, result.stderr,
                                                    state.stdout, state.stderr, launched.output)
             # '' when its answer was lost (the state above decides then)
             assert result.stdout.strip() in ('Transitioning successful', ''), result.stdout
+            before = after
     finally:
         code = _ctrl_c(launched)
     assert code == 0, launched.output
@@ -170,9 +208,23 @@ def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory
 
         # Inputs from this process (demo.yaml: three cameras, 14 joints, the task parameter).
         client = client_factory()
-        echo = subprocess.Popen([cli.ros2, 'topic', 'echo', '--once', 'action_chunk'],
-                                env=cli.env, cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        echoes, printed = [], []
+
+        def start_echo():
+            echoes.append(subprocess.Popen(
+                [cli.ros2, 'topic', 'echo', '--once', 'action_chunk'], env=cli.env,
+                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+
+        def echoed():
+            """The echo ended; one that ended because its graph view did not show the topic
+            yet (it subscribed to nothing, so it missed nothing) is started again."""
+            if echoes[-1].poll() is None:
+                return False
+            printed.append(echoes[-1].communicate(timeout=30)[0])
+            if echoes[-1].returncode != 0 and 'Could not determine the type' in printed[-1]:
+                start_echo()
+                return False
+            return True
 
         def publish():
             stamp = harness.now_ns()
@@ -181,14 +233,15 @@ def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory
             client.joints('joint_states', stamp, harness.ALOHA_JOINTS,
                           np.linspace(-0.5, 0.5, 14))
 
+        start_echo()
         try:
-            assert client.spin_until(lambda: echo.poll() is not None, DEADLINE, every=publish,
-                                     period=0.2), 'no chunk echoed:\n' + launched.output
-            printed = echo.communicate(timeout=30)[0]
+            assert client.spin_until(echoed, DEADLINE, every=publish, period=0.2), (
+                'no chunk echoed:\n' + ''.join(printed) + launched.output)
         finally:
-            if echo.poll() is None:
-                echo.kill()
-                echo.wait(10)
+            if echoes[-1].poll() is None:
+                echoes[-1].kill()
+                echoes[-1].wait(10)
+        echo, printed = echoes[-1], printed[-1]
         assert echo.returncode == 0, printed
         assert 'model_id: fake-demo' in printed, printed
         assert 'num_denoising_steps: 7' in printed, printed

@@ -83,18 +83,25 @@ def test_play_window_with_remap_clock_and_latched_task(sample_bag, graph, ros_en
                      '--remap', '/primary/image_raw:=/cam/primary',
                      '--topics', '/primary/image_raw', '/joint_states', '/task',
                      '--delay', 0.2, '--wait-for-subscribers')
-    _spin_until(executor, lambda: player.poll() is not None, 40)
-    _spin_until(executor, lambda: False, 0.3)  # drain what is still in flight
-    code, output = _finish(player)
-    wall = time.monotonic() - started
-    assert code == 0, output
-
     info = bags.read_info(sample_bag)
     start_ns, end_ns = info.start_ns + 1000 * MS, info.start_ns + 2500 * MS
     expected = {topic: [item.stamp_ns for item in bags.read_messages(
         sample_bag, [topic], start_ns=start_ns, end_ns=end_ns, raw=True)]
         for topic in ('/primary/image_raw', '/joint_states')}
     assert len(expected['/primary/image_raw']) == 15 and len(expected['/joint_states']) == 30
+
+    def arrived():
+        """Everything the player sent is here (it may still be in flight when it exits)."""
+        return (len(received['image']) >= 15 and len(received['joints']) >= 30
+                and bool(received['task']) and bool(received['clock'])
+                and bags.stamp_to_ns(received['clock'][-1].clock)
+                == expected['/joint_states'][-1])
+
+    _spin_until(executor, lambda: player.poll() is not None, 40)
+    _spin_until(executor, arrived, 30)  # a deadline; the exact checks follow
+    code, output = _finish(player)
+    wall = time.monotonic() - started
+    assert code == 0, output
 
     images = [bags.stamp_to_ns(m.header.stamp) for m in received['image']]
     assert images == expected['/primary/image_raw'], output
@@ -216,6 +223,7 @@ def test_record_outputs_while_playing(sample_bag, graph, ros_env, tmp_path):
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_signal_ends_the_player_cleanly_and_keeps_the_recording(
         sample_bag, graph, ros_env, tmp_path, signum):
+    from rclpy.duration import Duration
     node, executor = graph
     out = tmp_path / 'outputs'
     # A 0.3 s window looped: the chunks, 0.25 s apart, arrive in different passes.
@@ -224,12 +232,17 @@ def test_signal_ends_the_player_cleanly_and_keeps_the_recording(
     info = bags.read_info(sample_bag)
     try:
         subscribed = _publish_chunks(node, executor, 3, info.start_ns, spacing=0.25)
-        _spin_until(executor, lambda: False, 0.5)  # let the recorder take them
+        # Every chunk is in the recorder's reader (acknowledged)...
+        acked = bool(subscribed) and subscribed[0].wait_for_all_acked(Duration(seconds=30))
+        # ...and its callback, which runs whenever the player spins (every 50 ms or less), has
+        # taken them: no signal of that leaves the player, so this is a margin, not a deadline.
+        _spin_until(executor, lambda: False, 0.5)
         running = player.poll() is None
         player.send_signal(signum)
     finally:
         code, output = _finish(player)
     assert subscribed, 'the recorder never subscribed:\n' + output
+    assert acked, 'the recorder never acknowledged the chunks:\n' + output
     assert running, 'the looping player ended by itself:\n' + output
     assert code == 0, output
     assert 'interrupted' in output
@@ -283,7 +296,7 @@ def test_nothing_is_lost_when_the_subscriber_lags(graph, ros_env, tmp_path):
     player = _player(ros_env, tmp_path / 'fast', '--rate', 'inf', '--delay', 0.2,
                      '--wait-for-subscribers', '--no-clock')
     _spin_until(executor, lambda: player.poll() is not None, 40)
-    _spin_until(executor, lambda: len(received) >= 2000 and len(images) >= 400, 5)
+    _spin_until(executor, lambda: len(received) >= 2000 and len(images) >= 400, 60)
     code, output = _finish(player)
     assert code == 0, output
     assert [m.position[0] for m in received] == list(range(2000))
