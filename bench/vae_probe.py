@@ -8,7 +8,8 @@ the arm poses vary. The primary camera's image is encoded as the policy encodes 
 (CosmosVAE.encode_conditioning of both cameras; the primary camera's latent frame) and a ridge
 regression maps the flattened latent (16 x h x w) to the four disc coordinates (red x, y, blue
 x, y). Fitted on seeds 0.. (training seeds), the ridge strength chosen on the last fifth of
-them, evaluated on seeds 100000.. (never used in training). The same probe on the raw pixels
+them, features standardized with the training seeds' per-feature mean and standard deviation,
+evaluated on seeds 100000.. (never used in training). The same probe on the raw pixels
 is the reference. Reports the RMSE over the four coordinates and their standard deviation:
 
     RMSE = sqrt(mean over test seeds and coordinates of (prediction - truth)^2)
@@ -53,8 +54,8 @@ def ridge_predict(fit, x):
 def probe(train_x, train_y, test_x, test_y):
     """RMSE on the test set of the ridge whose alpha is best on the last fifth of train."""
     split = len(train_x) * 4 // 5
-    scale = train_x.std() + 1e-8
-    train_x, test_x = train_x / scale, test_x / scale
+    mean, scale = train_x.mean(0), train_x.std(0) + 1e-3 * train_x.std() + 1e-8  # per feature
+    train_x, test_x = (train_x - mean) / scale, (test_x - mean) / scale
     errors = [np.sqrt(np.mean((ridge_predict(ridge_fit(train_x[:split], train_y[:split], a),
                                              train_x[split:]) - train_y[split:]) ** 2))
               for a in ALPHAS]

@@ -234,11 +234,19 @@ def vae_reconstruction_loss(vae, camera_images, *, background=None, foreground_w
 def position_probe_loss(probe, latents, targets):
     """Auxiliary VAE loss: how well a linear map reads positions from one camera's latent.
 
-        loss = mean over batch and outputs of (probe(flatten(z)) - y)^2
+        z    = flatten(latents)                                     (B, 16 h w)
+        z'   = (z - mean_b z) / sqrt(var_b z + 0.01 mean_f var_b z) per feature f over the batch
+        loss = mean over batch and outputs of (probe(z') - y)^2
 
     probe: a torch.nn.Linear(16 h w, K) trained along with the encoder (not part of the VAE
     file); latents: (B, 16, h, w) normalized latents of one camera; targets: (B, K), already
-    normalized to unit scale. It makes the encoder keep what the policy must read (where the
-    small targets are) in a linearly readable form.
+    normalized to unit scale. The per-feature standardization (as batch normalization, with a
+    floor of 1 % of the mean variance against near-constant features) matters: the latents'
+    sample-to-sample variations are small next to their spatial structure, and a linear head on
+    the raw latents hardly learns. It makes the encoder keep what the policy must read (where
+    the small targets are) in a linearly readable form.
     """
-    return ((probe(latents.flatten(1)) - targets) ** 2).mean()
+    z = latents.flatten(1)
+    variance = z.var(dim=0, keepdim=True)
+    z = (z - z.mean(dim=0, keepdim=True)) / torch.sqrt(variance + 0.01 * variance.mean())
+    return ((probe(z) - targets) ** 2).mean()

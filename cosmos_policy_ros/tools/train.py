@@ -64,6 +64,8 @@ from cosmos_policy_ros.sim.episodes import read_episode_bag, record_demonstratio
 
 STATE_FILE = 'train_state.pt'
 VAE_STATE_FILE = 'vae_state.pt'
+# The position probe's learning rate relative to --vae-lr.
+PROBE_LR_FACTOR = 1.0
 LATENT_FILE = 'latents.pt'
 LAYOUT_NAME = 'planar_reach'
 LAYOUT_CAMERAS = ('wrist', 'primary')
@@ -256,7 +258,10 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
     if use_probe:
         targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-6)
     parameters = list(vae.vae.parameters()) + (list(probe.parameters()) if use_probe else [])
-    optimizer = torch.optim.AdamW(parameters, lr=args.vae_lr, weight_decay=0.0)
+    groups = [{'params': list(vae.vae.parameters()), 'scale': 1.0}]
+    if use_probe:
+        groups.append({'params': list(probe.parameters()), 'scale': PROBE_LR_FACTOR})
+    optimizer = torch.optim.AdamW(groups, lr=args.vae_lr, weight_decay=0.0)
     step, history = 0, []
     if args.resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
@@ -284,14 +289,15 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
               file=sys.stderr, mininterval=2.0, disable=args.quiet) as bar:
         while step < args.vae_steps:
             for group in optimizer.param_groups:
-                group['lr'] = learning_rate(step, base=args.vae_lr, steps=args.vae_steps)
+                group['lr'] = group['scale'] * learning_rate(step, base=args.vae_lr,
+                                                             steps=args.vae_steps)
             index = vae_batch(args.seed, step, len(pixels), args.vae_batch_size)
             loss, latents = vae_reconstruction_loss(
                 vae, pixels[index], background=background,
                 foreground_weight=args.vae_foreground_weight, return_latents=True)
-            if use_probe:
-                loss = loss + args.vae_probe_weight * position_probe_loss(
-                    probe, latents[:, :, camera], targets[index])
+            probe_loss = position_probe_loss(probe, latents[:, :, camera], targets[index]) \
+                if use_probe else torch.zeros(())
+            loss = loss + args.vae_probe_weight * probe_loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -301,7 +307,7 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
             value = float(loss.detach())
             smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
             bar.update(1)
-            bar.set_postfix(loss=f'{smoothed:.4f}')
+            bar.set_postfix(loss=f'{smoothed:.4f}', probe=f'{float(probe_loss.detach()):.3f}')
             if step % args.save_every == 0:
                 save()
     save()

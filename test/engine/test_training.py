@@ -214,3 +214,19 @@ def test_calibration_keeps_the_decoder_consistent():
     after = vae.vae.decode(calibrated / vae._latent_scale()[1] + vae._latent_scale()[0],
                            return_dict=False)[0]
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_position_probe_loss_by_hand():
+    from cosmos_policy_ros.engine.training import position_probe_loss
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(5, 16, 2, 2, generator=generator)
+    targets = torch.randn(5, 3, generator=generator)
+    probe = torch.nn.Linear(64, 3)
+    z = latents.reshape(5, 64)
+    variance = z.var(dim=0)
+    standardized = (z - z.mean(dim=0)) / torch.sqrt(variance + 0.01 * variance.mean())
+    expected = ((standardized @ probe.weight.T + probe.bias - targets) ** 2).mean()
+    torch.testing.assert_close(position_probe_loss(probe, latents, targets), expected)
+    # Invariant to a per-feature affine change of the latents (up to the variance floor).
+    scaled = position_probe_loss(probe, 3.0 * latents + 2.0, targets)
+    torch.testing.assert_close(scaled, expected, rtol=1e-4, atol=1e-5)
