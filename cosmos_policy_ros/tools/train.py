@@ -314,7 +314,8 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
     vae.vae.eval().requires_grad_(False)
     vae.clear_prefix_cache()
     if history:
-        log(f'[train] VAE trained {step} steps, loss {history[0]:.4f} -> {smoothed or history[-1]:.4f}')
+        last = smoothed if smoothed is not None else history[-1]
+        log(f'[train] VAE trained {step} steps, loss {history[0]:.4f} -> {last:.4f}')
     return history
 
 
