@@ -100,6 +100,10 @@ def calibrate_vae_latents(vae, latents):
     this affine change of the latent-mean rows of quant_conv makes them unit-scale (the
     released VAE's are, by its LATENT_MEAN / LATENT_STD). Returns `latents` as the changed VAE
     encodes them (the same affine map per channel; exact up to float rounding).
+
+    The decoder is kept consistent: the raw latents change as mu' = mu / d + c per channel, so
+    the input columns of post_quant_conv (a 1x1x1 conv) become W_p' = W_p * d and its bias
+    b_p' = b_p - W_p' c; decoding the new normalized latents gives the same pixels as before.
     """
     cameras = latents.float()[:, :, 2:]
     mean = cameras.mean(dim=(0, 2, 3, 4))
@@ -114,6 +118,13 @@ def calibrate_vae_latents(vae, latents):
     bias = (conv.bias[:channels].float() - latent_mean - mean / inv_std) / std + latent_mean
     conv.weight[:channels] = weight.to(conv.weight.dtype)
     conv.bias[:channels] = bias.to(conv.bias.dtype)
+    # mu' = mu / d + c with c = M - M / d - m / (d s)
+    shift = latent_mean - latent_mean / std - mean / (std * inv_std)
+    post = vae.vae.post_quant_conv
+    post_weight = post.weight.float() * std.view(1, -1, 1, 1, 1)  # (out, in, 1, 1, 1)
+    post_bias = post.bias.float() - post_weight[:, :, 0, 0, 0] @ shift
+    post.weight.copy_(post_weight.to(post.weight.dtype))
+    post.bias.copy_(post_bias.to(post.bias.dtype))
     vae.clear_prefix_cache()
     view = (1, channels, 1, 1, 1)
     return (latents.float() - mean.view(view)) / std.view(view)
@@ -148,3 +159,94 @@ def _leading_rows_linear(projection, rows):
         tail = head.new_zeros((x.shape[0], x.shape[1] - rows, head.shape[2]))
         return torch.cat([head, tail], dim=1)  # (B, L, out)
     return forward
+
+
+# --- the VAE as an autoencoder -----------------------------------------------------------------
+def encode_conditioning_with_grad(vae, camera_images):
+    """``vae.encode_conditioning`` with gradients, for training the encoder.
+
+    The same computation (reference layout of a policy video): the black 5-frame prefix (blank
+    frame + proprio slot) encoded causally, then one 4-frame chunk of copies per camera with the
+    encoder's causal cache after the prefix. The prefix is re-encoded each call because the
+    weights change. camera_images: (B, N, 3, H, W) uint8. Returns (B, 16, 2 + N, H/8, W/8).
+    """
+    from cosmos_policy_ros.engine.vae import PREFIX_PIXEL_FRAMES, VAE_TEMPORAL_FACTOR
+    batch, cameras, _, height, width = camera_images.shape
+    black = torch.zeros(1, 3, PREFIX_PIXEL_FRAMES, height, width, dtype=torch.uint8)
+    cache = vae._empty_cache()
+    prefix = vae._normalized_mu(vae._run_encoder(vae._pixels(black), cache, first=True))
+    cache = [None if entry is None else entry.expand(batch, *entry.shape[1:])
+             for entry in cache]
+    pixels = vae._pixels(camera_images)  # (B, N, 3, H, W) in [-1, 1]
+    chunks = [pixels[:, i, :, None].expand(-1, -1, VAE_TEMPORAL_FACTOR, -1, -1)
+              for i in range(cameras)]  # N x (B, 3, 4, H, W)
+    latents = vae._normalized_mu(vae._run_encoder(torch.cat(chunks, dim=2), cache, first=False))
+    return torch.cat([prefix.expand(batch, *prefix.shape[1:]), latents], dim=2)
+
+
+def foreground_weights(video, background, foreground_weight):
+    """Per-pixel weights (B, 1, F, H, W): 1, plus `foreground_weight` where the pixel is not the
+    background colour (max channel difference > 0.1 on the [-1, 1] scale).
+
+    The sim's images are mostly flat background; the small target discs, which the policy must
+    locate, cover a few pixels, so an unweighted squared error barely rewards keeping them.
+    background: (3,) RGB on the [-1, 1] scale.
+    """
+    difference = (video - background.view(1, 3, 1, 1, 1)).abs().amax(dim=1, keepdim=True)
+    return 1.0 + foreground_weight * (difference > 0.1).to(video.dtype)
+
+
+def vae_reconstruction_loss(vae, camera_images, *, background=None, foreground_weight=0.0,
+                            return_latents=False):
+    """Autoencoder loss of the VAE on a batch of current camera images (a scalar tensor).
+
+        z_n    = normalized latent frame of camera n, encoded as the policy encodes it
+                 (encode_conditioning_with_grad: after the black prefix, 4 copies per camera)
+        x_hat  = decoder output of z_n alone as a one-frame video (the package's decode:
+                 z / (1 / std) + mean, then the decoder's first-frame path)
+        loss   = sum(w * (x_hat - x)^2) / sum(w) over every pixel of every camera, x in [-1, 1]
+
+    with w = 1 everywhere, or foreground_weights(...) given a background colour. The encoder is
+    trained on exactly its inference computation; the decoder on single frames (decoding the
+    whole 13-frame conditioning video costs about 6x more on a CPU), so decoded later frames of
+    a multi-frame policy video are only approximate. Deterministic: the posterior mean, no
+    sampling and no KL term (nothing samples from the latent prior here, and the latents are
+    rescaled to unit scale afterwards by calibrate_vae_latents).
+    camera_images: (B, N, 3, H, W) uint8. With return_latents: (loss, camera latents
+    (B, 16, N, h, w)).
+    """
+    batch, cameras, channels, height, width = camera_images.shape
+    latents = encode_conditioning_with_grad(vae, camera_images)[:, :, 2:]  # (B, 16, N, h, w)
+    mean, inv_std = vae._latent_scale()
+    frames = (latents / inv_std + mean).transpose(1, 2).reshape(
+        batch * cameras, latents.shape[1], 1, *latents.shape[3:])  # (B N, 16, 1, h, w)
+    decoded = vae.vae.decode(frames, return_dict=False)[0]  # (B N, 3, 1, H, W) in [-1, 1]
+    target = camera_images.reshape(batch * cameras, channels, 1, height, width).float()
+    target = target / 127.5 - 1.0
+    if background is None or foreground_weight == 0.0:
+        loss = ((decoded - target) ** 2).mean()
+    else:
+        weights = foreground_weights(target, background, foreground_weight)
+        loss = (weights * (decoded - target) ** 2).sum() / (weights.sum() * channels)
+    return (loss, latents) if return_latents else loss
+
+
+def position_probe_loss(probe, latents, targets):
+    """Auxiliary VAE loss: how well a linear map reads positions from one camera's latent.
+
+        z    = flatten(latents)                                     (B, 16 h w)
+        z'   = (z - mean_b z) / sqrt(var_b z + 0.01 mean_f var_b z) per feature f over the batch
+        loss = mean over batch and outputs of (probe(z') - y)^2
+
+    probe: a torch.nn.Linear(16 h w, K) trained along with the encoder (not part of the VAE
+    file); latents: (B, 16, h, w) normalized latents of one camera; targets: (B, K), already
+    normalized to unit scale. The per-feature standardization (as batch normalization, with a
+    floor of 1 % of the mean variance against near-constant features) matters: the latents'
+    sample-to-sample variations are small next to their spatial structure, and a linear head on
+    the raw latents hardly learns. It makes the encoder keep what the policy must read (where
+    the small targets are) in a linearly readable form.
+    """
+    z = latents.flatten(1)
+    variance = z.var(dim=0, keepdim=True)
+    z = (z - z.mean(dim=0, keepdim=True)) / torch.sqrt(variance + 0.01 * variance.mean())
+    return ((probe(z) - targets) ** 2).mean()

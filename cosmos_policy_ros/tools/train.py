@@ -11,10 +11,14 @@ Wan2.1 VAE weights ('tiny' preset), the T5-embedding file (fixed random vectors 
 instruction, as no T5 model is available here), dataset statistics (min/max of the recorded
 actions and joint positions) and model.json.
 
-The VAE is kept frozen at random weights whose latent mean rows are calibrated to unit scale
-on the demonstration images (engine.training.calibrate_vae_latents), to save CPU. Its decoder
-is therefore not meaningful (decoded future images are noise), and docs/sim.md shows that its
-latents carry the small targets' positions poorly, which limits the trained policy.
+The VAE ('tiny' Wan2.1 preset) is first trained for --vae-steps as an autoencoder on the
+demonstrations' camera images, encoded exactly as the policy encodes them (the conditioning
+video: black prefix, 4 copies per camera), with a squared reconstruction error that weights the
+non-background pixels --vae-foreground-weight times more (engine.training.
+vae_reconstruction_loss), then frozen. Its latent mean rows are calibrated to unit scale on the
+demonstration images (engine.training.calibrate_vae_latents; the decoder is adjusted to match).
+With --vae-steps 0 it stays at random weights: docs/sim.md shows that such latents hardly carry
+the small targets' positions, so the trained policy cannot find them.
 
 Objective: engine.training (the reference's hybrid sigma distribution, video noise multiplier,
 rectified-flow denoiser and weighting). Samples of successful episodes are policy samples
@@ -49,15 +53,19 @@ from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.synthetic_checkpoints import random_vae_state_dict, t5_embeddings
 from cosmos_policy_ros.engine.text import TextEmbeddings
 from cosmos_policy_ros.engine.training import (
-    calibrate_vae_latents, diffusion_loss, sample_sigma, skip_zero_text_rows, text_rows_in_use,
-    value_targets, video_noise_multiplier)
+    calibrate_vae_latents, diffusion_loss, position_probe_loss, sample_sigma,
+    skip_zero_text_rows, text_rows_in_use, vae_reconstruction_loss, value_targets,
+    video_noise_multiplier)
 from cosmos_policy_ros.engine.vae import CosmosVAE
-from cosmos_policy_ros.layout import LatentLayout
+from cosmos_policy_ros.layout import LATENT_CHANNELS, LatentLayout, VAE_SPATIAL_FACTOR
 from cosmos_policy_ros.normalization import NormStats
-from cosmos_policy_ros.sim.arm import CAMERAS, SimConfig, TASKS
+from cosmos_policy_ros.sim.arm import BACKGROUND_RGB, CAMERAS, COLORS, SimConfig, TASKS
 from cosmos_policy_ros.sim.episodes import read_episode_bag, record_demonstrations
 
 STATE_FILE = 'train_state.pt'
+VAE_STATE_FILE = 'vae_state.pt'
+# The position probe's learning rate relative to --vae-lr.
+PROBE_LR_FACTOR = 1.0
 LATENT_FILE = 'latents.pt'
 LAYOUT_NAME = 'planar_reach'
 LAYOUT_CAMERAS = ('wrist', 'primary')
@@ -136,6 +144,12 @@ class Samples:
     def __len__(self):
         return len(self.current)
 
+    def state_targets(self):
+        """(num_states, 2 * colours) disc positions (red x, y, blue x, y) of every kept state."""
+        return torch.tensor([
+            [v for color in COLORS for v in self.episodes[e].info['targets'][color]]
+            for e, _ in self.states], dtype=torch.float32)
+
     def state_images(self, images_config):
         """(num_states, N, 3, S, S) uint8 camera images of every kept state (layout order)."""
         frames = []
@@ -194,11 +208,115 @@ def batch_draws(seed, step, samples, batch_size, layout):
 
 
 def build_vae(seed):
-    """The frozen random 'tiny' Wan VAE (calibrated later by calibrate_vae_latents)."""
+    """The 'tiny' Wan VAE at its seeded random initialization (frozen)."""
     vae = CosmosVAE('tiny')
     converted, _ = convert_vae_state_dict(random_vae_state_dict('tiny', seed=seed))
     vae.vae.load_state_dict(converted, strict=True)
     return vae.float().eval().requires_grad_(False)
+
+
+def vae_batch(seed, step, num_states, batch_size):
+    """State indices of VAE step `step`: a function of (seed, step) only."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_000_000_000)
+    return torch.randint(num_states, (batch_size,), generator=generator)
+
+
+def weights_digest(module):
+    """sha256 of a module's parameters and buffers (names, shapes, float32 bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_CAMERAS):
+    """Train `vae` in place as an autoencoder on `pixels` for args.vae_steps; then freeze it.
+
+    pixels: (states, N, 3, S, S) uint8. Each step draws args.vae_batch_size states
+    (vae_batch) and minimizes
+
+        loss = vae_reconstruction_loss + args.vae_probe_weight * position_probe_loss
+
+    with AdamW (cosine schedule of --vae-lr, gradient norm clipped to 1). The probe term (only
+    with targets: (states, 4) disc positions, and a weight > 0) reads the normalized disc
+    positions linearly from the primary camera's latent. Resumable: --work-dir/vae_state.pt
+    every --save-every steps and at the end; with --resume a finished phase is loaded, not
+    repeated. Returns the loss history.
+    """
+    work = Path(args.work_dir)
+    state_path = work / VAE_STATE_FILE
+    key = hashlib.sha256(json.dumps(
+        [args.seed, args.vae_steps, args.vae_lr, args.vae_batch_size, args.vae_foreground_weight,
+         args.vae_probe_weight, list(pixels.shape),
+         float(pixels[::97].float().mean())]).encode()).hexdigest()
+    use_probe = targets is not None and args.vae_probe_weight > 0
+    camera = layout_cameras.index('primary')
+    torch.manual_seed(args.seed + 2)
+    probe = torch.nn.Linear(LATENT_CHANNELS * (pixels.shape[-1] // VAE_SPATIAL_FACTOR) ** 2,
+                            targets.shape[1] if targets is not None else 1)
+    if use_probe:
+        targets = (targets - targets.mean(0)) / targets.std(0).clamp_min(1e-6)
+    parameters = list(vae.vae.parameters()) + (list(probe.parameters()) if use_probe else [])
+    groups = [{'params': list(vae.vae.parameters()), 'scale': 1.0}]
+    if use_probe:
+        groups.append({'params': list(probe.parameters()), 'scale': PROBE_LR_FACTOR})
+    optimizer = torch.optim.AdamW(groups, lr=args.vae_lr, weight_decay=0.0)
+    step, history = 0, []
+    if args.resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        if state['key'] != key:
+            raise ValueError(f'{state_path} belongs to other data or VAE settings; remove it '
+                             f'or drop --resume.')
+        vae.vae.load_state_dict(state['vae'])
+        probe.load_state_dict(state['probe'])
+        optimizer.load_state_dict(state['optimizer'])
+        step, history = state['step'], state['history']
+        log(f'[train] VAE resumed at step {step}')
+
+    def save():
+        partial = state_path.with_suffix('.partial')
+        torch.save({'key': key, 'vae': vae.vae.state_dict(), 'probe': probe.state_dict(),
+                    'optimizer': optimizer.state_dict(), 'step': step, 'history': history},
+                   partial)
+        partial.replace(state_path)
+
+    background = torch.tensor(BACKGROUND_RGB, dtype=torch.float32) / 127.5 - 1.0
+    vae.vae.train().requires_grad_(True)
+    from tqdm import tqdm
+    smoothed = None
+    with tqdm(total=args.vae_steps, initial=step, desc='cosmos-policy-train VAE', unit='step',
+              file=sys.stderr, mininterval=2.0, disable=args.quiet) as bar:
+        while step < args.vae_steps:
+            for group in optimizer.param_groups:
+                group['lr'] = group['scale'] * learning_rate(step, base=args.vae_lr,
+                                                             steps=args.vae_steps)
+            index = vae_batch(args.seed, step, len(pixels), args.vae_batch_size)
+            loss, latents = vae_reconstruction_loss(
+                vae, pixels[index], background=background,
+                foreground_weight=args.vae_foreground_weight, return_latents=True)
+            probe_loss = position_probe_loss(probe, latents[:, :, camera], targets[index]) \
+                if use_probe else torch.zeros(())
+            loss = loss + args.vae_probe_weight * probe_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            step += 1
+            history.append(float(loss.detach()))
+            value = float(loss.detach())
+            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+            bar.update(1)
+            bar.set_postfix(loss=f'{smoothed:.4f}', probe=f'{float(probe_loss.detach()):.3f}')
+            if step % args.save_every == 0:
+                save()
+    save()
+    vae.vae.eval().requires_grad_(False)
+    vae.clear_prefix_cache()
+    if history:
+        last = smoothed if smoothed is not None else history[-1]
+        log(f'[train] VAE trained {step} steps, loss {history[0]:.4f} -> {last:.4f}')
+    return history
 
 
 @dataclass
@@ -215,6 +333,7 @@ class Prepared:
     text_table: dict          # instruction -> (1, 512, 1024) bf16
     text: torch.Tensor        # (tasks, 512, 1024) float32, TASKS order
     digest: str
+    vae_history: list         # VAE reconstruction losses (empty: random VAE)
 
 
 def prepare(args, log=print):
@@ -235,21 +354,25 @@ def prepare(args, log=print):
         f'{len(samples.states)} states, {len(samples)} samples')
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(json.dumps(
-        [stats, len(samples), args.seed, args.image_size, args.chunk_size]).encode()).hexdigest()
     vae = build_vae(args.seed + 1)
+    pixels = samples.state_images(images)
+    vae_history = train_vae(vae, pixels, args, log, targets=samples.state_targets(),
+                            layout_cameras=layout.cameras) if args.vae_steps else []
+    digest = hashlib.sha256(json.dumps(
+        [stats, len(samples), args.seed, args.image_size, args.chunk_size,
+         weights_digest(vae.vae)]).encode()).hexdigest()
     latent_path = work / LATENT_FILE
     cached = torch.load(latent_path, weights_only=True) if latent_path.is_file() else None
     if cached is not None and cached.get('digest') == digest:
         raw = cached['latents']
     else:
-        raw = encode_states(vae, samples.state_images(images), log=log)
+        raw = encode_states(vae, pixels, log=log)
         torch.save({'digest': digest, 'latents': raw}, latent_path)
     latents = calibrate_vae_latents(vae, raw)
     text_table = t5_embeddings(TASKS, seed=args.seed)
     text = torch.cat([text_table[t].float() for t in TASKS])  # (tasks, 512, 1024)
     return Prepared(episodes, layout, images, stats, samples, vae, latents, text_table, text,
-                    digest)
+                    digest, vae_history)
 
 
 def new_network(args, data):
@@ -315,7 +438,8 @@ def train(args, log=print, data=None):
             optimizer.step()
             step += 1
             history.append(float(loss.detach()))
-            smoothed = float(loss) if smoothed is None else 0.98 * smoothed + 0.02 * float(loss)
+            value = float(loss.detach())
+            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}')
             if step % args.save_every == 0:
@@ -327,7 +451,9 @@ def train(args, log=print, data=None):
                     source={'trainer': 'cosmos-policy-train', 'seed': args.seed,
                             'data_seed': args.data_seed, 'steps': step,
                             'episodes': len(data.episodes), 'gamma': args.gamma,
-                            'final_loss': smoothed},
+                            'final_loss': smoothed, 'vae_steps': len(data.vae_history),
+                            'vae_final_loss': (float(np.mean(data.vae_history[-20:]))
+                                               if data.vae_history else None)},
                     num_steps=args.num_steps, overwrite=args.force)
         log(f'[train] wrote {args.out}')
     return net, history
@@ -387,6 +513,16 @@ def build_parser():
                         help='stop after this many steps of this run (0: no limit); the '
                              'learning-rate schedule still spans --steps')
     parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--vae-steps', type=int, default=0,
+                        help='train the VAE as an autoencoder for this many steps first '
+                             '(0: keep it at random weights)')
+    parser.add_argument('--vae-lr', type=float, default=2e-3)
+    parser.add_argument('--vae-batch-size', type=int, default=16)
+    parser.add_argument('--vae-foreground-weight', type=float, default=20.0,
+                        help='extra weight of non-background pixels in the VAE loss')
+    parser.add_argument('--vae-probe-weight', type=float, default=1.0,
+                        help='weight of the auxiliary loss reading the disc positions linearly '
+                             'from the primary latent (0: a plain autoencoder)')
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--gamma', type=float, default=0.95, help='value discount per step')
     parser.add_argument('--chunk-size', type=int, default=8)
@@ -402,7 +538,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    for name in ('steps', 'batch_size', 'save_every', 'num_steps'):
+    for name in ('steps', 'batch_size', 'save_every', 'num_steps', 'vae_batch_size'):
         if getattr(args, name) < 1:
             print(f'cosmos-policy-train: error: --{name.replace("_", "-")} must be >= 1',
                   file=sys.stderr)

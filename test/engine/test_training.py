@@ -114,3 +114,119 @@ def test_value_targets():
     np.testing.assert_array_equal(value_targets(3, False, 0.9), [-1.0, -1.0, -1.0])
     with pytest.raises(ValueError, match='gamma'):
         value_targets(3, True, 0.0)
+
+
+# --- the VAE as an autoencoder -----------------------------------------------------------------
+def _tiny_vae(seed=3):
+    from cosmos_policy_ros.engine.checkpoint import convert_vae_state_dict
+    from cosmos_policy_ros.engine.synthetic_checkpoints import random_vae_state_dict
+    from cosmos_policy_ros.engine.vae import CosmosVAE
+    vae = CosmosVAE('tiny')
+    converted, _ = convert_vae_state_dict(random_vae_state_dict('tiny', seed=seed))
+    vae.vae.load_state_dict(converted, strict=True)
+    return vae.float().eval().requires_grad_(False)
+
+
+def _camera_images(batch=3, size=16, seed=0):
+    """(B, 2, 3, S, S) uint8: a flat background with a bright square at a random place."""
+    rng = np.random.RandomState(seed)
+    images = np.full((batch, 2, 3, size, size), 200, dtype=np.uint8)
+    for b in range(batch):
+        for n in range(2):
+            u, v = rng.randint(0, size - 4, size=2)
+            images[b, n, :, v:v + 4, u:u + 4] = rng.randint(0, 255, size=(3, 1, 1))
+    return torch.from_numpy(images)
+
+
+def test_encode_with_grad_equals_encode_conditioning():
+    from cosmos_policy_ros.engine.training import encode_conditioning_with_grad
+    vae = _tiny_vae()
+    images = _camera_images()
+    expected = vae.encode_conditioning(images)
+    got = encode_conditioning_with_grad(vae, images)
+    assert got.shape == expected.shape == (3, 16, 4, 2, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_foreground_weights_by_hand():
+    from cosmos_policy_ros.engine.training import foreground_weights
+    video = torch.zeros(1, 3, 1, 1, 3)
+    video[0, :, 0, 0, 1] = torch.tensor([0.0, 0.05, 0.0])   # within 0.1 of the background
+    video[0, :, 0, 0, 2] = torch.tensor([0.0, 0.0, -0.5])   # foreground
+    weights = foreground_weights(video, torch.zeros(3), 4.0)
+    assert weights.flatten().tolist() == [1.0, 1.0, 5.0]
+
+
+def test_weighted_reconstruction_loss_by_hand():
+    """With a VAE whose decode is replaced by a constant, the loss is the weighted mean error."""
+    from cosmos_policy_ros.engine.training import vae_reconstruction_loss
+    vae = _tiny_vae()
+    images = _camera_images(batch=2)
+    target = images.reshape(4, 3, 1, 16, 16).float() / 127.5 - 1.0  # (B N, 3, 1, H, W)
+    seen = []
+
+    def decode(z, return_dict=False):
+        seen.append(tuple(z.shape))
+        return (torch.zeros_like(target),)
+    vae.vae.decode = decode
+    background = torch.full((3,), 200 / 127.5 - 1.0)
+    plain = vae_reconstruction_loss(vae, images)
+    torch.testing.assert_close(plain, (target ** 2).mean())
+    weighted = vae_reconstruction_loss(vae, images, background=background,
+                                       foreground_weight=9.0)
+    mask = ((target - background.view(1, 3, 1, 1, 1)).abs().amax(1, keepdim=True) > 0.1)
+    w = 1.0 + 9.0 * mask.float()
+    torch.testing.assert_close(weighted, (w * target ** 2).sum() / (3 * w.sum()))
+    assert seen == [(4, 16, 1, 2, 2)] * 2  # each camera latent decoded alone
+
+
+def test_vae_reconstruction_loss_falls_in_a_few_steps():
+    from cosmos_policy_ros.engine.training import vae_reconstruction_loss
+    torch.manual_seed(0)
+    vae = _tiny_vae()
+    vae.vae.train().requires_grad_(True)
+    images = _camera_images(batch=4)
+    optimizer = torch.optim.Adam(vae.vae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = vae_reconstruction_loss(vae, images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_calibration_keeps_the_decoder_consistent():
+    """After calibrate_vae_latents, decoding the new latents gives the old decoded pixels."""
+    from cosmos_policy_ros.engine.training import calibrate_vae_latents
+    vae = _tiny_vae()
+    images = _camera_images(batch=4)
+    latents = vae.encode_conditioning(images)
+    before = vae.vae.decode(latents / vae._latent_scale()[1] + vae._latent_scale()[0],
+                            return_dict=False)[0]
+    calibrated = calibrate_vae_latents(vae, latents)
+    torch.testing.assert_close(vae.encode_conditioning(images), calibrated, rtol=1e-4,
+                               atol=1e-4)
+    cameras = calibrated[:, :, 2:]
+    torch.testing.assert_close(cameras.mean(dim=(0, 2, 3, 4)), torch.zeros(16), atol=1e-4,
+                               rtol=0)
+    after = vae.vae.decode(calibrated / vae._latent_scale()[1] + vae._latent_scale()[0],
+                           return_dict=False)[0]
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_position_probe_loss_by_hand():
+    from cosmos_policy_ros.engine.training import position_probe_loss
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(5, 16, 2, 2, generator=generator)
+    targets = torch.randn(5, 3, generator=generator)
+    probe = torch.nn.Linear(64, 3)
+    z = latents.reshape(5, 64)
+    variance = z.var(dim=0)
+    standardized = (z - z.mean(dim=0)) / torch.sqrt(variance + 0.01 * variance.mean())
+    expected = ((standardized @ probe.weight.T + probe.bias - targets) ** 2).mean()
+    torch.testing.assert_close(position_probe_loss(probe, latents, targets), expected)
+    # Invariant to a per-feature affine change of the latents (up to the variance floor).
+    scaled = position_probe_loss(probe, 3.0 * latents + 2.0, targets)
+    torch.testing.assert_close(scaled, expected, rtol=1e-4, atol=1e-5)

@@ -78,3 +78,37 @@ def test_bad_arguments(tmp_path, capsys):
     assert '--steps must be >= 1' in capsys.readouterr().err
     assert train_tool.main(['--data', str(tmp_path), '--work-dir', str(tmp_path / 'w')]) == 2
     assert 'no episode bags' in capsys.readouterr().err
+
+
+def test_vae_phase_lowers_the_reconstruction_loss_and_resumes(run, tmp_path):
+    """--vae-steps: the VAE's loss falls in a few steps, the model directory holds the trained
+    VAE, and --resume loads the finished phase instead of repeating it."""
+    from cosmos_policy_ros.engine.checkpoint import load_vae
+    from cosmos_policy_ros.engine.training import vae_reconstruction_loss
+    root, args, data = run
+    vae_args = argparse.Namespace(**{**vars(args), 'vae_steps': 12, 'vae_batch_size': 4,
+                                     'vae_lr': 3e-3, 'steps': 2, 'out': str(tmp_path / 'm'),
+                                     'work_dir': str(tmp_path / 'w'), 'record': 0})
+    prepared = train_tool.prepare(vae_args, log=lambda *_: None)
+    history = prepared.vae_history
+    assert len(history) == 12
+    assert np.mean(history[-3:]) < 0.7 * np.mean(history[:3]), history
+    # The reconstruction term alone, on fixed images, before and after the phase.
+    pixels = prepared.samples.state_images(prepared.images)[:6]
+    with torch.no_grad():
+        before = float(vae_reconstruction_loss(train_tool.build_vae(args.seed + 1), pixels))
+        after = float(vae_reconstruction_loss(prepared.vae, pixels))
+    assert after < 0.7 * before, (before, after)
+    train_tool.train(vae_args, log=lambda *_: None, data=prepared)
+    spec = read_spec(tmp_path / 'm')
+    assert spec.source['vae_steps'] == 12
+    stored = load_vae(tmp_path / 'm' / 'vae.safetensors', 'tiny', dtype=torch.float32)
+    for (name, a), (_, b) in zip(stored.vae.state_dict().items(),
+                                 prepared.vae.vae.state_dict().items()):
+        assert torch.equal(a, b), name
+    logs = []
+    again = train_tool.prepare(argparse.Namespace(**{**vars(vae_args), 'resume': True}),
+                               log=logs.append)
+    assert again.vae_history == history
+    assert any('VAE resumed at step 12' in line for line in logs)
+    torch.testing.assert_close(again.latents, prepared.latents)
