@@ -463,7 +463,7 @@ def test_use_sim_time_steps_left_replanning_and_bag_loop(write_setup, start_node
 @pytest.mark.parametrize('mode,reason', [('nan', 'non_finite'), ('huge', 'jump')])
 def test_unsafe_chunks_are_never_published(write_setup, start_node, client_factory, harness,
                                            mode, reason):
-    from cosmos_policy_ros.ros.policy_node import REJECT_LOG_PERIOD
+    from cosmos_policy_ros.health import REJECT_LOG_PERIOD
     params = write_setup(harness.aloha_parameters(max_first_step_jump=0.5,
                                                   publish_joint_trajectory=True),
                          {'layout': {'preset': 'aloha'}, 'actions': mode})

@@ -32,7 +32,9 @@ def _chunk(store, stamp_ns, index):
         actions=np.arange(6, dtype=np.float32) * 0.5 + index, value=math.nan if index == 1
         else 0.25 * index,
         source_stamps=[bags.ns_to_stamp(stamp_ns - 10, store)], source_names=['primary'],
-        seed=7 + index, num_denoising_steps=5, inference_time=0.125, model_id=f'model-{index}')
+        seed=7 + index, num_denoising_steps=5, inference_time=0.125, model_id=f'model-{index}',
+        stitching='blend', conditioned_steps=0, takeover_step=1, blended_steps=2,
+        expected_latency=0.05)
 
 
 def _joint_state(store, stamp_ns, index):
