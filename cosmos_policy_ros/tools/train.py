@@ -43,12 +43,12 @@ import time
 import numpy as np
 import torch
 
-from cosmos_policy_ros.engine.checkpoint import convert_vae_state_dict
+from cosmos_policy_ros.engine.checkpoint import convert_vae_state_dict, dit_state_dict, load_vae
 from cosmos_policy_ros.engine.dit import CosmosDiT
 from cosmos_policy_ros.engine.generate import condition_frames
 from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
 from cosmos_policy_ros.engine.injection import inject_actions, inject_proprio, inject_value
-from cosmos_policy_ros.engine.model_dir import FILES, ModelSpec, write_spec
+from cosmos_policy_ros.engine.model_dir import FILES, model_files, ModelSpec, read_spec, write_spec
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.synthetic_checkpoints import random_vae_state_dict, t5_embeddings
 from cosmos_policy_ros.engine.text import TextEmbeddings
@@ -333,7 +333,40 @@ class Prepared:
     text_table: dict          # instruction -> (1, 512, 1024) bf16
     text: torch.Tensor        # (tasks, 512, 1024) float32, TASKS order
     digest: str
-    vae_history: list         # VAE reconstruction losses (empty: random VAE)
+    vae_history: list         # VAE reconstruction losses (empty: random or --init-from VAE)
+    init: 'InitModel' = None  # the model --init-from continues (None: a new one)
+
+
+@dataclass
+class InitModel:
+    """A model directory a run continues from (--init-from): its weights and provenance."""
+
+    path: Path
+    vae: CosmosVAE
+    dit: dict                 # the DiT's transformer state dict (float32)
+    stats: dict               # its dataset_statistics.json (the normalization it learned)
+    text_table: dict          # its instruction embeddings
+    source: dict              # its model.json `source`
+
+
+def load_init_model(model_dir, layout):
+    """The model `model_dir` (written by this command) to continue training from.
+
+    Its VAE replaces the VAE phase (it is already trained and calibrated), its DiT weights the
+    seeded initialization, and its normalization statistics and instruction embeddings are
+    kept, so the weights mean what they meant. The layout and presets must match.
+    """
+    spec = read_spec(model_dir)
+    if spec.layout != layout:
+        raise ValueError(f'--init-from {model_dir}: its layout {spec.layout} differs from this '
+                         f'run\'s {layout} (check --image-size and --chunk-size).')
+    files = model_files(model_dir, spec)
+    dit = {k: v.float() for k, v in dit_state_dict(files['dit'], spec.dit_preset).items()}
+    vae = load_vae(files['vae'], spec.vae_preset, dtype=torch.float32)
+    stats = json.loads(files['statistics'].read_text())
+    table = TextEmbeddings.load(files['text_embeddings'])
+    text_table = {t: table.lookup(t).to(torch.bfloat16) for t in TASKS}
+    return InitModel(Path(model_dir), vae, dit, stats, text_table, dict(spec.source))
 
 
 def prepare(args, log=print):
@@ -347,20 +380,21 @@ def prepare(args, log=print):
     episodes = load_episodes(data)
     layout = sim_layout(args.chunk_size, args.image_size)
     images = sim_images(args.image_size)
-    stats = statistics(episodes)
+    init = load_init_model(args.init_from, layout) if args.init_from else None
+    stats = init.stats if init else statistics(episodes)
     norm = NormStats.from_dict(stats, layout=layout)
     samples = Samples(episodes, layout, norm, args.gamma)
     log(f'[train] {len(episodes)} episodes ({sum(e.success for e in episodes)} successes), '
         f'{len(samples.states)} states, {len(samples)} samples')
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    vae = build_vae(args.seed + 1)
+    vae = init.vae if init else build_vae(args.seed + 1)
     pixels = samples.state_images(images)
     vae_history = train_vae(vae, pixels, args, log, targets=samples.state_targets(),
                             layout_cameras=layout.cameras) if args.vae_steps else []
     digest = hashlib.sha256(json.dumps(
         [stats, len(samples), args.seed, args.image_size, args.chunk_size,
-         weights_digest(vae.vae)]).encode()).hexdigest()
+         weights_digest(vae.vae), init and init.source.get('dit_sha256')]).encode()).hexdigest()
     latent_path = work / LATENT_FILE
     cached = torch.load(latent_path, weights_only=True) if latent_path.is_file() else None
     if cached is not None and cached.get('digest') == digest:
@@ -368,17 +402,21 @@ def prepare(args, log=print):
     else:
         raw = encode_states(vae, pixels, log=log)
         torch.save({'digest': digest, 'latents': raw}, latent_path)
-    latents = calibrate_vae_latents(vae, raw)
-    text_table = t5_embeddings(TASKS, seed=args.seed)
+    # An --init-from VAE is calibrated already; calibrating again would change its latent scale.
+    latents = raw if init else calibrate_vae_latents(vae, raw)
+    text_table = init.text_table if init else t5_embeddings(TASKS, seed=args.seed)
     text = torch.cat([text_table[t].float() for t in TASKS])  # (tasks, 512, 1024)
     return Prepared(episodes, layout, images, stats, samples, vae, latents, text_table, text,
-                    digest, vae_history)
+                    digest, vae_history, init)
 
 
 def new_network(args, data):
-    """The DiT at its seeded initialization, with the exact zero-text-row speed-up."""
+    """The DiT at its seeded initialization (or --init-from's weights), with the exact
+    zero-text-row speed-up."""
     torch.manual_seed(args.seed)
     net = CosmosDiT(args.dit_preset).float().train()
+    if data.init is not None:
+        net.transformer.load_state_dict(data.init.dit, strict=True)
     skip_zero_text_rows(net.transformer, text_rows_in_use(data.text))
     return net
 
@@ -453,7 +491,8 @@ def train(args, log=print, data=None):
                             'episodes': len(data.episodes), 'gamma': args.gamma,
                             'final_loss': smoothed, 'vae_steps': len(data.vae_history),
                             'vae_final_loss': (float(np.mean(data.vae_history[-20:]))
-                                               if data.vae_history else None)},
+                                               if data.vae_history else None),
+                            **({'init_from': data.init.source} if data.init else {})},
                     num_steps=args.num_steps, overwrite=args.force)
         log(f'[train] wrote {args.out}')
     return net, history
@@ -523,6 +562,10 @@ def build_parser():
     parser.add_argument('--vae-probe-weight', type=float, default=1.0,
                         help='weight of the auxiliary loss reading the disc positions linearly '
                              'from the primary latent (0: a plain autoencoder)')
+    parser.add_argument('--init-from', type=Path, default=None,
+                        help='continue training the model directory written by an earlier run '
+                             '(its VAE, DiT weights, statistics and embeddings; a new optimizer '
+                             'and learning-rate schedule); excludes --vae-steps')
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--gamma', type=float, default=0.95, help='value discount per step')
     parser.add_argument('--chunk-size', type=int, default=8)
@@ -543,6 +586,10 @@ def main(argv=None):
             print(f'cosmos-policy-train: error: --{name.replace("_", "-")} must be >= 1',
                   file=sys.stderr)
             return 2
+    if args.init_from and args.vae_steps:
+        print('cosmos-policy-train: error: --init-from keeps its model\'s VAE; drop --vae-steps',
+              file=sys.stderr)
+        return 2
     try:
         train(args)
     except (ValueError, OSError) as error:

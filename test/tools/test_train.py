@@ -112,3 +112,36 @@ def test_vae_phase_lowers_the_reconstruction_loss_and_resumes(run, tmp_path):
     assert again.vae_history == history
     assert any('VAE resumed at step 12' in line for line in logs)
     torch.testing.assert_close(again.latents, prepared.latents)
+
+
+def test_init_from_continues_a_model_unchanged(run, tmp_path):
+    """--init-from: the DiT, VAE, statistics and embeddings of the model directory are the
+    starting point (a zero learning rate writes them back bit for bit; the stored VAE, already
+    calibrated, gives the first run's latents without calibrating again); the provenance
+    chains; a layout mismatch and --vae-steps are refused naming the flag."""
+    from safetensors.torch import load_file
+    root, args, data = run
+    first = argparse.Namespace(**{**vars(args), 'steps': 2, 'record': 0,
+                                  'out': str(tmp_path / 'a'), 'work_dir': str(tmp_path / 'wa')})
+    train_tool.train(first, log=lambda *_: None, data=data)
+    cont = argparse.Namespace(**{**vars(first), 'init_from': tmp_path / 'a', 'lr': 0.0,
+                                 'steps': 1, 'seed': 7, 'out': str(tmp_path / 'b'),
+                                 'work_dir': str(tmp_path / 'wb')})
+    prepared = train_tool.prepare(cont, log=lambda *_: None)
+    torch.testing.assert_close(prepared.latents, data.latents, rtol=1e-4, atol=1e-4)
+    _, history = train_tool.train(cont, log=lambda *_: None, data=prepared)
+    assert len(history) == 1
+    for name in ('dit.safetensors', 'vae.safetensors', 't5_embeddings.safetensors'):
+        a, b = load_file(str(tmp_path / 'a' / name)), load_file(str(tmp_path / 'b' / name))
+        assert a.keys() == b.keys(), name
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    assert (tmp_path / 'a' / 'dataset_statistics.json').read_text() == \
+        (tmp_path / 'b' / 'dataset_statistics.json').read_text()
+    source = read_spec(tmp_path / 'b').source
+    assert source['init_from'] == read_spec(tmp_path / 'a').source and source['seed'] == 7
+    wrong = argparse.Namespace(**{**vars(cont), 'image_size': 64})
+    with pytest.raises(ValueError, match='--init-from'):
+        train_tool.prepare(wrong, log=lambda *_: None)
+    assert train_tool.main(['--data', str(root / 'demos'), '--work-dir', str(tmp_path / 'w'),
+                            '--init-from', str(tmp_path / 'a'), '--vae-steps', '3']) == 2
