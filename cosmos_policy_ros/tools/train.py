@@ -230,6 +230,37 @@ def weights_digest(module):
     return digest.hexdigest()
 
 
+class TrainingState:
+    """The resumable state of one training phase in one file: modules, step, loss history.
+
+    key: what the state belongs to (data and settings); loading another key's file is refused.
+    modules: {name: object with state_dict/load_state_dict} (networks, optimizers).
+    Saved atomically (a .partial file renamed over the old one).
+    """
+
+    def __init__(self, path, key, modules):
+        self.path, self.key, self.modules = Path(path), key, modules
+
+    def load(self):
+        """(step, history) restored from the file, (0, []) without one."""
+        if not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, weights_only=False)
+        if state.get('key') != self.key:
+            raise ValueError(f'{self.path} belongs to other data or settings; remove it or '
+                             f'drop --resume.')
+        for name, module in self.modules.items():
+            module.load_state_dict(state[name])
+        return state['step'], state['history']
+
+    def save(self, step, history):
+        partial = self.path.with_suffix('.partial')
+        torch.save({'key': self.key, 'step': step, 'history': history,
+                    **{name: module.state_dict() for name, module in self.modules.items()}},
+                   partial)
+        partial.replace(self.path)
+
+
 def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_CAMERAS):
     """Train `vae` in place as an autoencoder on `pixels` for args.vae_steps; then freeze it.
 
@@ -245,7 +276,6 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
     repeated. Returns the loss history.
     """
     work = Path(args.work_dir)
-    state_path = work / VAE_STATE_FILE
     key = hashlib.sha256(json.dumps(
         [args.seed, args.vae_steps, args.vae_lr, args.vae_batch_size, args.vae_foreground_weight,
          args.vae_probe_weight, list(pixels.shape),
@@ -262,24 +292,11 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
     if use_probe:
         groups.append({'params': list(probe.parameters()), 'scale': PROBE_LR_FACTOR})
     optimizer = torch.optim.AdamW(groups, lr=args.vae_lr, weight_decay=0.0)
-    step, history = 0, []
-    if args.resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        if state['key'] != key:
-            raise ValueError(f'{state_path} belongs to other data or VAE settings; remove it '
-                             f'or drop --resume.')
-        vae.vae.load_state_dict(state['vae'])
-        probe.load_state_dict(state['probe'])
-        optimizer.load_state_dict(state['optimizer'])
-        step, history = state['step'], state['history']
+    state = TrainingState(work / VAE_STATE_FILE, key,
+                          {'vae': vae.vae, 'probe': probe, 'optimizer': optimizer})
+    step, history = state.load() if args.resume else (0, [])
+    if step:
         log(f'[train] VAE resumed at step {step}')
-
-    def save():
-        partial = state_path.with_suffix('.partial')
-        torch.save({'key': key, 'vae': vae.vae.state_dict(), 'probe': probe.state_dict(),
-                    'optimizer': optimizer.state_dict(), 'step': step, 'history': history},
-                   partial)
-        partial.replace(state_path)
 
     background = torch.tensor(BACKGROUND_RGB, dtype=torch.float32) / 127.5 - 1.0
     vae.vae.train().requires_grad_(True)
@@ -309,8 +326,8 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}', probe=f'{float(probe_loss.detach()):.3f}')
             if step % args.save_every == 0:
-                save()
-    save()
+                state.save(step, history)
+    state.save(step, history)
     vae.vae.eval().requires_grad_(False)
     vae.clear_prefix_cache()
     if history:
@@ -435,24 +452,10 @@ def train(args, log=print, data=None):
     work.mkdir(parents=True, exist_ok=True)
     net = new_network(args, data)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
-    step, history = 0, []
-    state_path = work / STATE_FILE
-    if args.resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        if state['digest'] != data.digest:
-            raise ValueError(f'{state_path} belongs to other data or settings; remove it or '
-                             f'drop --resume.')
-        net.load_state_dict(state['net'])
-        optimizer.load_state_dict(state['optimizer'])
-        step, history = state['step'], state['history']
+    state = TrainingState(work / STATE_FILE, data.digest, {'net': net, 'optimizer': optimizer})
+    step, history = state.load() if args.resume else (0, [])
+    if step:
         log(f'[train] resumed at step {step}')
-
-    def save():
-        partial = state_path.with_suffix('.partial')
-        torch.save({'digest': data.digest, 'net': net.state_dict(),
-                    'optimizer': optimizer.state_dict(), 'step': step,
-                    'history': history}, partial)
-        partial.replace(state_path)
 
     from tqdm import tqdm
     started = time.monotonic()
@@ -481,8 +484,8 @@ def train(args, log=print, data=None):
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}')
             if step % args.save_every == 0:
-                save()
-    save()
+                state.save(step, history)
+    state.save(step, history)
     if args.out is not None:
         write_model(args.out, net, data.vae, data.layout, data.images, data.stats,
                     data.text_table,
