@@ -195,6 +195,20 @@ def learning_rate(step, *, base, steps, warmup=100):
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def optimizer_step(optimizer, loss, parameters):
+    """One step on `loss` with the gradient norm clipped to 1; returns the loss value."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def smooth(smoothed, value):
+    """The progress bar's exponential moving average of the loss."""
+    return value if smoothed is None else 0.98 * smoothed + 0.02 * value
+
+
 def batch_draws(seed, step, samples, batch_size, layout):
     """(indices, modes, sigma, eps) of one step: a function of (seed, step) only."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -314,15 +328,11 @@ def train_vae(vae, pixels, args, log=print, targets=None, layout_cameras=LAYOUT_
                 foreground_weight=args.vae_foreground_weight, return_latents=True)
             probe_loss = position_probe_loss(probe, latents[:, :, camera], targets[index]) \
                 if use_probe else torch.zeros(())
-            loss = loss + args.vae_probe_weight * probe_loss
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
+            value = optimizer_step(optimizer, loss + args.vae_probe_weight * probe_loss,
+                                   parameters)
             step += 1
-            history.append(float(loss.detach()))
-            value = float(loss.detach())
-            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+            history.append(value)
+            smoothed = smooth(smoothed, value)
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}', probe=f'{float(probe_loss.detach()):.3f}')
             if step % args.save_every == 0:
@@ -472,15 +482,11 @@ def train(args, log=print, data=None):
                 break
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, base=args.lr, steps=args.steps)
-            loss = batch_loss(net, data, args.seed, step, args.batch_size)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
+            value = optimizer_step(optimizer, batch_loss(net, data, args.seed, step,
+                                                         args.batch_size), net.parameters())
             step += 1
-            history.append(float(loss.detach()))
-            value = float(loss.detach())
-            smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+            history.append(value)
+            smoothed = smooth(smoothed, value)
             bar.update(1)
             bar.set_postfix(loss=f'{smoothed:.4f}')
             if step % args.save_every == 0:
