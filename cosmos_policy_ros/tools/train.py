@@ -386,7 +386,7 @@ def load_init_model(model_dir, layout):
     spec = read_spec(model_dir)
     if spec.layout != layout:
         raise ValueError(f'--init-from {model_dir}: its layout {spec.layout} differs from this '
-                         f'run\'s {layout} (check --image-size and --chunk-size).')
+                         f'run: {layout} (check --image-size and --chunk-size).')
     files = model_files(model_dir, spec)
     dit = {k: v.float() for k, v in dit_state_dict(files['dit'], spec.dit_preset).items()}
     vae = load_vae(files['vae'], spec.vae_preset, dtype=torch.float32)
@@ -596,7 +596,7 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
     if args.init_from and args.vae_steps:
-        print('cosmos-policy-train: error: --init-from keeps its model\'s VAE; drop --vae-steps',
+        print("cosmos-policy-train: error: --init-from keeps its model's VAE; drop --vae-steps",
               file=sys.stderr)
         return 2
     try:
