@@ -22,7 +22,7 @@ import numpy as np
 from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
 from cosmos_policy_ros.sim.inprocess import (
     expert_source, hold_source, policy_source, random_source, run_episode, spearman)
-from cosmos_policy_ros.sim.model import shipped_model_dir
+from cosmos_policy_ros.sim.model import model_label, shipped_model_dir
 
 
 def summarize(results, gamma=None):
@@ -62,7 +62,7 @@ def main(argv=None):
     if not args.skip_baselines:
         sources.update({'expert': expert_source(horizon), 'random': random_source(horizon),
                         'hold_still': hold_source(horizon)})
-    report = {'model': str(model), 'model_id': policy.model_id,
+    report = {'model': model_label(model), 'model_id': policy.model_id,
               'num_steps': args.num_steps or policy.sampler.num_steps,
               'seeds': [seeds.start, seeds.stop - 1], 'gamma': gamma, 'mode': 'lockstep',
               'results': {}, 'episodes': {}}

@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from cosmos_policy_ros.sim.model import model_label
+
 NS = 1_000_000_000
 DEFAULT_GAMMA = 0.99
 DEFAULT_FIRST_SEED = 100000  # evaluation seeds: far from the ones training episodes use
@@ -104,7 +106,7 @@ def resolve_model(arg, out):
         return path, 'the model at ' + str(path)
     shipped = shipped_model()
     if shipped is not None:
-        return shipped, TRAINED_NOTE + f' ({shipped})'
+        return shipped, TRAINED_NOTE + f' ({model_label(shipped)})'
     return make_standin_model(Path(out) / 'standin'), STANDIN_NOTE
 
 
@@ -492,7 +494,7 @@ def evaluate(args, *, printer=print):
     for name in args.baselines:
         results[name] = run_baseline(name, seeds, on_episode=show(name),
                                      replan_steps=replan_steps_of(config) or 1)
-    meta = {'model': str(model), 'model_description': description, 'config': str(config),
+    meta = {'model': model_label(model), 'model_description': description, 'config': str(config),
             'mode': args.mode, 'slowdown': args.slowdown, 'seeds': seeds,
             'policy_wall_s': policy_s}
     summary = write_report(results, out, gamma=gamma, meta=meta)

@@ -45,6 +45,7 @@ import time
 import numpy as np
 
 from cosmos_policy_ros.execution import STITCHING_METHODS
+from cosmos_policy_ros.sim.model import model_label
 
 DEFAULT_LATENCIES = (0.0, 0.25, 0.5)
 DEFAULT_OVERLAP = 2
@@ -152,7 +153,7 @@ def grid_record(results, settings, *, seeds, model, description, command):
         'headline': 'median boundary jump / median within-chunk step, ' + '; '.join(lines),
         'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
                     'date': time.strftime('%Y-%m-%d')},
-        'command': command, 'model': str(model), 'model_description': description,
+        'command': command, 'model': model_label(model), 'model_description': description,
         'seeds': list(seeds), 'settings': settings, 'cells': cells,
     }
 

@@ -178,3 +178,11 @@ def test_sim_imports_without_torch_or_rclpy():
             'import cosmos_policy_ros.sim.arm\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_model_label_names_the_shipped_model_the_same_everywhere(tmp_path):
+    from cosmos_policy_ros.sim.model import model_label, shipped_model_dir
+    assert model_label(shipped_model_dir()) == 'cosmos_policy_ros/models/planar_reach'
+    assert model_label(shipped_model_dir() / '..' / 'planar_reach') == \
+        'cosmos_policy_ros/models/planar_reach'
+    assert model_label(tmp_path / 'planar_reach') == str(tmp_path / 'planar_reach')
