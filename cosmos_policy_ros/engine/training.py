@@ -55,26 +55,34 @@ def loss_weight(sigma):
     return (1.0 + sigma) ** 2 / sigma ** 2
 
 
-def diffusion_loss(net, clean_latent, condition_frames, text_embedding, sigma, eps):
+def diffusion_loss(net, clean_latent, condition_frames, text_embedding, sigma, eps,
+                   loss_frames=None):
     """The training loss of one batch (a scalar tensor with gradients through `net`).
 
     clean_latent: (B, 16, T, H, W) x0; condition_frames: (B, T) bool; text_embedding:
     (B or 1, L, 1024); sigma: (B,); eps: (B, 16, T, H, W) standard normal noise.
-    Per sample: the weighted squared x0 error averaged over every element of the generated
-    frames; then the mean over the batch.
+    Per sample: the weighted squared x0 error averaged over every element of the loss frames
+    (default: the generated frames); then the mean over the batch. loss_frames: (B, T) bool,
+    generated frames only, at least one per sample: a generated frame left out is denoised
+    with the rest but not supervised (e.g. the action frame of a failed episode).
     """
     condition_frames = torch.as_tensor(condition_frames)
     if condition_frames.ndim == 1:
         condition_frames = condition_frames.expand(clean_latent.shape[0], -1)
+    if loss_frames is None:
+        loss_frames = ~condition_frames
+    loss_frames = torch.as_tensor(loss_frames).expand(condition_frames.shape)
+    if (loss_frames & condition_frames).any() or not loss_frames.any(dim=1).all():
+        raise ValueError('`loss_frames` must select at least one generated frame per sample '
+                         'and no conditioning frame.')
     denoiser = ConditionedDenoiser(net, clean_latent, condition_frames, text_embedding)
     sigma = sigma.to(torch.float32)
     x_sigma = clean_latent + sigma.view(-1, 1, 1, 1, 1) * eps  # (B,) -> (B, 1, 1, 1, 1)
     x0_hat = denoiser(x_sigma, sigma)
     error = (x0_hat - clean_latent) ** 2  # (B, C, T, H, W)
-    generated = (~condition_frames).to(error.dtype)[:, None, :, None, None]  # (B, 1, T, 1, 1)
+    supervised = loss_frames.to(error.dtype)  # (B, T)
     per_frame = error.mean(dim=(1, 3, 4))  # (B, C, T, H, W) -> (B, T)
-    per_sample = (per_frame * generated[:, 0, :, 0, 0]).sum(dim=1) / generated[
-        :, 0, :, 0, 0].sum(dim=1)  # mean over generated frames -> (B,)
+    per_sample = (per_frame * supervised).sum(dim=1) / supervised.sum(dim=1)  # -> (B,)
     return (loss_weight(sigma) * per_sample).mean()
 
 

@@ -233,10 +233,11 @@ class PlanarReachEnv:
         return np.asarray(small, dtype=np.uint8).copy()
 
 
-def expert_chunk(env, horizon, step_period):
+def expert_chunk(env, horizon, step_period, aim=None):
     """(horizon, 3) absolute joint targets of the scripted expert from the env's current state.
 
-    Target: inverse_kinematics of the named target. Each command closes EXPERT_GAIN of the
+    Target: inverse_kinematics of the named target (or of the point `aim`, (2,), when given).
+    Each command closes EXPERT_GAIN of the
     remaining joint error, at most EXPERT_SPEED of the velocity limit per step, so the chunk is
     smooth and executes exactly as planned. Memoryless: replanning mid-chunk continues it.
     """
@@ -245,7 +246,7 @@ def expert_chunk(env, horizon, step_period):
     if not isinstance(step_period, (int, float)) or isinstance(step_period, bool) \
             or not math.isfinite(step_period) or step_period <= 0:
         raise ValueError(f'`step_period` must be a positive finite number. Got {step_period!r}.')
-    goal_q = inverse_kinematics(env.goal)
+    goal_q = inverse_kinematics(env.goal if aim is None else aim)
     limit = EXPERT_SPEED * env.config.max_joint_velocity * step_period
     q = env.joint_positions()
     chunk = np.empty((horizon, len(JOINT_NAMES)))

@@ -7,6 +7,9 @@ Rollout kinds (`KINDS`), all executed chunk by chunk in lockstep like a policy (
     noisy         the expert plus Gaussian noise on every command
     early_stop    the expert for a few steps, then holding still until the timeout
     wrong_target  the expert reaching for the other colour's target
+    near_miss     the expert aiming NEAR_MISS_OFFSET beside the named target (random
+                  direction), with small noise: it hovers there, as a policy that misjudges
+                  the target's position does (not in the default mix; see docs/sim.md)
 
 The imperfect kinds mostly fail, so the value target sees failures. A bag holds (stamps =
 sim time from START_NS, header stamps = log times):
@@ -32,13 +35,15 @@ from cosmos_policy_ros.sim.arm import CAMERAS, expert_chunk, JOINT_NAMES, Planar
 from cosmos_policy_ros.tools.bags import (
     BagReader, BagWriter, make_typestore, ns_to_stamp, stamp_to_ns)
 
-KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target')
+KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target', 'near_miss')
 START_NS = 1_700_000_000 * 1_000_000_000
 TASK_TOPIC = '/task'
 JOINT_TOPIC = '/joint_states'
 ACTION_TOPIC = '/recorded_actions'
 EPISODE_TOPIC = '/episode'
 NOISE_STD = 0.08  # rad, on every command of a noisy rollout
+NEAR_MISS_OFFSET = (0.1, 0.2)  # distance of a near miss's aim point from the target (uniform)
+NEAR_MISS_NOISE_STD = 0.02  # rad, on every command of a near miss
 
 
 def camera_topic(camera):
@@ -73,6 +78,10 @@ def rollout(env, seed, kind='expert', *, horizon=8, noise_seed=None):
                                 if noise_seed is None else noise_seed)
     dt = env.config.step_period
     stop_after = int(rng.randint(1, 6)) if kind == 'early_stop' else None
+    aim = None
+    if kind == 'near_miss':
+        angle, distance = rng.uniform(0, 2 * np.pi), rng.uniform(*NEAR_MISS_OFFSET)
+        aim = env.goal + distance * np.array([np.cos(angle), np.sin(angle)])
     images = {camera: [] for camera in CAMERAS}
     joints, actions = [], []
 
@@ -90,10 +99,12 @@ def rollout(env, seed, kind='expert', *, horizon=8, noise_seed=None):
             chunk = expert_chunk(env, horizon, dt)
             env.goal_color = goal_color
         else:
-            chunk = expert_chunk(env, horizon, dt)
+            chunk = expert_chunk(env, horizon, dt, aim=aim)
         for command in chunk:
             if kind == 'noisy':
                 command = command + rng.normal(0.0, NOISE_STD, size=command.shape)
+            elif kind == 'near_miss':
+                command = command + rng.normal(0.0, NEAR_MISS_NOISE_STD, size=command.shape)
             elif stop_after is not None and len(actions) >= stop_after:
                 command = joints[-1]
             env.step(command, dt)

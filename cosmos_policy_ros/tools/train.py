@@ -23,8 +23,10 @@ the small targets' positions, so the trained policy cannot find them.
 Objective: engine.training (the reference's hybrid sigma distribution, video noise multiplier,
 rectified-flow denoiser and weighting). Samples of successful episodes are policy samples
 (conditioning: blank, proprio, cameras) three times in four and world-model samples (the action
-frame conditioning too) otherwise; samples of failed episodes are always world-model samples,
-so their actions are never imitated but their values (-1) are learned.
+frame conditioning too) otherwise; samples of failed episodes are world-model samples, so their
+actions are never imitated but their values (-1) are learned; with --failure-policy-share S a
+share S of them are policy samples whose action frame is generated but not supervised, so the
+value the node publishes (policy mode) learns failures too.
 
 Deterministic for a seed (batch, sigma and noise of step i come from a generator seeded with
 (seed, i)), resumable from --work-dir (train_state.pt, written every --save-every steps and at
@@ -90,6 +92,23 @@ def load_episodes(data_dir):
     if not bags:
         raise ValueError(f'no episode bags in {data_dir} (record some with --record N).')
     return [read_episode_bag(path) for path in bags]
+
+
+def record_fractions(tokens):
+    """{kind: share} from --record-kinds tokens `KIND` (share 1) or `KIND=SHARE`; None: the
+    default mix of demonstration_plan."""
+    if not tokens:
+        return None
+    fractions = {}
+    for token in tokens:
+        kind, _, share = token.partition('=')
+        try:
+            fractions[kind] = float(share) if share else 1.0
+        except ValueError:
+            raise ValueError(f'--record-kinds {token}: SHARE must be a number.') from None
+        if not fractions[kind] > 0:
+            raise ValueError(f'--record-kinds {token}: SHARE must be > 0.')
+    return fractions
 
 
 def statistics(episodes):
@@ -209,11 +228,17 @@ def smooth(smoothed, value):
     return value if smoothed is None else 0.98 * smoothed + 0.02 * value
 
 
-def batch_draws(seed, step, samples, batch_size, layout):
-    """(indices, modes, sigma, eps) of one step: a function of (seed, step) only."""
+def batch_draws(seed, step, samples, batch_size, layout, failure_policy_share=0.0):
+    """(indices, modes, sigma, eps) of one step: a function of (seed, step) only.
+
+    A sample of a successful episode is a policy sample with probability POLICY_SHARE, one of
+    a failed episode with probability failure_policy_share; the others are world-model samples.
+    """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     index = torch.randint(len(samples), (batch_size,), generator=generator)
-    policy = (torch.rand(batch_size, generator=generator) < POLICY_SHARE) & samples.success[index]
+    draw = torch.rand(batch_size, generator=generator)
+    policy = torch.where(samples.success[index], draw < POLICY_SHARE,
+                         draw < failure_policy_share)
     modes = (~policy).long()  # 0 = policy, 1 = world model
     sigma = sample_sigma(batch_size, generator,
                          multiplier=video_noise_multiplier(layout.num_frames))
@@ -398,13 +423,15 @@ def load_init_model(model_dir, layout):
 
 def prepare(args, log=print):
     """Record (with --record), read the bags, encode every kept state once (cached)."""
-    data = Path(args.data)
+    dirs = [Path(d) for d in args.data]
     if args.record:
-        if data.exists() and any(data.iterdir()):
-            raise ValueError(f'--record: {data} is not empty.')
-        record_demonstrations(data, args.record, seed=args.data_seed,
+        target = dirs[-1]
+        if target.exists() and any(target.iterdir()):
+            raise ValueError(f'--record: {target} (the last --data directory) is not empty.')
+        record_demonstrations(target, args.record, seed=args.data_seed,
+                              fractions=record_fractions(args.record_kinds),
                               config=SimConfig(image_size=args.image_size), log=log)
-    episodes = load_episodes(data)
+    episodes = [episode for d in dirs for episode in load_episodes(d)]
     layout = sim_layout(args.chunk_size, args.image_size)
     images = sim_images(args.image_size)
     init = load_init_model(args.init_from, layout) if args.init_from else None
@@ -448,11 +475,20 @@ def new_network(args, data):
     return net
 
 
-def batch_loss(net, data, seed, step, batch_size):
-    """The loss of the batch drawn for (seed, step)."""
-    index, modes, sigma, eps = batch_draws(seed, step, data.samples, batch_size, data.layout)
+def batch_loss(net, data, seed, step, batch_size, failure_policy_share=0.0):
+    """The loss of the batch drawn for (seed, step).
+
+    Policy samples of failed episodes (failure_policy_share > 0) generate the action frame but
+    are not supervised on it: their values, future images and proprio are learned in the mode
+    the node runs, their actions are never imitated.
+    """
+    index, modes, sigma, eps = batch_draws(seed, step, data.samples, batch_size, data.layout,
+                                           failure_policy_share)
     x0, flags = clean_batch(data.samples, data.latents, index, modes)
-    return diffusion_loss(net, x0, flags, data.text[data.samples.task[index]], sigma, eps)
+    loss_frames = ~flags
+    loss_frames[(modes == 0) & ~data.samples.success[index], data.layout.action_index] = False
+    return diffusion_loss(net, x0, flags, data.text[data.samples.task[index]], sigma, eps,
+                          loss_frames=loss_frames)
 
 
 def train(args, log=print, data=None):
@@ -482,8 +518,9 @@ def train(args, log=print, data=None):
                 break
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, base=args.lr, steps=args.steps)
-            value = optimizer_step(optimizer, batch_loss(net, data, args.seed, step,
-                                                         args.batch_size), net.parameters())
+            loss = batch_loss(net, data, args.seed, step, args.batch_size,
+                              args.failure_policy_share)
+            value = optimizer_step(optimizer, loss, net.parameters())
             step += 1
             history.append(value)
             smoothed = smooth(smoothed, value)
@@ -501,6 +538,8 @@ def train(args, log=print, data=None):
                             'final_loss': smoothed, 'vae_steps': len(data.vae_history),
                             'vae_final_loss': (float(np.mean(data.vae_history[-20:]))
                                                if data.vae_history else None),
+                            **({'failure_policy_share': args.failure_policy_share}
+                               if args.failure_policy_share else {}),
                             **({'init_from': data.init.source} if data.init else {})},
                     num_steps=args.num_steps, overwrite=args.force)
         log(f'[train] wrote {args.out}')
@@ -543,10 +582,14 @@ def build_parser():
         prog='cosmos-policy-train',
         description='Train a small Cosmos Policy (released model-directory format) on '
                     'planar-reach sim demonstrations, on a CPU.')
-    parser.add_argument('--data', required=True, type=Path,
-                        help='directory of episode bags (written first with --record N)')
+    parser.add_argument('--data', required=True, type=Path, nargs='+',
+                        help='directories of episode bags, all used (--record N writes into '
+                             'the last one first)')
     parser.add_argument('--record', type=int, default=0,
                         help='record N demonstration episodes into --data first')
+    parser.add_argument('--record-kinds', nargs='+', metavar='KIND[=SHARE]',
+                        help='the rollout kinds --record mixes (default: 70 %% expert, 10 %% '
+                             'each of noisy, early_stop, wrong_target); e.g. near_miss')
     parser.add_argument('--data-seed', type=int, default=0,
                         help='first episode seed of --record (episodes use seeds S..S+N-1)')
     parser.add_argument('--out', type=Path, help='model directory to write')
@@ -576,6 +619,10 @@ def build_parser():
                              '(its VAE, DiT weights, statistics and embeddings; a new optimizer '
                              'and learning-rate schedule); excludes --vae-steps')
     parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--failure-policy-share', type=float, default=0.0,
+                        help='share of failed-episode samples drawn as policy samples, their '
+                             'action frame unsupervised, so the value output learns failures '
+                             '(0: world-model samples only)')
     parser.add_argument('--gamma', type=float, default=0.95, help='value discount per step')
     parser.add_argument('--chunk-size', type=int, default=8)
     parser.add_argument('--image-size', type=int, default=64)
@@ -595,6 +642,10 @@ def main(argv=None):
             print(f'cosmos-policy-train: error: --{name.replace("_", "-")} must be >= 1',
                   file=sys.stderr)
             return 2
+    if not 0.0 <= args.failure_policy_share <= 1.0:
+        print('cosmos-policy-train: error: --failure-policy-share must be in [0, 1]',
+              file=sys.stderr)
+        return 2
     if args.init_from and args.vae_steps:
         print("cosmos-policy-train: error: --init-from keeps its model's VAE; drop --vae-steps",
               file=sys.stderr)

@@ -55,6 +55,26 @@ def test_constant_network_loss_by_hand():
     assert math.isclose(float(loss), 1.0, rel_tol=1e-6)
 
 
+def test_loss_frames_leave_a_generated_frame_unsupervised():
+    # F = 0 as above; sample 0 supervises frame 3 only (frame 2 generated, not supervised),
+    # sample 1 its default frames 1-3. A conditioning frame or an empty selection is refused.
+    x0, eps, flags, text, sigma = _case()
+    frames = torch.tensor([[False, False, False, True], [False, True, True, True]])
+    loss = diffusion_loss(FormulaNet(lambda x, t: torch.zeros_like(x)), x0, flags, text, sigma,
+                          eps, loss_frames=frames)
+    per_sample = [((eps[0, :, 3] - x0[0, :, 3]) ** 2).mean(),
+                  ((eps[1, :, 1:] - x0[1, :, 1:]) ** 2).mean()]
+    assert math.isclose(float(loss), float(sum(per_sample) / 2), rel_tol=1e-5)
+    default = diffusion_loss(FormulaNet(lambda x, t: torch.zeros_like(x)), x0, flags, text,
+                             sigma, eps)
+    assert not math.isclose(float(loss), float(default), rel_tol=1e-3)
+    for bad in ([[True, False, False, True], [False, True, True, True]],
+                [[False, False, False, False], [False, True, True, True]]):
+        with pytest.raises(ValueError, match='loss_frames'):
+            diffusion_loss(FormulaNet(lambda x, t: torch.zeros_like(x)), x0, flags, text,
+                           sigma, eps, loss_frames=torch.tensor(bad))
+
+
 def test_velocity_oracle_has_zero_loss():
     # The rectified-flow target: F = eps - x0 gives x0_hat = x0 exactly.
     x0, eps, flags, text, sigma = _case()

@@ -21,6 +21,19 @@ def test_rollout_kinds_succeed_or_fail_as_intended():
     assert sum(outcomes['early_stop']) <= 3
 
 
+def test_near_misses_hover_beside_the_target():
+    """near_miss: mostly failures that end near, not at, the named target (the state the value
+    must learn to distrust); the default demonstration mix does not contain them."""
+    env = PlanarReachEnv()
+    episodes = [rollout(env, seed, 'near_miss') for seed in range(12)]
+    failures = [e for e in episodes if not e.success]
+    assert len(failures) >= 6
+    for episode in failures:
+        assert 0.08 < episode.info['final_distance'] < 0.3, episode.info
+        assert episode.num_steps == round(env.config.episode_timeout / episode.step_period)
+    assert 'near_miss' not in {kind for _, kind in demonstration_plan(100)}
+
+
 def test_rollout_arrays_are_consistent():
     env = PlanarReachEnv()
     episode = rollout(env, 4, 'expert')

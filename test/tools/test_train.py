@@ -145,3 +145,65 @@ def test_init_from_continues_a_model_unchanged(run, tmp_path):
         train_tool.prepare(wrong, log=lambda *_: None)
     assert train_tool.main(['--data', str(root / 'demos'), '--work-dir', str(tmp_path / 'w'),
                             '--init-from', str(tmp_path / 'a'), '--vae-steps', '3']) == 2
+
+
+class _ParamNet(torch.nn.Module):
+    """net(x, t, mask, text) = a free tensor per element: its gradient shows what is supervised."""
+
+    dtype = torch.float32
+    device = torch.device('cpu')
+
+    def __init__(self, shape):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x, timesteps, condition_mask, text_embedding):
+        return self.p + 0.0 * x
+
+
+def test_failed_episodes_as_policy_samples_never_supervise_their_actions(run):
+    """--failure-policy-share: failed episodes' samples become policy samples at that share;
+    their action frame is generated but gets no gradient, their value frame does; successful
+    episodes' policy samples keep the action loss; share 0 keeps failures world-model only."""
+    import copy
+    _, _, data = run
+    fake = copy.copy(data)
+    fake.samples = copy.copy(data.samples)
+    fake.samples.success = torch.arange(len(data.samples)) % 2 == 0  # half "failed"
+    layout = data.layout
+    batch, seed, step = 64, 5, 3
+    index, modes, _, _ = train_tool.batch_draws(seed, step, fake.samples, batch, layout)
+    failed = ~fake.samples.success[index]
+    assert failed.any() and (modes[failed] == 1).all()  # share 0: world model only
+    index, modes, _, _ = train_tool.batch_draws(seed, step, fake.samples, batch, layout, 1.0)
+    failed = ~fake.samples.success[index]
+    assert (modes[failed] == 0).all()
+    net = _ParamNet((batch, *layout.latent_shape))
+    train_tool.batch_loss(net, fake, seed, step, batch, 1.0).backward()
+    grad = net.p.grad.abs().sum(dim=(1, 3, 4))  # (B, T)
+    success_policy = (modes == 0) & ~failed
+    assert success_policy.any()
+    assert (grad[failed, layout.action_index] == 0).all()
+    assert (grad[failed, layout.value_index] > 0).all()
+    assert (grad[success_policy, layout.action_index] > 0).all()
+
+
+def test_record_kinds_into_a_second_data_directory(run, tmp_path):
+    """--data A B --record N --record-kinds near_miss: N near misses written into B, the
+    episodes of A and B all used; bad shares and a non-empty B are refused."""
+    root, args, data = run
+    more = argparse.Namespace(**{**vars(args), 'data': [root / 'demos', tmp_path / 'near'],
+                                 'record': 2, 'data_seed': 300, 'record_kinds': ['near_miss'],
+                                 'work_dir': str(tmp_path / 'w')})
+    prepared = train_tool.prepare(more, log=lambda *_: None)
+    kinds = [e.kind for e in prepared.episodes]
+    assert len(kinds) == len(data.episodes) + 2 and kinds[-2:] == ['near_miss'] * 2
+    assert sorted(p.name for p in (tmp_path / 'near').iterdir()) == [
+        'episode_000300_near_miss', 'episode_000301_near_miss']
+    with pytest.raises(ValueError, match='not empty'):
+        train_tool.prepare(more, log=lambda *_: None)
+    assert train_tool.record_fractions(['near_miss', 'expert=3']) == {'near_miss': 1.0,
+                                                                      'expert': 3.0}
+    for bad in (['expert=x'], ['expert=0']):
+        with pytest.raises(ValueError, match='--record-kinds'):
+            train_tool.record_fractions(bad)
