@@ -175,6 +175,7 @@ class Job:
     start_ns: int = 0  # the tick time: when the inference starts (ROS clock)
     expected_latency_ns: int = 0  # the takeover is planned for start_ns + this
     known_actions: Optional[np.ndarray] = None  # (k, d) robot units, for inpaint; None: none
+    stitching: str = 'none'  # the method at the tick: the chunk is stitched and labelled by it
 
 
 @dataclass(frozen=True)
@@ -370,7 +371,8 @@ class ControlLoop:
                 skew_ns=result.skew_ns, age_ns=result.age_ns, seed=seed, task=self.task,
                 reset_first=self._reset_pending, epoch=self._epoch, policy=self.policy,
                 num_steps=config.num_denoising_steps, num_candidates=config.num_candidates,
-                start_ns=now_ns, expected_latency_ns=expected_ns, known_actions=known)
+                start_ns=now_ns, expected_latency_ns=expected_ns, known_actions=known,
+                stitching=config.stitching)
             if submit is not None and not submit(job):
                 return Skip(INFERENCE_BUSY)
             self.buffer.mark_used(result.reference_stamp_ns)
@@ -461,7 +463,7 @@ class ControlLoop:
         """
         period_ns = round(config.step_period * NS_PER_S)
         names = config.stream_names
-        method = config.stitching
+        method = job.stitching  # a change meanwhile applies from the next tick on
         new = ChunkTiming(job.reference_ns, period_ns, binding.horizon)
         ready = max(now_ns, job.start_ns + job.expected_latency_ns)
         old_timing, old_actions = executed if executed is not None else (None, None)

@@ -145,6 +145,23 @@ def test_inpaint_hands_the_committed_commands_to_the_policy():
                                                                          B[2:])
 
 
+def test_a_method_changed_during_inference_applies_from_the_next_tick():
+    # The chunk in flight was conditioned under inpaint: it is labelled and finished as such
+    # (no blend although the loop now says blend); the next tick uses blend.
+    policy = ScriptedPolicy([A, B, B])
+    loop = _loop(policy, stitching='inpaint', latency_margin=0.2)
+    _run(loop, T0)
+    _feed(loop, T0 + P)
+    job = loop.tick(T0 + P)
+    loop.reconfigure(_config(stitching='blend', latency_margin=0.2))
+    finished, _, _ = loop.complete(job, lambda: T0 + P)
+    assert finished.ok, finished
+    assert (finished.chunk.stitching, finished.chunk.conditioned_steps,
+            finished.chunk.blended_steps) == ('inpaint', 2, 0)
+    _, third = _run(loop, T0 + 2 * P)
+    assert third.stitching == 'blend' and third.blended_steps == 2
+
+
 def test_inpaint_reads_the_old_chunk_between_its_steps_when_the_grids_differ():
     policy = ScriptedPolicy([A, B])
     loop = _loop(policy, stitching='inpaint', latency_margin=0.2)
