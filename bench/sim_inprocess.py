@@ -8,7 +8,8 @@ baselines (scripted expert, random joint targets, hold still) run the same seeds
 each chunk is executed in full (or until the episode ends) before the next is computed. Seeds
 start at 100000; the shipped model was trained on seeds 0..299. Reports success rate, mean
 time to success and the Spearman correlation of the predicted value with the true discounted
-return (gamma^(steps to success), 0 on failure) over all evaluated ticks.
+return (gamma^(T - 1 - t), 0 on failure; sim.inprocess.discounted_returns) over all
+evaluated ticks.
 """
 import argparse
 import json

@@ -30,10 +30,9 @@ class EpisodeResult:
     commands: List[list] = field(default_factory=list)      # every executed command
 
     def returns(self, gamma):
-        """True discounted return at every tick: gamma^(steps to success), 0 on failure."""
-        if not self.success:
-            return [0.0] * len(self.tick_steps)
-        return [gamma ** (self.steps - step) for step in self.tick_steps]
+        """True discounted return at every tick (`discounted_returns`)."""
+        return discounted_returns(self.tick_steps, self.steps if self.success else None,
+                                  gamma).tolist()
 
     def to_dict(self):
         return {'seed': self.seed, 'task': self.task, 'success': self.success,
@@ -92,6 +91,16 @@ def random_source(horizon, seed=0):
 
 def hold_source(horizon):
     return lambda env, tick: (np.repeat(env.joint_positions()[None], horizon, axis=0), math.nan)
+
+
+def discounted_returns(tick_steps, success_step, gamma):
+    """True discounted return at each tick (step index): gamma**(T - 1 - t) when the episode
+    succeeded at step T (the step whose result was success; T counts steps from 1), 0 for a
+    failed episode (success_step None; the value scale's floor, the training target's -1)."""
+    ticks = np.asarray(tick_steps, dtype=np.float64)
+    if success_step is None:
+        return np.zeros_like(ticks)
+    return np.power(gamma, np.maximum(0.0, success_step - 1 - ticks))
 
 
 def spearman(a, b):

@@ -206,13 +206,13 @@ class EpisodeTrace:
         return self.success_step is not None
 
     def summary(self, gamma):
+        from cosmos_policy_ros.sim.inprocess import discounted_returns
         from cosmos_policy_ros.tools import sim_metrics
 
         jumps = sim_metrics.boundary_jumps(self.plans, self.commands) if self.commands else {
             'ratios': [], 'jumps': [], 'within_median': math.nan}
         values = [c.value for c in self.chunks]
-        returns = sim_metrics.discounted_returns([c.step for c in self.chunks],
-                                                 self.success_step, gamma)
+        returns = discounted_returns([c.step for c in self.chunks], self.success_step, gamma)
         latencies = [c.inference_time for c in self.chunks if math.isfinite(c.inference_time)]
         ratios = [r for r in jumps['ratios'] if math.isfinite(r)]
         return {

@@ -1,5 +1,6 @@
-"""Closed-loop metrics of simulated episodes (numpy only): smoothness, chunk-boundary jumps,
-discounted returns and the rank correlation of the value estimate with them."""
+"""Closed-loop metrics of simulated episodes (numpy only): smoothness, chunk-boundary jumps and
+the rank correlation of the value estimate with the true returns
+(`sim.inprocess.discounted_returns`)."""
 import math
 
 import numpy as np
@@ -40,16 +41,6 @@ def boundary_jumps(plans, commands):
     median = float(np.median(within)) if within else math.nan
     ratios = [jump / median if median > 0 else math.nan for jump in jumps]
     return {'jumps': jumps, 'within_median': median, 'ratios': ratios}
-
-
-def discounted_returns(tick_steps, success_step, gamma):
-    """True discounted return at each tick (step index): gamma**(T - 1 - t) when the episode
-    succeeded at step T (the step whose result was success; T counts steps from 1), 0 for a
-    failed episode (the value scale's floor; the training target's -1, rescaled)."""
-    ticks = np.asarray(tick_steps, dtype=np.float64)
-    if success_step is None:
-        return np.zeros_like(ticks)
-    return np.power(gamma, np.maximum(0.0, success_step - 1 - ticks))
 
 
 def spearman(x, y):

@@ -82,7 +82,7 @@ def test_in_process_baselines():
     assert sum(r.success for r in random) <= 2
     first = expert[0]
     assert first.tick_steps[0] == 0 and len(first.values) == len(first.tick_steps)
-    assert first.returns(0.5)[-1] == 0.5 ** (first.steps - first.tick_steps[-1])
+    assert first.returns(0.5)[-1] == 0.5 ** (first.steps - 1 - first.tick_steps[-1])
     assert math.isclose(first.time_to_success, first.steps * 0.1)
 
 

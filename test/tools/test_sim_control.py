@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from cosmos_policy_ros.sim.inprocess import discounted_returns
 from cosmos_policy_ros.tools import sim_metrics
 from cosmos_policy_ros.tools.sim_control import ChunkController, run_offline_episode
 
@@ -140,9 +141,9 @@ def test_boundary_jumps_relative_to_the_median_within_chunk_step():
 
 
 def test_discounted_returns_and_spearman_hand_cases():
-    returns = sim_metrics.discounted_returns([0, 4, 8], success_step=10, gamma=0.5)
+    returns = discounted_returns([0, 4, 8], success_step=10, gamma=0.5)
     assert returns.tolist() == [0.5 ** 9, 0.5 ** 5, 0.5 ** 1]
-    assert sim_metrics.discounted_returns([0, 4], None, 0.5).tolist() == [0.0, 0.0]
+    assert discounted_returns([0, 4], None, 0.5).tolist() == [0.0, 0.0]
     # ranks x: 1 2 3 4, y: 2 1 4 3 -> d = (1, 1, 1, 1), rho = 1 - 6 * 4 / (4 * 15) = 0.6
     assert sim_metrics.spearman([1, 2, 3, 4], [20, 10, 40, 30]) == pytest.approx(0.6)
     # ties get average ranks: x ranks 1.5 1.5 3, y ranks 1 2 3 -> Pearson of the ranks
