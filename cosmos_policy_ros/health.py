@@ -60,9 +60,13 @@ class HealthSnapshot:
 class LoopCounters:
     """What the node's diagnostics count about its control loop (thread-safe).
 
-    tick(now_ns, decision): a tick and its Job or Skip. finished(result, trajectory_elapsed):
-    a Finished (published or rejected). error(key): an inference error; returns (first time
-    seen, the distinct-error cap just reached). fields(): HealthSnapshot keyword arguments.
+    tick(now_ns, decision): a tick and its Job (an inference handed to the worker) or Skip.
+    finished(result, trajectory_elapsed): a Finished (published or rejected). job_done(): the
+    worker is through with a job (after its finished() or error()). error(key): an inference
+    error; returns (first time seen, the distinct-error cap just reached). fields():
+    HealthSnapshot keyword arguments, all from one copy taken under one lock, so a reader never
+    sees a tick counted with its inference not yet in flight, nor an inference over with its
+    chunk not yet counted (the lockstep sim relies on it).
     """
 
     def __init__(self, max_distinct_errors=100, window=200):
@@ -82,7 +86,9 @@ class LoopCounters:
         reason = getattr(decision, 'reason', None)
         with self._lock:
             self._counts['ticks'] += 1
-            if reason is not None and decision.detail:
+            if reason is None:
+                self._counts['inferences'] += 1
+            elif decision.detail:
                 self._last_skip_detail = f'{reason}: {decision.detail}'
         if reason is not None:
             self.skipped.add('tick', reason)
@@ -100,6 +106,10 @@ class LoopCounters:
             self._counts['clamped_values'] += result.clamped
             self._counts['trajectories_elapsed'] += int(trajectory_elapsed)
 
+    def job_done(self):
+        with self._lock:
+            self._counts['jobs_done'] += 1
+
     def error(self, key):
         with self._lock:
             self._counts['inference_errors'] += 1
@@ -116,6 +126,8 @@ class LoopCounters:
             last_error, last_skip = self._last_error, self._last_skip_detail
         return dict(
             chunks_published=counts.get('chunks_published', 0),
+            inferences=counts.get('inferences', 0),
+            inference_in_flight=counts.get('inferences', 0) > counts.get('jobs_done', 0),
             inference_errors=counts.get('inference_errors', 0), last_error=last_error,
             latency=self.latency.summary(),
             rejected={reason: n for (_, reason), n in self.rejected.snapshot().items()},
@@ -164,6 +176,10 @@ class NodeHealth:
         return (f'chunk not published: {finished.reason}: {finished.detail} (counted in '
                 f'/diagnostics; throttled to one warning per {self._reject_log.period:g} s)')
 
+    def job_done(self):
+        """The inference worker is through with the job of a tick (ok, rejected or failed)."""
+        self.counters.job_done()
+
     def error(self, error):
         """An inference raised `error`; returns the error lines to log (maybe none)."""
         key = f'{type(error).__name__}: {error}'
@@ -178,11 +194,12 @@ class NodeHealth:
         return lines
 
     def snapshot(self, now_ns, now, *, node_name, lifecycle_state, configure_error='',
-                 loop=None, worker=None):
+                 loop=None):
         """The HealthSnapshot at ROS time `now_ns` and steady time `now`.
 
-        loop: the ControlLoop (None when not configured); worker: the inference worker
-        (`started`, `busy`) or None.
+        loop: the ControlLoop (None when not configured). The inference counts and whether one
+        is in flight come from the counters (tick, job_done), not from the worker: one
+        consistent copy with the tick and chunk counts.
         """
         config = loop.config if loop is not None else None
         since = None
@@ -194,8 +211,6 @@ class NodeHealth:
             model_id=loop.model_id if loop else '', configure_error=configure_error,
             seconds_since_chunk=since,
             watchdog_timeout=config.watchdog_timeout if config else 0.0,
-            inferences=worker.started if worker else 0,
-            inference_in_flight=worker.busy if worker else False,
             warmup_latencies=self.warmup_latencies,
             num_denoising_steps=config.num_denoising_steps if config else 0,
             num_candidates=config.num_candidates if config else 0,

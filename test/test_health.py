@@ -85,9 +85,8 @@ def test_each_distinct_inference_error_is_logged_once_up_to_the_cap():
 
 
 # --- the watchdog's clock and the counts -----------------------------------------------------
-def _snapshot(health, now, state='active', loop=None, now_ns=0, worker=None):
-    return health.snapshot(now_ns, now, node_name='/n', lifecycle_state=state, loop=loop,
-                           worker=worker)
+def _snapshot(health, now, state='active', loop=None, now_ns=0):
+    return health.snapshot(now_ns, now, node_name='/n', lifecycle_state=state, loop=loop)
 
 
 def test_the_watchdog_counts_from_activation_then_from_each_published_chunk():
@@ -134,17 +133,43 @@ def test_the_snapshot_of_an_unconfigured_node_has_the_defaults():
     assert snapshot == HealthSnapshot(node_name='/n', configure_error='`rate` must be > 0')
 
 
-def test_the_snapshot_reads_the_loop_the_worker_and_the_warmup(tmp_path):
+def test_the_snapshot_reads_the_loop_and_the_warmup(tmp_path):
     loop = _loop(tmp_path)
-    worker = SimpleNamespace(started=7, busy=True)
     snapshot = NodeHealth((0.5, 0.25)).snapshot(0, 0.0, node_name='/n',
-                                                lifecycle_state='inactive', loop=loop,
-                                                worker=worker)
+                                                lifecycle_state='inactive', loop=loop)
     assert (snapshot.model_id, snapshot.task) == ('fake-stub', 'stack')
     assert snapshot.streams == ('cam', 'arm')
     assert (snapshot.watchdog_timeout, snapshot.num_candidates) == (3.0, 2)
-    assert (snapshot.inferences, snapshot.inference_in_flight) == (7, True)
+    assert (snapshot.inferences, snapshot.inference_in_flight) == (0, False)
     assert snapshot.warmup_latencies == (0.5, 0.25)
+
+
+def test_a_tick_and_its_inference_show_up_together():
+    """The sequence the node goes through, snapshot after snapshot: a tick that hands out a job
+    is counted with the job in flight; the job stays in flight until its chunk is counted
+    (job_done comes after finished); a skipped tick starts nothing. The lockstep sim steps on
+    'tick counted, nothing in flight, chunks published = chunks received', so a snapshot with
+    the tick but not the job (the worker's busy flag read apart from the counters) let it step
+    before the chunk arrived."""
+    health = NodeHealth()
+    job = SimpleNamespace(skew_ns=0, age_ns=0)  # a Job: no `reason`
+
+    def state():
+        s = health.snapshot(0, 0.0, node_name='/n', lifecycle_state='active')
+        return s.ticks, s.inferences, s.inference_in_flight, s.chunks_published
+
+    health.tick(0, job)
+    assert state() == (1, 1, True, 0)
+    health.finished(Finished(chunk=object()), 0.1, 1.0)
+    assert state() == (1, 1, True, 1)
+    health.job_done()
+    assert state() == (1, 1, False, 1)
+    health.tick(1, Skip('chunk_executing'))
+    assert state() == (2, 1, False, 1)
+    health.tick(2, job)
+    health.finished(Finished(reason='stale_at_publish', detail='old'), 0.1, 2.0)
+    health.job_done()
+    assert state() == (3, 2, False, 1)
 
 
 # --- configure: the loop of a config, warmed up ------------------------------------------------

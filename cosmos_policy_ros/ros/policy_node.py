@@ -186,11 +186,11 @@ class PolicyNode(LifecycleNode):
 
     def _on_tick(self):
         now_ns = self._now_ns()
-        loop, worker = self._loop, self._worker
+        loop, worker, health = self._loop, self._worker, self._health
         if self._state != 'active' or loop is None or worker is None:
             return
-        self._health.tick(now_ns, loop.tick(now_ns, busy=worker.busy,
-                                            submit=lambda job: worker.submit((loop, job))))
+        health.tick(now_ns, loop.tick(now_ns, busy=worker.busy,
+                                      submit=lambda job: worker.submit((loop, health, job))))
 
     def _set_task(self, text):
         loop = self._loop
@@ -199,12 +199,15 @@ class PolicyNode(LifecycleNode):
 
     # --- the inference thread (its exceptions go to _inference_failed) -------------------------
     def _run_job(self, item):
-        loop, job = item
-        finished, _, elapsed = loop.complete(job, self._now_ns)
-        publishers = self._chunk_publishers  # None once cleanup began
-        past = finished.ok and publishers is not None and publishers.publish(finished.chunk)
-        warning = self._health.finished(finished, elapsed, time.monotonic(),
-                                        trajectory_elapsed=past)
+        loop, health, job = item  # the health of the tick, even if a configure replaced it
+        try:
+            finished, _, elapsed = loop.complete(job, self._now_ns)
+            publishers = self._chunk_publishers  # None once cleanup began
+            past = finished.ok and publishers is not None and publishers.publish(finished.chunk)
+            warning = health.finished(finished, elapsed, time.monotonic(),
+                                      trajectory_elapsed=past)
+        finally:
+            health.job_done()  # after the chunk is counted (or the error raised)
         if warning:
             self.get_logger().warning(warning)
 
@@ -244,7 +247,7 @@ class PolicyNode(LifecycleNode):
         return self._health.snapshot(
             self._now_ns(), time.monotonic(), node_name=self.get_fully_qualified_name(),
             lifecycle_state=self._state, configure_error=self._configure_error,
-            loop=self._loop, worker=self._worker)
+            loop=self._loop)
 
 
 def _spin(executor):
