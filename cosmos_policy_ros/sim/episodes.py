@@ -10,6 +10,10 @@ Rollout kinds (`KINDS`), all executed chunk by chunk in lockstep like a policy (
     near_miss     the expert aiming NEAR_MISS_OFFSET beside the named target (random
                   direction), with small noise: it hovers there, as a policy that misjudges
                   the target's position does (not in the default mix; see docs/sim.md)
+    policy        a trained policy (`policy_rollout`), executed as config/sim.yaml makes
+                  policy_node do it: the first `execute_steps` (4) commands of each chunk,
+                  then a new chunk from the reached state. Its episodes teach the value
+                  the returns of that policy; training never imitates their actions.
 
 The imperfect kinds mostly fail, so the value target sees failures. A bag holds (stamps =
 sim time from START_NS, header stamps = log times):
@@ -31,11 +35,15 @@ from typing import Dict
 
 import numpy as np
 
+from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.sim.arm import CAMERAS, expert_chunk, JOINT_NAMES, PlanarReachEnv
 from cosmos_policy_ros.tools.bags import (
     BagReader, BagWriter, make_typestore, ns_to_stamp, stamp_to_ns)
 
-KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target', 'near_miss')
+KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target', 'near_miss')  # scripted (`rollout`)
+POLICY_KIND = 'policy'  # `policy_rollout`
+RECORD_KINDS = KINDS + (POLICY_KIND,)
+POLICY_EXECUTE_STEPS = 4  # config/sim.yaml: execute_steps 4, replan_threshold 0
 START_NS = 1_700_000_000 * 1_000_000_000
 TASK_TOPIC = '/task'
 JOINT_TOPIC = '/joint_states'
@@ -69,8 +77,43 @@ class Episode:
         return len(self.actions)
 
 
+class _Recorder:
+    """The states, renders and executed commands of one episode as it runs."""
+
+    def __init__(self, env):
+        self.env = env
+        self.images = {camera: [] for camera in CAMERAS}
+        self.joints, self.actions = [], []
+        self.frame = None
+        self.observe()
+
+    def observe(self):
+        self.frame = self.env.render()
+        for camera in CAMERAS:
+            self.images[camera].append(self.frame[camera])
+        self.joints.append(self.env.joint_positions())
+
+    def step(self, command):
+        self.env.step(command, self.env.config.step_period)
+        self.actions.append(np.asarray(command, dtype=np.float64))
+        self.observe()
+
+    def episode(self, seed, kind, **extra):
+        env = self.env
+        info = {'seed': int(seed), 'kind': kind, 'task': env.task,
+                'success': bool(env.success), 'steps': len(self.actions),
+                'step_period': env.config.step_period, 'goal': env.goal_color,
+                'targets': {c: p.tolist() for c, p in env.targets.items()},
+                'final_distance': env.distance_to_goal(), **extra}
+        return Episode(seed=int(seed), kind=kind, task=env.task,
+                       step_period=env.config.step_period,
+                       images={c: np.stack(v) for c, v in self.images.items()},
+                       joints=np.stack(self.joints), actions=np.stack(self.actions),
+                       success=bool(env.success), info=info)
+
+
 def rollout(env, seed, kind='expert', *, horizon=8, noise_seed=None):
-    """Run one episode of `kind` from env.reset(seed); returns an Episode."""
+    """Run one episode of a scripted `kind` from env.reset(seed); returns an Episode."""
     if kind not in KINDS:
         raise ValueError(f'unknown rollout kind {kind!r}; choose one of {list(KINDS)}.')
     env.reset(seed)
@@ -82,16 +125,7 @@ def rollout(env, seed, kind='expert', *, horizon=8, noise_seed=None):
     if kind == 'near_miss':
         angle, distance = rng.uniform(0, 2 * np.pi), rng.uniform(*NEAR_MISS_OFFSET)
         aim = env.goal + distance * np.array([np.cos(angle), np.sin(angle)])
-    images = {camera: [] for camera in CAMERAS}
-    joints, actions = [], []
-
-    def observe():
-        frame = env.render()
-        for camera in CAMERAS:
-            images[camera].append(frame[camera])
-        joints.append(env.joint_positions())
-
-    observe()
+    recorder = _Recorder(env)
     while not env.done:
         if kind == 'wrong_target':
             goal_color = env.goal_color
@@ -105,21 +139,34 @@ def rollout(env, seed, kind='expert', *, horizon=8, noise_seed=None):
                 command = command + rng.normal(0.0, NOISE_STD, size=command.shape)
             elif kind == 'near_miss':
                 command = command + rng.normal(0.0, NEAR_MISS_NOISE_STD, size=command.shape)
-            elif stop_after is not None and len(actions) >= stop_after:
-                command = joints[-1]
-            env.step(command, dt)
-            actions.append(np.asarray(command, dtype=np.float64))
-            observe()
+            elif stop_after is not None and len(recorder.actions) >= stop_after:
+                command = recorder.joints[-1]
+            recorder.step(command)
             if env.done:
                 break
-    info = {'seed': int(seed), 'kind': kind, 'task': env.task, 'success': bool(env.success),
-            'steps': len(actions), 'step_period': dt, 'goal': env.goal_color,
-            'targets': {c: p.tolist() for c, p in env.targets.items()},
-            'final_distance': env.distance_to_goal()}
-    return Episode(seed=int(seed), kind=kind, task=env.task, step_period=dt,
-                   images={c: np.stack(v) for c, v in images.items()},
-                   joints=np.stack(joints), actions=np.stack(actions),
-                   success=bool(env.success), info=info)
+    return recorder.episode(seed, kind)
+
+
+def policy_rollout(env, seed, policy, *, execute_steps=POLICY_EXECUTE_STEPS, model=None):
+    """Run `policy` (a cosmos_policy_ros.interface.Policy) for one episode from
+    env.reset(seed): a chunk from each reached state, its first `execute_steps` commands
+    executed; the diffusion seed of tick k is seed * 1000 + k. The Episode's info also holds
+    the step and predicted value of every tick (`tick_steps`, `values`) and `model`."""
+    env.reset(seed)
+    recorder = _Recorder(env)
+    tick_steps, values = [], []
+    while not env.done:
+        output = policy.infer(Observation(images=recorder.frame, proprio=env.joint_positions(),
+                                          instruction=env.task,
+                                          seed=int(seed) * 1000 + len(tick_steps)))
+        tick_steps.append(len(recorder.actions))
+        values.append(float(output.value))
+        for command in np.asarray(output.actions, dtype=np.float64)[:execute_steps]:
+            recorder.step(command)
+            if env.done:
+                break
+    return recorder.episode(seed, POLICY_KIND, tick_steps=tick_steps, values=values,
+                            model=model)
 
 
 def demonstration_plan(count, *, seed=0, fractions=None):
@@ -130,9 +177,9 @@ def demonstration_plan(count, *, seed=0, fractions=None):
     """
     fractions = fractions or {'expert': 0.7, 'noisy': 0.1, 'early_stop': 0.1,
                               'wrong_target': 0.1}
-    unknown = sorted(set(fractions) - set(KINDS))
+    unknown = sorted(set(fractions) - set(RECORD_KINDS))
     if unknown:
-        raise ValueError(f'unknown rollout kind(s) {unknown}; choose from {list(KINDS)}.')
+        raise ValueError(f'unknown rollout kind(s) {unknown}; choose from {list(RECORD_KINDS)}.')
     total = sum(fractions.values())
     plan, credit = [], {kind: 0.0 for kind in fractions}
     for index in range(count):
@@ -227,18 +274,23 @@ def read_episode_bag(path):
 
 
 def record_demonstrations(out_dir, count, *, seed=0, fractions=None, horizon=8, config=None,
-                          log=None):
+                          log=None, policy=None, model=None):
     """Roll out `demonstration_plan(count, seed=seed)` and write one bag per episode.
 
-    Bags are named episode_<seed>_<kind>. Returns the list of bag paths.
+    Bags are named episode_<seed>_<kind>. Episodes of kind 'policy' run `policy`
+    (`policy_rollout`; `model` names it in their info). Returns the list of bag paths.
     """
+    plan = demonstration_plan(count, seed=seed, fractions=fractions)
+    if policy is None and any(kind == POLICY_KIND for _, kind in plan):
+        raise ValueError(f'rollout kind {POLICY_KIND!r} needs a policy to roll out.')
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     env = PlanarReachEnv(config)
     typestore = make_typestore()
     paths = []
-    for episode_seed, kind in demonstration_plan(count, seed=seed, fractions=fractions):
-        episode = rollout(env, episode_seed, kind, horizon=horizon)
+    for episode_seed, kind in plan:
+        episode = (policy_rollout(env, episode_seed, policy, model=model)
+                   if kind == POLICY_KIND else rollout(env, episode_seed, kind, horizon=horizon))
         path = out_dir / f'episode_{episode_seed:06d}_{kind}'
         write_episode_bag(episode, path, typestore=typestore)
         paths.append(path)

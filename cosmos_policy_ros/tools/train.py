@@ -23,10 +23,11 @@ the small targets' positions, so the trained policy cannot find them.
 Objective: engine.training (the reference's hybrid sigma distribution, video noise multiplier,
 rectified-flow denoiser and weighting). Samples of successful episodes are policy samples
 (conditioning: blank, proprio, cameras) three times in four and world-model samples (the action
-frame conditioning too) otherwise; samples of failed episodes are world-model samples, so their
-actions are never imitated but their values (-1) are learned; with --failure-policy-share S a
-share S of them are policy samples whose action frame is generated but not supervised, so the
-value the node publishes (policy mode) learns failures too.
+frame conditioning too) otherwise. The actions of failed episodes and of policy rollouts
+(--record-kinds policy: episodes of the --init-from model, run as policy_node runs it) are never
+imitated: their samples are world-model samples, or with --unimitated-policy-share S a share S
+of them are policy samples whose action frame is generated but not supervised, so the value the
+node publishes (policy mode) learns their returns too.
 
 Deterministic for a seed (batch, sigma and noise of step i come from a generator seeded with
 (seed, i)), resumable from --work-dir (train_state.pt, written every --save-every steps and at
@@ -62,7 +63,7 @@ from cosmos_policy_ros.engine.vae import CosmosVAE
 from cosmos_policy_ros.layout import LATENT_CHANNELS, LatentLayout, VAE_SPATIAL_FACTOR
 from cosmos_policy_ros.normalization import NormStats
 from cosmos_policy_ros.sim.arm import BACKGROUND_RGB, CAMERAS, COLORS, SimConfig, TASKS
-from cosmos_policy_ros.sim.episodes import read_episode_bag, record_demonstrations
+from cosmos_policy_ros.sim.episodes import POLICY_KIND, read_episode_bag, record_demonstrations
 
 STATE_FILE = 'train_state.pt'
 VAE_STATE_FILE = 'vae_state.pt'
@@ -72,7 +73,7 @@ LATENT_FILE = 'latents.pt'
 LAYOUT_NAME = 'planar_reach'
 LAYOUT_CAMERAS = ('wrist', 'primary')
 FAILURE_STRIDE = 4  # states kept of a failed episode (every 4th; divides the chunk size)
-POLICY_SHARE = 0.75  # share of policy samples among samples of successful episodes
+POLICY_SHARE = 0.75  # share of policy samples among the samples whose actions are imitated
 
 
 def sim_layout(chunk_size=8, image_size=64):
@@ -153,6 +154,9 @@ class Samples:
         self.current = torch.tensor([s[0] for s in samples])
         self.future = torch.tensor([s[1] for s in samples])
         self.success = torch.tensor([s[5] for s in samples])
+        # Actions imitated: successful demonstrations; never failures or a policy's rollouts.
+        self.imitate = self.success & torch.tensor(
+            [episodes[s[2]].kind != POLICY_KIND for s in samples])
         self.value = torch.tensor([s[4] for s in samples], dtype=torch.float32)
         self.task = torch.tensor([TASKS.index(episodes[s[2]].task) for s in samples])
         self.actions = torch.from_numpy(np.stack([
@@ -228,17 +232,18 @@ def smooth(smoothed, value):
     return value if smoothed is None else 0.98 * smoothed + 0.02 * value
 
 
-def batch_draws(seed, step, samples, batch_size, layout, failure_policy_share=0.0):
+def batch_draws(seed, step, samples, batch_size, layout, unimitated_policy_share=0.0):
     """(indices, modes, sigma, eps) of one step: a function of (seed, step) only.
 
-    A sample of a successful episode is a policy sample with probability POLICY_SHARE, one of
-    a failed episode with probability failure_policy_share; the others are world-model samples.
+    A sample whose actions are imitated (`Samples.imitate`) is a policy sample with
+    probability POLICY_SHARE, any other with probability unimitated_policy_share; the rest are
+    world-model samples.
     """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     index = torch.randint(len(samples), (batch_size,), generator=generator)
     draw = torch.rand(batch_size, generator=generator)
-    policy = torch.where(samples.success[index], draw < POLICY_SHARE,
-                         draw < failure_policy_share)
+    policy = torch.where(samples.imitate[index], draw < POLICY_SHARE,
+                         draw < unimitated_policy_share)
     modes = (~policy).long()  # 0 = policy, 1 = world model
     sigma = sample_sigma(batch_size, generator,
                          multiplier=video_noise_multiplier(layout.num_frames))
@@ -421,20 +426,31 @@ def load_init_model(model_dir, layout):
     return InitModel(Path(model_dir), vae, dit, stats, text_table, dict(spec.source))
 
 
+def rollout_policy(init):
+    """The --init-from model as the policy of `--record-kinds policy` (CPU, float32)."""
+    if init is None:
+        raise ValueError(f'--record-kinds {POLICY_KIND} rolls out the --init-from model; '
+                         'pass --init-from DIR.')
+    from cosmos_policy_ros.engine.policy import CosmosPolicy
+    return CosmosPolicy.from_model_dir(init.path, device='cpu', dtype='fp32')
+
+
 def prepare(args, log=print):
     """Record (with --record), read the bags, encode every kept state once (cached)."""
     dirs = [Path(d) for d in args.data]
+    layout = sim_layout(args.chunk_size, args.image_size)
+    images = sim_images(args.image_size)
+    init = load_init_model(args.init_from, layout) if args.init_from else None
     if args.record:
         target = dirs[-1]
         if target.exists() and any(target.iterdir()):
             raise ValueError(f'--record: {target} (the last --data directory) is not empty.')
-        record_demonstrations(target, args.record, seed=args.data_seed,
-                              fractions=record_fractions(args.record_kinds),
-                              config=SimConfig(image_size=args.image_size), log=log)
+        fractions = record_fractions(args.record_kinds)
+        policy = rollout_policy(init) if fractions and POLICY_KIND in fractions else None
+        record_demonstrations(target, args.record, seed=args.data_seed, fractions=fractions,
+                              config=SimConfig(image_size=args.image_size), log=log,
+                              policy=policy, model=init and init.source.get('dit_sha256'))
     episodes = [episode for d in dirs for episode in load_episodes(d)]
-    layout = sim_layout(args.chunk_size, args.image_size)
-    images = sim_images(args.image_size)
-    init = load_init_model(args.init_from, layout) if args.init_from else None
     stats = init.stats if init else statistics(episodes)
     norm = NormStats.from_dict(stats, layout=layout)
     samples = Samples(episodes, layout, norm, args.gamma)
@@ -475,18 +491,18 @@ def new_network(args, data):
     return net
 
 
-def batch_loss(net, data, seed, step, batch_size, failure_policy_share=0.0):
+def batch_loss(net, data, seed, step, batch_size, unimitated_policy_share=0.0):
     """The loss of the batch drawn for (seed, step).
 
-    Policy samples of failed episodes (failure_policy_share > 0) generate the action frame but
-    are not supervised on it: their values, future images and proprio are learned in the mode
-    the node runs, their actions are never imitated.
+    Policy samples whose actions are not imitated (failures, policy rollouts; drawn with
+    unimitated_policy_share > 0) generate the action frame but are not supervised on it: their
+    values, future images and proprio are learned in the mode the node runs.
     """
     index, modes, sigma, eps = batch_draws(seed, step, data.samples, batch_size, data.layout,
-                                           failure_policy_share)
+                                           unimitated_policy_share)
     x0, flags = clean_batch(data.samples, data.latents, index, modes)
     loss_frames = ~flags
-    loss_frames[(modes == 0) & ~data.samples.success[index], data.layout.action_index] = False
+    loss_frames[(modes == 0) & ~data.samples.imitate[index], data.layout.action_index] = False
     return diffusion_loss(net, x0, flags, data.text[data.samples.task[index]], sigma, eps,
                           loss_frames=loss_frames)
 
@@ -519,7 +535,7 @@ def train(args, log=print, data=None):
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, base=args.lr, steps=args.steps)
             loss = batch_loss(net, data, args.seed, step, args.batch_size,
-                              args.failure_policy_share)
+                              args.unimitated_policy_share)
             value = optimizer_step(optimizer, loss, net.parameters())
             step += 1
             history.append(value)
@@ -538,8 +554,8 @@ def train(args, log=print, data=None):
                             'final_loss': smoothed, 'vae_steps': len(data.vae_history),
                             'vae_final_loss': (float(np.mean(data.vae_history[-20:]))
                                                if data.vae_history else None),
-                            **({'failure_policy_share': args.failure_policy_share}
-                               if args.failure_policy_share else {}),
+                            **({'unimitated_policy_share': args.unimitated_policy_share}
+                               if args.unimitated_policy_share else {}),
                             **({'init_from': data.init.source} if data.init else {})},
                     num_steps=args.num_steps, overwrite=args.force)
         log(f'[train] wrote {args.out}')
@@ -589,7 +605,8 @@ def build_parser():
                         help='record N demonstration episodes into --data first')
     parser.add_argument('--record-kinds', nargs='+', metavar='KIND[=SHARE]',
                         help='the rollout kinds --record mixes (default: 70 %% expert, 10 %% '
-                             'each of noisy, early_stop, wrong_target); e.g. near_miss')
+                             'each of noisy, early_stop, wrong_target); e.g. near_miss, or '
+                             'policy (rollouts of the --init-from model)')
     parser.add_argument('--data-seed', type=int, default=0,
                         help='first episode seed of --record (episodes use seeds S..S+N-1)')
     parser.add_argument('--out', type=Path, help='model directory to write')
@@ -619,9 +636,10 @@ def build_parser():
                              '(its VAE, DiT weights, statistics and embeddings; a new optimizer '
                              'and learning-rate schedule); excludes --vae-steps')
     parser.add_argument('--lr', type=float, default=1e-3)
-    parser.add_argument('--failure-policy-share', type=float, default=0.0,
-                        help='share of failed-episode samples drawn as policy samples, their '
-                             'action frame unsupervised, so the value output learns failures '
+    parser.add_argument('--unimitated-policy-share', type=float, default=0.0,
+                        help='share of the samples whose actions are not imitated (failed '
+                             'episodes, policy rollouts) drawn as policy samples, their action '
+                             'frame unsupervised, so the value the node publishes learns them '
                              '(0: world-model samples only)')
     parser.add_argument('--gamma', type=float, default=0.95, help='value discount per step')
     parser.add_argument('--chunk-size', type=int, default=8)
@@ -642,8 +660,8 @@ def main(argv=None):
             print(f'cosmos-policy-train: error: --{name.replace("_", "-")} must be >= 1',
                   file=sys.stderr)
             return 2
-    if not 0.0 <= args.failure_policy_share <= 1.0:
-        print('cosmos-policy-train: error: --failure-policy-share must be in [0, 1]',
+    if not 0.0 <= args.unimitated_policy_share <= 1.0:
+        print('cosmos-policy-train: error: --unimitated-policy-share must be in [0, 1]',
               file=sys.stderr)
         return 2
     if args.init_from and args.vae_steps:

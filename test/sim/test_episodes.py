@@ -1,12 +1,14 @@
 """Demonstration rollouts and their rosbag2 episodes; the in-process closed loop."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from cosmos_policy_ros.sim.arm import PlanarReachEnv
+from cosmos_policy_ros.sim.arm import expert_chunk, JOINT_UPPER, PlanarReachEnv
 from cosmos_policy_ros.sim.episodes import (
-    demonstration_plan, KINDS, read_episode_bag, rollout, write_episode_bag)
+    demonstration_plan, KINDS, policy_rollout, read_episode_bag, record_demonstrations, rollout,
+    write_episode_bag)
 from cosmos_policy_ros.sim.inprocess import (
     expert_source, hold_source, random_source, run_episode, spearman)
 
@@ -61,6 +63,54 @@ def test_bag_round_trip(tmp_path):
     for camera, images in episode.images.items():
         np.testing.assert_array_equal(back.images[camera], images)
     assert back.info['steps'] == episode.num_steps
+
+
+class _ExpertFirstRows:
+    """A Policy whose chunks are the expert's first 4 commands, then the joints' upper limits:
+    executing more than 4 rows of a chunk throws the arm away from the target."""
+
+    def __init__(self, env):
+        self.env = env
+        self.seeds = []
+
+    def infer(self, observation, num_steps=None):
+        np.testing.assert_array_equal(observation.proprio, self.env.joint_positions())
+        np.testing.assert_array_equal(observation.images['primary'],
+                                      self.env.render()['primary'])
+        self.seeds.append(observation.seed)
+        chunk = expert_chunk(self.env, 8, self.env.config.step_period)
+        chunk[4:] = JOINT_UPPER
+        return SimpleNamespace(actions=chunk, value=len(self.seeds) / 100)
+
+
+def test_policy_rollout_runs_chunks_as_the_node_does():
+    """4 commands per chunk (config/sim.yaml), a new chunk from the reached state, the
+    observation of that state, diffusion seed seed * 1000 + tick, every tick's value kept."""
+    env = PlanarReachEnv()
+    policy = _ExpertFirstRows(env)
+    episode = policy_rollout(env, 7, policy, model='m')
+    assert episode.success and episode.kind == 'policy' and episode.info['model'] == 'm'
+    ticks = episode.info['tick_steps']
+    assert len(ticks) >= 2 and ticks == list(range(0, 4 * len(ticks), 4))
+    assert policy.seeds == [7000 + k for k in range(len(ticks))]
+    assert episode.info['values'] == [(k + 1) / 100 for k in range(len(ticks))]
+    assert not (episode.actions == JOINT_UPPER).any()
+    assert episode.num_steps == rollout(env, 7, 'expert').num_steps
+
+
+def test_record_policy_rollouts(tmp_path):
+    """Kind 'policy' needs a policy; its bags read back as kind 'policy' with their values."""
+    holder = SimpleNamespace(infer=lambda observation, num_steps=None: SimpleNamespace(
+        actions=np.repeat(observation.proprio[None], 8, axis=0), value=0.25))
+    with pytest.raises(ValueError, match='needs a policy'):
+        record_demonstrations(tmp_path / 'none', 1, fractions={'policy': 1.0})
+    paths = record_demonstrations(tmp_path / 'rollouts', 2, seed=3, policy=holder,
+                                  fractions={'policy': 1.0, 'expert': 1.0})
+    episodes = [read_episode_bag(path) for path in paths]
+    assert sorted(e.kind for e in episodes) == ['expert', 'policy']
+    held = next(e for e in episodes if e.kind == 'policy')
+    assert not held.success and held.info['values'] == [0.25] * 10
+    np.testing.assert_array_equal(held.joints, held.joints[:1].repeat(len(held.joints), 0))
 
 
 def test_demonstration_plan_mixes_kinds():

@@ -9,7 +9,9 @@ import torch
 from cosmos_policy_ros.engine.model_dir import read_spec
 from cosmos_policy_ros.engine.policy import CosmosPolicy
 from cosmos_policy_ros.interface import Observation
+from cosmos_policy_ros.normalization import NormStats
 from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
+from cosmos_policy_ros.sim.model import shipped_model_dir
 from cosmos_policy_ros.tools import train as train_tool
 
 pytestmark = pytest.mark.slow
@@ -161,31 +163,63 @@ class _ParamNet(torch.nn.Module):
         return self.p + 0.0 * x
 
 
-def test_failed_episodes_as_policy_samples_never_supervise_their_actions(run):
-    """--failure-policy-share: failed episodes' samples become policy samples at that share;
-    their action frame is generated but gets no gradient, their value frame does; successful
-    episodes' policy samples keep the action loss; share 0 keeps failures world-model only."""
+def test_unimitated_samples_never_supervise_their_actions(run):
+    """Samples of failed episodes and of policy rollouts are not imitated: world-model samples
+    at --unimitated-policy-share 0; at 1 policy samples whose action frame is generated but
+    gets no gradient while their value frame does; imitated policy samples keep the action
+    loss."""
     import copy
     _, _, data = run
     fake = copy.copy(data)
     fake.samples = copy.copy(data.samples)
-    fake.samples.success = torch.arange(len(data.samples)) % 2 == 0  # half "failed"
+    fake.samples.imitate = torch.arange(len(data.samples)) % 2 == 0  # half not imitated
     layout = data.layout
     batch, seed, step = 64, 5, 3
     index, modes, _, _ = train_tool.batch_draws(seed, step, fake.samples, batch, layout)
-    failed = ~fake.samples.success[index]
-    assert failed.any() and (modes[failed] == 1).all()  # share 0: world model only
+    unimitated = ~fake.samples.imitate[index]
+    assert unimitated.any() and (modes[unimitated] == 1).all()  # share 0: world model only
     index, modes, _, _ = train_tool.batch_draws(seed, step, fake.samples, batch, layout, 1.0)
-    failed = ~fake.samples.success[index]
-    assert (modes[failed] == 0).all()
+    unimitated = ~fake.samples.imitate[index]
+    assert (modes[unimitated] == 0).all()
     net = _ParamNet((batch, *layout.latent_shape))
     train_tool.batch_loss(net, fake, seed, step, batch, 1.0).backward()
     grad = net.p.grad.abs().sum(dim=(1, 3, 4))  # (B, T)
-    success_policy = (modes == 0) & ~failed
-    assert success_policy.any()
-    assert (grad[failed, layout.action_index] == 0).all()
-    assert (grad[failed, layout.value_index] > 0).all()
-    assert (grad[success_policy, layout.action_index] > 0).all()
+    imitated_policy = (modes == 0) & ~unimitated
+    assert imitated_policy.any()
+    assert (grad[unimitated, layout.action_index] == 0).all()
+    assert (grad[unimitated, layout.value_index] > 0).all()
+    assert (grad[imitated_policy, layout.action_index] > 0).all()
+
+
+def test_policy_rollouts_and_failures_are_not_imitated(run):
+    """Samples.imitate: successful demonstrations only, not a successful policy rollout."""
+    import dataclasses
+    _, args, data = run
+    episodes = list(data.episodes)
+    first = next(i for i, e in enumerate(episodes) if e.success)
+    episodes[first] = dataclasses.replace(episodes[first], kind='policy')
+    samples = train_tool.Samples(episodes, data.layout, NormStats.from_dict(
+        data.stats, layout=data.layout), args.gamma)
+    episode_of = torch.tensor([samples.states[i][0] for i in samples.current])
+    expected = torch.tensor([episodes[e].success and e != first for e in episode_of.tolist()])
+    assert (episode_of == first).any() and (~expected).any() and expected.any()
+    assert torch.equal(samples.imitate, expected)
+    assert samples.success[episode_of == first].all()
+
+
+def test_policy_rollouts_need_init_from(run, tmp_path):
+    root, args, _ = run
+    more = argparse.Namespace(**{**vars(args), 'data': [tmp_path / 'rollouts'], 'record': 1,
+                                 'record_kinds': ['policy'], 'work_dir': str(tmp_path / 'w')})
+    with pytest.raises(ValueError, match='--init-from'):
+        train_tool.prepare(more, log=lambda *_: None)
+    more.init_from = shipped_model_dir()  # rolls out the model it continues
+    prepared = train_tool.prepare(more, log=lambda *_: None)
+    rollout = prepared.episodes[-1]
+    assert rollout.kind == 'policy' and len(prepared.episodes) == 1
+    assert rollout.info['model'] == read_spec(shipped_model_dir()).source['dit_sha256']
+    assert len(rollout.info['values']) == len(rollout.info['tick_steps']) >= 1
+    assert not prepared.samples.imitate.any()
 
 
 def test_record_kinds_into_a_second_data_directory(run, tmp_path):
