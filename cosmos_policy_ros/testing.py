@@ -18,19 +18,46 @@ actions[k, j] = proprio[j mod D] + 0.001 * k ('follow'); value = mean of the R c
 layout's first camera / 255; with N candidates, candidate i has value min(1, value + 0.01 i)
 and the last one is selected. With known_actions (k, d) (stitching by inpainting), the first k
 rows are those actions exactly and num_conditioned_steps = k. numpy and PyYAML only.
+
+For tests of the control loop without ROS: `stub_node_config` (a one-camera, two-joint robot)
+and `fake_header` (a message header stand-in with a stamp in nanoseconds).
 """
 import json
 import os
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import yaml
 
 from cosmos_policy_ros.interface import PolicyOutput
 from cosmos_policy_ros.layout import LatentLayout
+from cosmos_policy_ros.node_config import config_from_parameters
 
 ACTION_MODES = ('follow', 'nan', 'huge')
+STUB_JOINTS = ('j0', 'j1')
+NS_PER_S = 1_000_000_000
+
+
+def stub_node_config(**changes):
+    """The NodeConfig of a robot with one camera ('cam') and two joints (STUB_JOINTS),
+    joint-position actions at 10 Hz and the task 'stack'; `changes` override parameters."""
+    parameters = {
+        'model_path': 'unused', 'cameras': ['cam'], 'proprio_sources': ['arm'],
+        'proprio': {'arm': {'type': 'joint_state', 'joints': list(STUB_JOINTS)}},
+        'action_space': 'joint_position', 'action_names': list(STUB_JOINTS),
+        'task': 'stack', 'sync_tolerance': 0.02, 'max_observation_age': 0.5,
+        'max_publish_age': 1.0, 'step_period': 0.1, 'rate': 10.0,
+    }
+    parameters.update(changes)
+    return config_from_parameters(parameters)
+
+
+def fake_header(stamp_ns):
+    """A std_msgs/Header stand-in: `stamp.sec`, `stamp.nanosec` of `stamp_ns`."""
+    return SimpleNamespace(stamp=SimpleNamespace(sec=stamp_ns // NS_PER_S,
+                                                 nanosec=stamp_ns % NS_PER_S))
 
 
 class FakePolicy:

@@ -14,15 +14,14 @@ from cosmos_policy_ros.control_loop import (CHUNK_EXECUTING, ControlLoop, DEACTI
                                             STALE_AT_PUBLISH, TASK_CHANGED)
 from cosmos_policy_ros.interface import PolicyOutput
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.node_config import config_from_parameters
 from cosmos_policy_ros.ros.worker import InferenceWorker
-from cosmos_policy_ros.testing import FakePolicy
+from cosmos_policy_ros.testing import fake_header, FakePolicy, STUB_JOINTS, stub_node_config
 from cosmos_policy_ros.tools.evaluate import CHUNK, OfflineNode
 
 S = 1_000_000_000
 MS = 1_000_000
 T0 = 1_700_000_000 * S
-JOINTS = ('j0', 'j1')
+JOINTS = STUB_JOINTS
 LAYOUT = LatentLayout('stub', ('cam',), chunk_size=4, action_dim=2, proprio_dim=2,
                       image_size=16)
 
@@ -47,36 +46,20 @@ class StubPolicy:
         self.resets += 1
 
 
-def _config(**changes):
-    parameters = {
-        'model_path': 'unused', 'cameras': ['cam'], 'proprio_sources': ['arm'],
-        'proprio': {'arm': {'type': 'joint_state', 'joints': list(JOINTS)}},
-        'action_space': 'joint_position', 'action_names': list(JOINTS),
-        'task': 'stack', 'sync_tolerance': 0.02, 'max_observation_age': 0.5,
-        'max_publish_age': 1.0, 'step_period': 0.1, 'rate': 10.0,
-    }
-    parameters.update(changes)
-    return config_from_parameters(parameters)
-
-
-def _header(stamp_ns):
-    return SimpleNamespace(stamp=SimpleNamespace(sec=stamp_ns // S, nanosec=stamp_ns % S))
-
-
 def _image(stamp_ns, red=51):
     data = np.zeros((16, 16, 3), np.uint8)
     data[..., 0] = red
-    return SimpleNamespace(header=_header(stamp_ns), height=16, width=16, encoding='rgb8',
+    return SimpleNamespace(header=fake_header(stamp_ns), height=16, width=16, encoding='rgb8',
                            is_bigendian=0, step=48, data=data.tobytes())
 
 
 def _joints(stamp_ns, positions=(0.5, 0.25)):
-    return SimpleNamespace(header=_header(stamp_ns), name=list(JOINTS),
+    return SimpleNamespace(header=fake_header(stamp_ns), name=list(JOINTS),
                            position=list(positions), velocity=[], effort=[])
 
 
 def _loop(policy=None, **changes):
-    loop = ControlLoop(policy or StubPolicy(), _config(**changes))
+    loop = ControlLoop(policy or StubPolicy(), stub_node_config(**changes))
     loop.start()
     return loop
 
@@ -271,8 +254,8 @@ def _replay(events, ticks, on_message, on_task, on_tick):
 
 
 def test_node_path_and_offline_path_decide_the_same():
-    config = _config(replan_mode='steps_left', replan_threshold=1, execute_steps=4,
-                     max_first_step_jump=0.5, sync_tolerance=0.005)
+    config = stub_node_config(replan_mode='steps_left', replan_threshold=1, execute_steps=4,
+                              max_first_step_jump=0.5, sync_tolerance=0.005)
     events, ticks = _stream()
 
     # The node's path: callbacks hand messages to loop.receive; the timer ticks with the

@@ -12,13 +12,14 @@ import pytest
 from cosmos_policy_ros.control_loop import ControlLoop, LATENCY_WINDOW
 from cosmos_policy_ros.interface import PolicyOutput
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.node_config import config_from_parameters, NodeConfig
+from cosmos_policy_ros.node_config import NodeConfig
+from cosmos_policy_ros.testing import fake_header, STUB_JOINTS, stub_node_config
 
 S = 1_000_000_000
 MS = 1_000_000
 P = 100 * MS  # step period 0.1 s
 T0 = 1_700_000_000 * S
-JOINTS = ('j0', 'j1')
+JOINTS = STUB_JOINTS
 K = 4
 LAYOUT = LatentLayout('stub', ('cam',), chunk_size=K, action_dim=2, proprio_dim=2,
                       image_size=16)
@@ -54,28 +55,13 @@ class PlainPolicy(ScriptedPolicy):
         return super().infer(observation, num_steps=num_steps, num_candidates=num_candidates)
 
 
-def _config(**changes):
-    parameters = {
-        'model_path': 'unused', 'cameras': ['cam'], 'proprio_sources': ['arm'],
-        'proprio': {'arm': {'type': 'joint_state', 'joints': list(JOINTS)}},
-        'action_space': 'joint_position', 'action_names': list(JOINTS),
-        'task': 'reach', 'sync_tolerance': 0.02, 'max_observation_age': 0.5,
-        'max_publish_age': 1.0, 'step_period': 0.1, 'rate': 10.0,
-    }
-    parameters.update(changes)
-    return config_from_parameters(parameters)
-
-
-def _header(stamp_ns):
-    return SimpleNamespace(stamp=SimpleNamespace(sec=stamp_ns // S, nanosec=stamp_ns % S))
-
-
 def _feed(loop, stamp_ns):
     camera, arm = loop.streams
-    image = SimpleNamespace(header=_header(stamp_ns), height=16, width=16, encoding='rgb8',
-                            is_bigendian=0, step=48, data=bytes(16 * 16 * 3))
-    joints = SimpleNamespace(header=_header(stamp_ns), name=list(JOINTS), position=[0.0, 0.0],
-                             velocity=[], effort=[])
+    image = SimpleNamespace(header=fake_header(stamp_ns), height=16, width=16,
+                            encoding='rgb8', is_bigendian=0, step=48,
+                            data=bytes(16 * 16 * 3))
+    joints = SimpleNamespace(header=fake_header(stamp_ns), name=list(JOINTS),
+                             position=[0.0, 0.0], velocity=[], effort=[])
     assert loop.receive(camera, image) == ('', '')
     assert loop.receive(arm, joints) == ('', '')
 
@@ -90,7 +76,7 @@ def _run(loop, stamp_ns, *, latency_ns=0):
 
 
 def _loop(policy, **changes):
-    loop = ControlLoop(policy, _config(**changes))
+    loop = ControlLoop(policy, stub_node_config(**changes))
     loop.start()
     return loop
 
@@ -101,18 +87,19 @@ B = np.full((K, 2), 10.0, np.float32)
 
 # --- parameters --------------------------------------------------------------------------------
 def test_the_stitching_parameters_are_validated_and_runtime():
-    config = _config()
+    config = stub_node_config()
     assert (config.stitching, config.stitching_overlap, config.latency_margin) == (
         'none', 2, 0.0)
     for name in ('stitching', 'stitching_overlap', 'latency_margin'):
         assert name in NodeConfig.runtime_parameters()
     with pytest.raises(ValueError, match='`stitching` must be one of'):
-        _config(stitching='rtc')
+        stub_node_config(stitching='rtc')
     with pytest.raises(ValueError, match='`stitching_overlap` must be >= 0'):
-        _config(stitching_overlap=-1)
+        stub_node_config(stitching_overlap=-1)
     with pytest.raises(ValueError, match='`latency_margin` must be >= 0'):
-        _config(latency_margin=-0.1)
-    assert _config(stitching='inpaint+blend').replace(stitching='blend').stitching == 'blend'
+        stub_node_config(latency_margin=-0.1)
+    config = stub_node_config(stitching='inpaint+blend')
+    assert config.replace(stitching='blend').stitching == 'blend'
 
 
 # --- none: today's hard switch -----------------------------------------------------------------
@@ -153,7 +140,7 @@ def test_a_method_changed_during_inference_applies_from_the_next_tick():
     _run(loop, T0)
     _feed(loop, T0 + P)
     job = loop.tick(T0 + P)
-    loop.reconfigure(_config(stitching='blend', latency_margin=0.2))
+    loop.reconfigure(stub_node_config(stitching='blend', latency_margin=0.2))
     finished, _, _ = loop.complete(job, lambda: T0 + P)
     assert finished.ok, finished
     assert (finished.chunk.stitching, finished.chunk.conditioned_steps,

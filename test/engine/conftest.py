@@ -1,6 +1,36 @@
-"""Toy networks with the engine's network protocol (see cosmos_policy_ros.engine.denoiser)."""
+"""Toy networks with the engine's network protocol (see cosmos_policy_ros.engine.denoiser),
+and one tiny LIBERO-layout model in the released format and converted, shared by the tests."""
+import dataclasses
+
 import pytest
 import torch
+
+from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
+from cosmos_policy_ros.layout import LatentLayout
+from cosmos_policy_ros.tools.convert import main as convert_main
+
+TINY_LIBERO = dataclasses.replace(LatentLayout.preset('libero'), image_size=32)
+
+
+@pytest.fixture(scope='session')
+def libero_layout():
+    return TINY_LIBERO
+
+
+@pytest.fixture(scope='session')
+def libero_released(tmp_path_factory):
+    """A released-format checkpoint of random tiny networks (read-only for the tests)."""
+    out = tmp_path_factory.mktemp('released')
+    write_synthetic_model(out, TINY_LIBERO, size='tiny', seed=4, dtype='fp32')
+    return out
+
+
+@pytest.fixture(scope='session')
+def libero_model_dir(libero_released, tmp_path_factory):
+    """`libero_released` converted to a model directory (read-only for the tests)."""
+    out = tmp_path_factory.mktemp('models') / 'libero'
+    assert convert_main(['--released', str(libero_released), '--out', str(out)]) == 0
+    return out
 
 
 class ToyNet:

@@ -1,4 +1,5 @@
 """CosmosPolicy end to end on CPU with tiny random-weight networks in the released formats."""
+import dataclasses
 import json
 import math
 
@@ -19,22 +20,17 @@ from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.tools.convert import main as convert_main
 
-LAYOUT = LatentLayout('libero', ('wrist', 'primary'), chunk_size=16, action_dim=7,
-                      proprio_dim=9, image_size=32)
+LAYOUT = dataclasses.replace(LatentLayout.preset('libero'), image_size=32)  # conftest's
 
 
 @pytest.fixture(scope='module')
-def released(tmp_path_factory):
-    out = tmp_path_factory.mktemp('released')
-    write_synthetic_model(out, LAYOUT, size='tiny', seed=4, dtype='fp32')
-    return out
+def released(libero_released):
+    return libero_released
 
 
 @pytest.fixture(scope='module')
-def model_dir(released, tmp_path_factory):
-    out = tmp_path_factory.mktemp('models') / 'libero'
-    assert convert_main(['--released', str(released), '--out', str(out)]) == 0
-    return out
+def model_dir(libero_model_dir):
+    return libero_model_dir
 
 
 @pytest.fixture(scope='module')

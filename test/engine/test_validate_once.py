@@ -10,22 +10,12 @@ from cosmos_policy_ros.engine import generate as generate_module
 from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.engine.policy import load_policy
 from cosmos_policy_ros.engine.sampling import sample, SamplerConfig
-from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.interface import Observation
-from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.tools.convert import main as convert_main
-
-LAYOUT = LatentLayout('libero', ('wrist', 'primary'), chunk_size=16, action_dim=7,
-                      proprio_dim=9, image_size=32)
 
 
 @pytest.fixture(scope='module')
-def policy(tmp_path_factory):
-    released = tmp_path_factory.mktemp('released')
-    write_synthetic_model(released, LAYOUT, size='tiny', seed=4, dtype='fp32')
-    out = tmp_path_factory.mktemp('models') / 'libero'
-    assert convert_main(['--released', str(released), '--out', str(out)]) == 0
-    return load_policy(out, device='cpu', dtype='fp32')
+def policy(libero_model_dir):
+    return load_policy(libero_model_dir, device='cpu', dtype='fp32')
 
 
 @pytest.fixture
@@ -79,15 +69,15 @@ def test_the_keyword_api_validates_once_and_a_config_is_trusted(counts):
     assert torch.equal(got, expected)
 
 
-def _generate_arguments(make_net):
-    clean = torch.zeros(2, *LAYOUT.latent_shape)
+def _generate_arguments(make_net, layout):
+    clean = torch.zeros(2, *layout.latent_shape)
     return dict(net=make_net(), clean_latent=clean, text_embedding=torch.zeros(1, 3, 1024),
-                layout=LAYOUT, proprio=torch.zeros(2, 9), seeds=[0, 1],
+                layout=layout, proprio=torch.zeros(2, 9), seeds=[0, 1],
                 sampler=SamplerConfig(num_steps=2))
 
 
-def test_generate_checks_the_network_once_before_using_it(make_net, counts):
-    arguments = _generate_arguments(make_net)
+def test_generate_checks_the_network_once_before_using_it(make_net, counts, libero_layout):
+    arguments = _generate_arguments(make_net, libero_layout)
     generate(**arguments)
     assert counts == {'options': 1, 'net': 1}  # the options: when the SamplerConfig was made
 
@@ -100,9 +90,9 @@ def test_generate_checks_the_network_once_before_using_it(make_net, counts):
         generate(**dict(arguments, net=NoDevice()))
 
 
-def test_given_noise_is_checked_where_it_enters(make_net):
-    arguments = _generate_arguments(make_net)
-    noise = torch.zeros(2, *LAYOUT.latent_shape)
+def test_given_noise_is_checked_where_it_enters(make_net, libero_layout):
+    arguments = _generate_arguments(make_net, libero_layout)
+    noise = torch.zeros(2, *libero_layout.latent_shape)
     noise[1, 0, 0, 0, 0] = float('nan')
     with pytest.raises(ValueError, match=r'`noise` has non-finite values'):
         generate(**dict(arguments, seeds=None, noise=noise))
