@@ -14,6 +14,9 @@ Rollout kinds (`KINDS`), all executed chunk by chunk in lockstep like a policy (
                   policy_node do it: the first `execute_steps` (4) commands of each chunk,
                   then a new chunk from the reached state. Its episodes teach the value
                   the returns of that policy; training never imitates their actions.
+    recovery      the expert taking over at a state a policy rollout reached
+                  (`recovery_rollout`): demonstrations from the states the policy visits,
+                  e.g. hovering beside the target (DAgger's idea, with the scripted expert)
 
 The imperfect kinds mostly fail, so the value target sees failures. A bag holds (stamps =
 sim time from START_NS, header stamps = log times):
@@ -43,6 +46,7 @@ from cosmos_policy_ros.tools.bags import (
 KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target', 'near_miss')  # scripted (`rollout`)
 POLICY_KIND = 'policy'  # `policy_rollout`
 RECORD_KINDS = KINDS + (POLICY_KIND,)
+RECOVERY_KIND = 'recovery'  # `recovery_rollout`, recorded after a policy rollout
 POLICY_EXECUTE_STEPS = 4  # config/sim.yaml: execute_steps 4, replan_threshold 0
 START_NS = 1_700_000_000 * 1_000_000_000
 TASK_TOPIC = '/task'
@@ -169,6 +173,24 @@ def policy_rollout(env, seed, policy, *, execute_steps=POLICY_EXECUTE_STEPS, mod
                             model=model)
 
 
+def recovery_rollout(env, episode, start, *, horizon=8):
+    """The expert from state `start` of `episode` on (reached by replaying its first `start`
+    commands from env.reset(episode.seed)), recorded from that state; 0 < start < its steps."""
+    if not 0 < start < episode.num_steps:
+        raise ValueError(f'`start` must be in (0, {episode.num_steps}); got {start}.')
+    env.reset(episode.seed)
+    for command in episode.actions[:start]:
+        env.step(command, env.config.step_period)
+    recorder = _Recorder(env)
+    while not env.done:
+        for command in expert_chunk(env, horizon, env.config.step_period):
+            recorder.step(command)
+            if env.done:
+                break
+    return recorder.episode(episode.seed, RECOVERY_KIND, start_step=int(start),
+                            source_kind=episode.kind)
+
+
 def demonstration_plan(count, *, seed=0, fractions=None):
     """[(episode seed, kind)] for `count` episodes: seeds seed, seed+1, ...; kinds by fraction.
 
@@ -274,11 +296,13 @@ def read_episode_bag(path):
 
 
 def record_demonstrations(out_dir, count, *, seed=0, fractions=None, horizon=8, config=None,
-                          log=None, policy=None, model=None):
+                          log=None, policy=None, model=None, recovery_every=0):
     """Roll out `demonstration_plan(count, seed=seed)` and write one bag per episode.
 
     Bags are named episode_<seed>_<kind>. Episodes of kind 'policy' run `policy`
-    (`policy_rollout`; `model` names it in their info). Returns the list of bag paths.
+    (`policy_rollout`; `model` names it in their info); with recovery_every K > 0 each is
+    followed by the expert's recoveries from its states K, 2K, ... before its last
+    (`recovery_rollout`; bags episode_<seed>_recovery_<state>). Returns the bag paths.
     """
     plan = demonstration_plan(count, seed=seed, fractions=fractions)
     if policy is None and any(kind == POLICY_KIND for _, kind in plan):
@@ -291,10 +315,16 @@ def record_demonstrations(out_dir, count, *, seed=0, fractions=None, horizon=8, 
     for episode_seed, kind in plan:
         episode = (policy_rollout(env, episode_seed, policy, model=model)
                    if kind == POLICY_KIND else rollout(env, episode_seed, kind, horizon=horizon))
-        path = out_dir / f'episode_{episode_seed:06d}_{kind}'
-        write_episode_bag(episode, path, typestore=typestore)
-        paths.append(path)
-        if log is not None:
-            log(f'[record] {path.name}: {"success" if episode.success else "failure"} '
-                f'after {episode.num_steps} steps')
+        episodes = [(f'episode_{episode_seed:06d}_{kind}', episode)]
+        if kind == POLICY_KIND and recovery_every > 0:
+            episodes += [(f'episode_{episode_seed:06d}_{RECOVERY_KIND}_{start:02d}',
+                          recovery_rollout(env, episode, start, horizon=horizon))
+                         for start in range(recovery_every, episode.num_steps, recovery_every)]
+        for name, recorded in episodes:
+            path = out_dir / name
+            write_episode_bag(recorded, path, typestore=typestore)
+            paths.append(path)
+            if log is not None:
+                log(f'[record] {path.name}: {"success" if recorded.success else "failure"} '
+                    f'after {recorded.num_steps} steps')
     return paths

@@ -449,7 +449,8 @@ def prepare(args, log=print):
         policy = rollout_policy(init) if fractions and POLICY_KIND in fractions else None
         record_demonstrations(target, args.record, seed=args.data_seed, fractions=fractions,
                               config=SimConfig(image_size=args.image_size), log=log,
-                              policy=policy, model=init and init.source.get('dit_sha256'))
+                              policy=policy, model=init and init.source.get('dit_sha256'),
+                              recovery_every=args.recovery_every)
     episodes = [episode for d in dirs for episode in load_episodes(d)]
     stats = init.stats if init else statistics(episodes)
     norm = NormStats.from_dict(stats, layout=layout)
@@ -607,6 +608,10 @@ def build_parser():
                         help='the rollout kinds --record mixes (default: 70 %% expert, 10 %% '
                              'each of noisy, early_stop, wrong_target); e.g. near_miss, or '
                              'policy (rollouts of the --init-from model)')
+    parser.add_argument('--recovery-every', type=int, default=0, metavar='K',
+                        help='with --record-kinds policy: after each policy rollout also '
+                             'record the expert taking over at its states K, 2K, ... '
+                             '(recovery demonstrations, imitated; 0: none)')
     parser.add_argument('--data-seed', type=int, default=0,
                         help='first episode seed of --record (episodes use seeds S..S+N-1)')
     parser.add_argument('--out', type=Path, help='model directory to write')
@@ -663,6 +668,11 @@ def main(argv=None):
     if not 0.0 <= args.unimitated_policy_share <= 1.0:
         print('cosmos-policy-train: error: --unimitated-policy-share must be in [0, 1]',
               file=sys.stderr)
+        return 2
+    kinds = [token.partition('=')[0] for token in args.record_kinds or ()]
+    if args.recovery_every < 0 or (args.recovery_every and POLICY_KIND not in kinds):
+        print(f'cosmos-policy-train: error: --recovery-every must be >= 0 and needs '
+              f'--record-kinds {POLICY_KIND}', file=sys.stderr)
         return 2
     if args.init_from and args.vae_steps:
         print("cosmos-policy-train: error: --init-from keeps its model's VAE; drop --vae-steps",

@@ -7,8 +7,8 @@ import pytest
 
 from cosmos_policy_ros.sim.arm import expert_chunk, JOINT_UPPER, PlanarReachEnv
 from cosmos_policy_ros.sim.episodes import (
-    demonstration_plan, KINDS, policy_rollout, read_episode_bag, record_demonstrations, rollout,
-    write_episode_bag)
+    demonstration_plan, KINDS, policy_rollout, read_episode_bag, record_demonstrations,
+    recovery_rollout, rollout, write_episode_bag)
 from cosmos_policy_ros.sim.inprocess import (
     expert_source, hold_source, random_source, run_episode, spearman)
 
@@ -111,6 +111,43 @@ def test_record_policy_rollouts(tmp_path):
     held = next(e for e in episodes if e.kind == 'policy')
     assert not held.success and held.info['values'] == [0.25] * 10
     np.testing.assert_array_equal(held.joints, held.joints[:1].repeat(len(held.joints), 0))
+
+
+def test_recovery_starts_where_the_policy_was_and_the_expert_finishes():
+    """recovery_rollout: state 0 of the recovery is state `start` of the source episode (its
+    images too); from there the expert's commands; it reaches the target."""
+    env = PlanarReachEnv()
+    held = SimpleNamespace(infer=lambda observation, num_steps=None: SimpleNamespace(
+        actions=np.repeat(observation.proprio[None] + 0.05, 8, axis=0), value=0.0))
+    source = policy_rollout(env, 11, held)
+    assert not source.success
+    recovery = recovery_rollout(env, source, 12)
+    assert recovery.kind == 'recovery' and recovery.success
+    assert recovery.info['start_step'] == 12 and recovery.info['source_kind'] == 'policy'
+    np.testing.assert_array_equal(recovery.joints[0], source.joints[12])
+    for camera, images in recovery.images.items():
+        np.testing.assert_array_equal(images[0], source.images[camera][12])
+    env.reset(11)
+    for command in source.actions[:12]:
+        env.step(command, env.config.step_period)
+    np.testing.assert_allclose(recovery.actions[0], expert_chunk(env, 8, 0.1)[0])
+    for bad in (0, source.num_steps):
+        with pytest.raises(ValueError, match='start'):
+            recovery_rollout(env, source, bad)
+
+
+def test_record_recoveries_after_policy_rollouts(tmp_path):
+    """recovery_every K: each policy rollout is followed by recoveries from its states K, 2K,
+    ... before its last; other kinds get none."""
+    holder = SimpleNamespace(infer=lambda observation, num_steps=None: SimpleNamespace(
+        actions=np.repeat(observation.proprio[None], 8, axis=0), value=0.25))
+    paths = record_demonstrations(tmp_path, 2, seed=3, policy=holder, recovery_every=16,
+                                  fractions={'policy': 1.0, 'expert': 1.0})
+    names = [path.name for path in paths]
+    assert names == ['episode_000003_policy', 'episode_000003_recovery_16',
+                     'episode_000003_recovery_32', 'episode_000004_expert']
+    recovery = read_episode_bag(paths[2])
+    assert recovery.kind == 'recovery' and recovery.info['start_step'] == 32
 
 
 def test_demonstration_plan_mixes_kinds():

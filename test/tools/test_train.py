@@ -222,6 +222,15 @@ def test_policy_rollouts_need_init_from(run, tmp_path):
     assert not prepared.samples.imitate.any()
 
 
+def test_recovery_every_needs_policy_rollouts(tmp_path, capsys):
+    base = ['--data', str(tmp_path), '--work-dir', str(tmp_path / 'w'), '--record', '1']
+    no_policy = ['--recovery-every', '8']
+    negative = ['--recovery-every', '-1', '--record-kinds', 'policy']
+    for extra in (no_policy, negative):
+        assert train_tool.main(base + extra) == 2
+        assert '--recovery-every' in capsys.readouterr().err
+
+
 def test_record_kinds_into_a_second_data_directory(run, tmp_path):
     """--data A B --record N --record-kinds near_miss: N near misses written into B, the
     episodes of A and B all used; bad shares and a non-empty B are refused."""
