@@ -14,6 +14,7 @@ evaluated ticks.
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 import sys
 import time
@@ -38,6 +39,22 @@ def summarize(results, gamma=None):
         summary['value_spearman'] = spearman(values, returns)
         summary['ticks'] = len(values)
     return summary
+
+
+def _record_fields(report, args):
+    """The fields bench/harness.py's SUMMARY.md reads (name, title, setting, headline)."""
+    import platform
+    parts = [f'{name} {100 * r["success_rate"]:.0f}%' for name, r in report['results'].items()]
+    rho = report['results']['policy'].get('value_spearman')
+    if rho is not None:
+        parts.append(f'value Spearman {rho:.2f}')
+    return {'name': args.out.stem, 'status': 'ok',
+            'title': 'In-process closed loop on the simulated arm (whole chunks, no ROS)',
+            'device': 'cpu', 'dtype': 'float32',
+            'preset': f'planar_reach, lockstep, {len(report["episodes"]["policy"])} episodes '
+                      f'from seed {report["seeds"][0]}, {report["num_steps"]} steps',
+            'headline': 'success: ' + ', '.join(parts),
+            'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()}}
 
 
 def main(argv=None):
@@ -82,6 +99,7 @@ def main(argv=None):
         report['results'][name] = summary
         report['episodes'][name] = [r.to_dict() for r in results]
         print(f'[{name}] {summary}', flush=True)
+    report.update(_record_fields(report, args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, allow_nan=True) + '\n')
     print(f'wrote {args.out}')
