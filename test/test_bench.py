@@ -22,6 +22,19 @@ def _load(name):
     return module
 
 
+def test_committed_summary_matches_the_committed_results(tmp_path):
+    """bench/results/SUMMARY.md is what write_summary makes of the JSON records beside it
+    (records written by other tools, e.g. cosmos-policy-sim --bench-json, included)."""
+    import shutil
+    harness = _load('harness')
+    for record in (BENCH / 'results').glob('*.json'):
+        shutil.copy(record, tmp_path / record.name)
+    fresh = harness.write_summary(tmp_path).read_text()
+    assert (BENCH / 'results' / 'SUMMARY.md').read_text() == fresh, (
+        'bench/results/SUMMARY.md is stale: python -c "import sys; sys.path.insert(0, '
+        "'bench'); import harness; harness.write_summary()\"")
+
+
 def test_runner_writes_results_and_summary(tmp_path):
     out = tmp_path / 'results'
     result = subprocess.run(
