@@ -27,7 +27,9 @@ frame conditioning too) otherwise. The actions of failed episodes and of policy 
 (--record-kinds policy: episodes of the --init-from model, run as policy_node runs it) are never
 imitated: their samples are world-model samples, or with --unimitated-policy-share S a share S
 of them are policy samples whose action frame is generated but not supervised, so the value the
-node publishes (policy mode) learns their returns too.
+node publishes (policy mode) learns their returns too. --recovery-every K adds, after each
+policy rollout, the expert taking over at its states K, 2K, ... (recovery demonstrations,
+imitated).
 
 Deterministic for a seed (batch, sigma and noise of step i come from a generator seeded with
 (seed, i)), resumable from --work-dir (train_state.pt, written every --save-every steps and at
