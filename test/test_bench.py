@@ -255,3 +255,17 @@ def test_node_suite_runs_against_the_installed_node(tmp_path):
     assert set(record['targets_met']) == {'overhead_fake.overhead_p50_ms',
                                           'overhead_fake.overhead_p99_ms'}
     assert '| [node](node.json) |' in (tmp_path / 'SUMMARY.md').read_text()
+
+
+@pytest.mark.slow
+def test_sim_value_scorer_writes_its_record(tmp_path):
+    """bench/sim_value_scorer.py on one episode: a record SUMMARY.md can read, one scorer
+    value per tick (the shipped model scoring its own chunks)."""
+    from cosmos_policy_ros.sim.model import shipped_model_dir
+    out = tmp_path / 'scorer.json'
+    assert _load('sim_value_scorer').main([
+        '--scorer', f'self={shipped_model_dir()}', '--episodes', '2', '--out', str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record['name'] == 'scorer' and record['status'] == 'ok' and record['ticks'] >= 2
+    assert set(record['scorer_value_spearman']) == {'self'}
+    assert record['headline'].startswith('success ')
