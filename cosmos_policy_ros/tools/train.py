@@ -448,7 +448,11 @@ def prepare(args, log=print):
         if target.exists() and any(target.iterdir()):
             raise ValueError(f'--record: {target} (the last --data directory) is not empty.')
         fractions = record_fractions(args.record_kinds)
-        policy = rollout_policy(init) if fractions and POLICY_KIND in fractions else None
+        rollouts = bool(fractions) and POLICY_KIND in fractions
+        if args.recovery_every and not rollouts:
+            raise ValueError(f'--recovery-every needs --record-kinds {POLICY_KIND} (the '
+                             'recoveries start from policy rollouts).')
+        policy = rollout_policy(init) if rollouts else None
         record_demonstrations(target, args.record, seed=args.data_seed, fractions=fractions,
                               config=SimConfig(image_size=args.image_size), log=log,
                               policy=policy, model=init and init.source.get('dit_sha256'),
@@ -671,10 +675,8 @@ def main(argv=None):
         print('cosmos-policy-train: error: --unimitated-policy-share must be in [0, 1]',
               file=sys.stderr)
         return 2
-    kinds = [token.partition('=')[0] for token in args.record_kinds or ()]
-    if args.recovery_every < 0 or (args.recovery_every and POLICY_KIND not in kinds):
-        print(f'cosmos-policy-train: error: --recovery-every must be >= 0 and needs '
-              f'--record-kinds {POLICY_KIND}', file=sys.stderr)
+    if args.recovery_every < 0:
+        print('cosmos-policy-train: error: --recovery-every must be >= 0', file=sys.stderr)
         return 2
     if args.init_from and args.vae_steps:
         print("cosmos-policy-train: error: --init-from keeps its model's VAE; drop --vae-steps",
