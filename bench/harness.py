@@ -135,6 +135,14 @@ def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
     return path
 
 
+def script_record(path, *, title, preset, headline, device='cpu', dtype='float32'):
+    """The fields SUMMARY.md reads, for a record that a standalone script (not the runner)
+    writes to `path` (its name is the file's stem)."""
+    return {'name': Path(path).stem, 'status': 'ok', 'title': title, 'device': device,
+            'dtype': dtype, 'preset': preset, 'headline': headline,
+            'machine': machine_info(torch.device(device))}
+
+
 def write_summary(out_dir=RESULTS, titles=None):
     """(Re)write out_dir/SUMMARY.md: one table row per result file present."""
     out_dir = Path(out_dir)

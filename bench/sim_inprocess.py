@@ -14,7 +14,6 @@ evaluated ticks.
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 import sys
 import time
@@ -25,6 +24,10 @@ from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
 from cosmos_policy_ros.sim.inprocess import (
     expert_source, hold_source, policy_source, random_source, run_episode, spearman)
 from cosmos_policy_ros.sim.model import model_label, shipped_model_dir
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # harness.py beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import script_record  # noqa: E402, I100, I202
 
 
 def summarize(results, gamma=None):
@@ -43,18 +46,15 @@ def summarize(results, gamma=None):
 
 def _record_fields(report, args):
     """The fields bench/harness.py's SUMMARY.md reads (name, title, setting, headline)."""
-    import platform
     parts = [f'{name} {100 * r["success_rate"]:.0f}%' for name, r in report['results'].items()]
     rho = report['results']['policy'].get('value_spearman')
     if rho is not None:
         parts.append(f'value Spearman {rho:.2f}')
-    return {'name': args.out.stem, 'status': 'ok',
-            'title': 'In-process closed loop on the simulated arm (whole chunks, no ROS)',
-            'device': 'cpu', 'dtype': 'float32',
-            'preset': f'planar_reach, lockstep, {len(report["episodes"]["policy"])} episodes '
-                      f'from seed {report["seeds"][0]}, {report["num_steps"]} steps',
-            'headline': 'success: ' + ', '.join(parts),
-            'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()}}
+    return script_record(
+        args.out, title='In-process closed loop on the simulated arm (whole chunks, no ROS)',
+        preset=f'planar_reach, lockstep, {len(report["episodes"]["policy"])} episodes from '
+               f'seed {report["seeds"][0]}, {report["num_steps"]} steps',
+        headline='success: ' + ', '.join(parts))
 
 
 def main(argv=None):

@@ -14,13 +14,15 @@ The preprocessing mirrors CosmosPolicy.infer (the scorers must share the policy'
 """
 import argparse
 import json
-import os
 from pathlib import Path
-import platform
 import sys
 from types import SimpleNamespace
 
 import numpy as np
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # harness.py beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import script_record  # noqa: E402, I100, I202
 
 
 def main(argv=None):
@@ -86,14 +88,12 @@ def main(argv=None):
     headline = (f'success {100 * report["success_rate"]:.0f}%; value Spearman: policy pass '
                 f'{report["policy_value_spearman"]:.2f}, ' + ', '.join(
                     f'{k} {v:.2f}' for k, v in report['scorer_value_spearman'].items()))
-    record = {'name': args.out.stem, 'status': 'ok',
-              'title': "A second network's world-model value of the policy's chunks",
-              'device': 'cpu', 'dtype': 'float32',
-              'preset': f'planar_reach, in-process, {args.episodes} episodes from seed '
-                        f'{args.first_seed}, 4 of 8 rows per chunk',
-              'headline': headline, 'policy': model_label(policy_dir),
-              'scorers': dict(s.partition('=')[::2] for s in args.scorer), **report,
-              'machine': {'cpus': os.cpu_count(), 'python': platform.python_version()}}
+    fields = script_record(
+        args.out, title="A second network's world-model value of the policy's chunks",
+        preset=f'planar_reach, in-process, {args.episodes} episodes from seed '
+               f'{args.first_seed}, 4 of 8 rows per chunk', headline=headline)
+    record = {**fields, 'policy': model_label(policy_dir),
+              'scorers': dict(s.partition('=')[::2] for s in args.scorer), **report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + '\n')
     print(headline)
