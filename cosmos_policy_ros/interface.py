@@ -38,7 +38,8 @@ class PolicyOutput:
     """What one inference produced.
 
     actions: (K, d) float32 action chunk in the robot's units.
-    value: predicted value V(s') in [0, 1], NaN when the model produced none.
+    value: predicted value in [0, 1] (the joint pass's V(s'), or the planning model's score),
+        NaN when the model produced none.
     future_proprio: (D,) predicted proprio after the chunk, unnormalized, or None.
     future_images: camera name -> predicted uint8 RGB image, or None (decoding is optional).
     timings: stage name -> seconds (e.g. 'preprocess', 'encode', 'denoise', 'extract', 'total').

@@ -14,9 +14,18 @@ which gives the same numbers because every candidate has its own noise stream:
      value conditioning (optionally with current state and action masked). The E_w future
      states of pass k run as one batch too;
    * the E_w * E_v values of a candidate are aggregated (``majority_mean`` by default).
+   With ``value_from = 'world_model'`` there are no value passes: the value each world-model
+   pass generates along with the future state (Q(s, a): the current state and the chunk
+   given) is the prediction, E_w of them per candidate.
    Without a planning network the candidates are scored by their joint-pass value.
 3. Selection as the ALOHA server: keep the base-seed candidate unless another is strictly
    better (ties go to the lowest seed).
+
+With ``score_single_candidate`` (a model's choice, in its model.json) the planning network
+also scores a lone candidate (num_candidates 1): the chunk is the policy pass's, the value
+published with it the planning network's (step 2) instead of the joint pass's. The reference
+reads the joint value at N = 1; a planning network trained on rollouts can rank states
+better than the policy's own value (docs/sim.md).
 """
 import dataclasses
 from dataclasses import dataclass
@@ -29,6 +38,7 @@ from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.interface import SEED_MODULUS
 
 AGGREGATIONS = ('majority_mean', 'average', 'lcb', 'success_vote')
+VALUE_SOURCES = ('value_passes', 'world_model')  # V(s') passes (reference) or Q(s, a)
 SUCCESS_THRESHOLD = 0.05  # a value above this counts as a predicted success (reference)
 
 
@@ -41,7 +51,9 @@ class PlanningConfig:
     value_steps: int = 5                  # most denoising steps of a value prediction
     value_ensemble: int = 5               # value predictions per future state (E_v)
     aggregation: str = 'majority_mean'    # one of AGGREGATIONS
+    value_from: str = 'value_passes'      # one of VALUE_SOURCES (module docstring)
     mask_current_state_action: bool = True  # V(s') sees only the future state
+    score_single_candidate: bool = False  # also score num_candidates 1 (module docstring)
 
     def __post_init__(self):
         for field in ('world_model_steps', 'world_model_ensemble', 'value_steps',
@@ -52,9 +64,13 @@ class PlanningConfig:
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f'`aggregation` must be one of {list(AGGREGATIONS)}. '
                              f'Got {self.aggregation!r}.')
-        if not isinstance(self.mask_current_state_action, bool):
-            raise ValueError(f'`mask_current_state_action` must be true or false. '
-                             f'Got {self.mask_current_state_action!r}.')
+        if self.value_from not in VALUE_SOURCES:
+            raise ValueError(f'`value_from` must be one of {list(VALUE_SOURCES)}. '
+                             f'Got {self.value_from!r}.')
+        for field in ('mask_current_state_action', 'score_single_candidate'):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f'`{field}` must be true or false. '
+                                 f'Got {getattr(self, field)!r}.')
 
     @property
     def world_model_schedule(self):
@@ -71,7 +87,8 @@ class PlanningConfig:
 class PlanResult:
     """policy: the policy pass of all N candidates (a GenerateResult, batch N).
     values: (N,) float score per candidate; selected: index of the chosen candidate;
-    predictions: (E_w * E_v, N) float raw value predictions (None without a planning net)."""
+    predictions: (E_w * E_v, N) float raw value predictions, (E_w, N) with value_from
+    'world_model' (None without a planning net)."""
 
     policy: object
     values: np.ndarray
@@ -153,14 +170,17 @@ def plan(net, clean_latent, text_embedding, layout, *, proprio, seed, num_candid
 
 def score_with_planning_net(planning_net, policy_latent, text_embedding, layout, *, proprio,
                             seeds, sampler, config, round_proprio_to_bf16=True):
-    """Raw V(s') predictions (E_w * E_v, N) of N candidates (world model, then value passes).
+    """Raw value predictions of N candidates: V(s') (E_w * E_v, N) from world-model, then
+    value passes; or with config.value_from 'world_model' Q(s, a) (E_w, N), the world-model
+    passes' own values.
 
     policy_latent: (N, 16, T, S, S) latents of the policy pass; proprio: (1, D) normalized;
-    seeds: the N candidate seeds. Row i * E_v + k is future state i, value pass k.
+    seeds: the N candidate seeds. Row i * E_v + k is future state i, value pass k (row i:
+    world-model pass i).
     """
     n = policy_latent.shape[0]
     proprio_n = proprio.expand(n, -1)
-    futures = []
+    futures, q_values = [], []
     for i, steps in enumerate(config.world_model_schedule):
         result = generate(planning_net, policy_latent, text_embedding, layout,
                           proprio=proprio_n, mode='world_model',
@@ -168,6 +188,9 @@ def score_with_planning_net(planning_net, policy_latent, text_embedding, layout,
                           sampler=_with_steps(sampler, steps),
                           round_proprio_to_bf16=round_proprio_to_bf16)
         futures.append(result.latent)
+        q_values.append(result.value)
+    if config.value_from == 'world_model':
+        return np.stack(q_values)  # E_w x (N,) -> (E_w, N)
     e_w = len(futures)
     stacked = torch.cat(futures, dim=0)  # E_w x (N, ...) -> (E_w * N, 16, T, S, S)
     predictions = []

@@ -195,7 +195,9 @@ class CosmosPolicy:
 
         num_steps: sampler steps of the policy pass (default: the model's; network
             evaluations: sampling.num_evaluations(num_steps)).
-        num_candidates: best-of-N candidates, seeds seed..seed+N-1 (default 1: no planning).
+        num_candidates: best-of-N candidates, seeds seed..seed+N-1 (default 1: no planning;
+            the planning network still scores the one candidate when self.planning says
+            score_single_candidate).
         known_actions: optional (k, d) first k <= K steps of the chunk in robot units (the
             committed prefix of the executing chunk, cosmos_policy_ros.execution), inpainted
             by the sampler (docs/stitching.md); None or k = 0: the plain sampler.
@@ -225,7 +227,7 @@ class CosmosPolicy:
                 clean[:, :, :encoded.shape[2]] = encoded.float()  # (1, 16, 2 + N, h, w)
             with watch.stage('denoise'):
                 net = watch.timed_network(self.dit)
-                if candidates == 1:
+                if candidates == 1 and not self._scores_single_candidate:
                     policy = generate(net, clean, text, self.layout, proprio=proprio,
                                       mode='policy', seeds=seed, sampler=sampler,
                                       stats=self.stats,
@@ -271,6 +273,11 @@ class CosmosPolicy:
         self.text_embeddings.clear_cache()
 
     # --- internals -----------------------------------------------------------------------------
+    @property
+    def _scores_single_candidate(self):
+        """True when a lone candidate goes through plan() too (its value: the planning net's)."""
+        return self.planning_dit is not None and self.planning.score_single_candidate
+
     def _normalized_proprio(self, observation):
         proprio = np.asarray(observation.proprio, dtype=np.float64)
         if proprio.shape != (self.layout.proprio_dim,):

@@ -179,6 +179,25 @@ def test_planning_scores_equal_single_candidate_scoring(policy):
     np.testing.assert_allclose(result.values, np.clip(result.predictions.mean(0), 0, 1))
 
 
+def test_world_model_values_score_without_value_passes(policy):
+    """value_from 'world_model': the predictions are the world-model passes' own values
+    Q(s, a) (pass i: its steps and seeds seed_j + i), no value pass runs."""
+    clean, text, proprio = _inputs(policy)
+    sampler = SamplerConfig(num_steps=2)
+    config = PlanningConfig(world_model_steps=3, world_model_ensemble=2, aggregation='average',
+                            value_from='world_model')
+    result = plan(policy.dit, clean, text, LAYOUT, proprio=proprio, seed=7, num_candidates=2,
+                  sampler=sampler, planning_net=policy.dit, config=config)
+    assert result.predictions.shape == (2, 2)
+    for i, steps in enumerate(config.world_model_schedule):
+        for j in range(2):
+            alone = generate(policy.dit, result.policy.latent[j:j + 1], text, LAYOUT,
+                             proprio=proprio, mode='world_model', seeds=[7 + j + i],
+                             sampler=dataclasses.replace(sampler, num_steps=steps))
+            assert result.predictions[i, j] == pytest.approx(float(alone.value[0]), abs=1e-6)
+    np.testing.assert_allclose(result.values, np.clip(result.predictions.mean(0), 0, 1))
+
+
 def test_facade_planning_picks_the_best_candidate(planning_model_dir):
     policy = load_policy(planning_model_dir, device='cpu', dtype='fp32')
     assert policy.planning_dit is not None
@@ -198,6 +217,49 @@ def test_facade_planning_picks_the_best_candidate(planning_model_dir):
     expected = num_evaluations(2) + sum(num_evaluations(s) for s in config.world_model_schedule)
     expected += sum(num_evaluations(s) for s in config.value_schedule)
     assert len(out.evaluation_times) == expected
+
+
+@pytest.mark.parametrize('value_from', ['value_passes', 'world_model'])
+def test_a_single_candidate_scored_by_the_planning_net(planning_model_dir, value_from):
+    """score_single_candidate: num_candidates 1 keeps the policy pass's chunk bit for bit and
+    publishes the planning network's value (the aggregate of its world-model and value passes
+    on that pass's latent, rebuilt here from the public steps); without it the joint value."""
+    from cosmos_policy_ros.engine.images import preprocess_images
+    policy = load_policy(planning_model_dir, device='cpu', dtype='fp32')
+    config = PlanningConfig(world_model_steps=2, world_model_ensemble=2, value_steps=2,
+                            value_ensemble=2, aggregation='average', value_from=value_from)
+    obs = observation(policy, seed=41)
+    policy.planning = config
+    joint = policy.infer(obs, num_steps=2)
+    assert joint.candidate_values == () and len(joint.evaluation_times) == num_evaluations(2)
+    policy.planning = dataclasses.replace(config, score_single_candidate=True)
+    scored = policy.infer(obs, num_steps=2)
+    np.testing.assert_array_equal(scored.actions, joint.actions)
+    np.testing.assert_array_equal(scored.future_proprio, joint.future_proprio)
+    assert scored.candidate_values == (scored.value,) and scored.selected_candidate == 0
+    # The oracle: the policy pass and the planning passes composed by hand.
+    with torch.no_grad():
+        frames = preprocess_images(obs.images, policy.images, cameras=LAYOUT.cameras)
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        encoded = policy.vae.encode_conditioning(pixels[None])
+        clean = torch.zeros(1, *LAYOUT.latent_shape)
+        clean[:, :, :encoded.shape[2]] = encoded
+        proprio = torch.from_numpy(policy.stats.normalize_proprio(obs.proprio)).float()[None]
+        text = policy.text_embeddings.lookup(obs.instruction)
+        sampler = dataclasses.replace(policy.sampler, num_steps=2)
+        own = generate(policy.dit, clean, text, LAYOUT, proprio=proprio, seeds=41,
+                       sampler=sampler, stats=policy.stats)
+        predictions = score_with_planning_net(policy.planning_dit, own.latent, text, LAYOUT,
+                                              proprio=proprio, seeds=[41], sampler=sampler,
+                                              config=config)
+    assert joint.value == pytest.approx(float(own.value[0]), abs=1e-6)
+    assert scored.value == pytest.approx(float(aggregate_values(predictions, 'average')[0]),
+                                         abs=1e-6)
+    assert abs(scored.value - joint.value) > 1e-3  # two different networks
+    expected = num_evaluations(2) + sum(num_evaluations(s) for s in config.world_model_schedule)
+    if value_from == 'value_passes':
+        expected += sum(num_evaluations(s) for s in config.value_schedule)
+    assert len(scored.evaluation_times) == expected
 
 
 @pytest.mark.parametrize('scheme, expected', [
@@ -231,6 +293,10 @@ def test_world_model_and_value_step_schedules():
     assert config.value_schedule == (1, 2, 3, 4, 5)
     with pytest.raises(ValueError, match='aggregation'):
         PlanningConfig(aggregation='max')
+    with pytest.raises(ValueError, match='score_single_candidate'):
+        PlanningConfig(score_single_candidate='yes')
+    with pytest.raises(ValueError, match='value_from'):
+        PlanningConfig(value_from='q')
 
 
 # --- bad input ---------------------------------------------------------------------------------
