@@ -23,6 +23,10 @@ import numpy as np
 
 from cosmos_policy_ros.sim.arm import COLORS, expert_chunk, PlanarReachEnv, SimConfig
 
+if str(Path(__file__).resolve().parent) not in sys.path:  # harness.py beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import script_record  # noqa: E402, I100, I202
+
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -97,15 +101,22 @@ def main(argv=None):
     test_latent, test_raw = features(test_frames)
     latent_rmse, latent_alpha = probe(train_latent, train_y, test_latent, test_y)
     raw_rmse, raw_alpha = probe(train_raw, train_y, test_raw, test_y)
-    report = {'model': str(model), 'image_size': size, 'train_seeds': args.train_seeds,
+    from cosmos_policy_ros.sim.model import model_label
+    report = {'model': model_label(model), 'image_size': size, 'train_seeds': args.train_seeds,
               'test_seeds': [100000, 100000 + args.test_seeds - 1],
               'target_std': float(np.sqrt(np.mean((test_y - train_y.mean(0)) ** 2))),
               'latent_rmse': latent_rmse, 'latent_alpha': latent_alpha,
               'raw_pixel_rmse': raw_rmse, 'raw_pixel_alpha': raw_alpha}
     print(json.dumps(report, indent=1))
     if args.out:
+        headline = (f'held-out RMSE of the disc coordinates (spread {report["target_std"]:.2f}):'
+                    f' VAE latent {latent_rmse:.3f}, raw pixels {raw_rmse:.3f}')
+        fields = script_record(
+            args.out, title="Do the VAE's latents carry the disc positions? (linear probe)",
+            preset=f'planar_reach {size} px, ridge probe, {args.train_seeds} training / '
+                   f'{args.test_seeds} held-out seeds', headline=headline)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + '\n')
+        args.out.write_text(json.dumps({**fields, **report}, indent=1) + '\n')
     return 0
 
 
