@@ -31,11 +31,20 @@ node publishes (policy mode) learns their returns too. --recovery-every K adds, 
 policy rollout, the expert taking over at its states K, 2K, ... (recovery demonstrations,
 imitated).
 
+--planning trains the planning network of the --init-from model instead (the reference's
+planning model, fine-tuned from the policy on rollouts): every sample of every episode, policy
+rollouts and failures included, as a world-model sample (the executed actions given; future
+images, future proprio and value supervised). The written directory is the --init-from model
+(its policy DiT, VAE, statistics and embeddings unchanged) plus planning_dit.safetensors
+(bf16) and SIM_PLANNING in model.json: one world-model pass scores every chunk, and the value
+it generates, Q(s, a), is the value the node publishes (engine/planning.py).
+
 Deterministic for a seed (batch, sigma and noise of step i come from a generator seeded with
 (seed, i)), resumable from --work-dir (train_state.pt, written every --save-every steps and at
 the end), and it stops at --steps or after --time-budget seconds, whichever comes first.
 """
 import argparse
+import dataclasses
 from dataclasses import dataclass
 import hashlib
 import json
@@ -53,7 +62,9 @@ from cosmos_policy_ros.engine.dit import CosmosDiT
 from cosmos_policy_ros.engine.generate import condition_frames
 from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
 from cosmos_policy_ros.engine.injection import inject_actions, inject_proprio, inject_value
-from cosmos_policy_ros.engine.model_dir import FILES, model_files, ModelSpec, read_spec, write_spec
+from cosmos_policy_ros.engine.model_dir import (FILES, model_files, ModelSpec, PLANNING_DIT_FILE,
+                                                read_spec, write_spec)
+from cosmos_policy_ros.engine.planning import PlanningConfig
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.synthetic_checkpoints import random_vae_state_dict, t5_embeddings
 from cosmos_policy_ros.engine.text import TextEmbeddings
@@ -76,6 +87,17 @@ LAYOUT_NAME = 'planar_reach'
 LAYOUT_CAMERAS = ('wrist', 'primary')
 FAILURE_STRIDE = 4  # states kept of a failed episode (every 4th; divides the chunk size)
 POLICY_SHARE = 0.75  # share of policy samples among the samples whose actions are imitated
+# Sample modes: indices into clean_batch's condition flags.
+POLICY, WORLD_MODEL = range(2)
+# The planning network is stored in bf16, as released checkpoints are (the policy's DiT stays
+# fp32): it keeps the shipped model directory well under 10 MB.
+PLANNING_DTYPE = torch.bfloat16
+# How the planning network of a --planning model scores the policy's chunks (model.json).
+# One world-model pass of one step per tick, its value Q(s, a) published (docs/sim.md: it ranks
+# the policy's states better than V(s') from value passes, which are not run).
+SIM_PLANNING = PlanningConfig(world_model_steps=1, world_model_ensemble=1, value_steps=1,
+                              value_ensemble=1, aggregation='average', value_from='world_model',
+                              score_single_candidate=True)
 
 
 def sim_layout(chunk_size=8, image_size=64):
@@ -150,7 +172,7 @@ class Samples:
                     f = max(i for i in keep if i <= f)
                 rows = [min(t + k, last - 1) for k in range(layout.chunk_size)]
                 samples.append((index_of[(e, t)], index_of[(e, f)], e, rows, values[f],
-                                episode.success))
+                                episode.success, values[t]))
         self.states = states
         self.episodes = episodes
         self.current = torch.tensor([s[0] for s in samples])
@@ -159,7 +181,9 @@ class Samples:
         # Actions imitated: successful demonstrations; never failures or a policy's rollouts.
         self.imitate = self.success & torch.tensor(
             [episodes[s[2]].kind != POLICY_KIND for s in samples])
-        self.value = torch.tensor([s[4] for s in samples], dtype=torch.float32)
+        self.value = torch.tensor([s[4] for s in samples], dtype=torch.float32)  # at state f
+        # The return from the sample's own state t: the planning network's target, Q(s_t, a).
+        self.value_now = torch.tensor([s[6] for s in samples], dtype=torch.float32)
         self.task = torch.tensor([TASKS.index(episodes[s[2]].task) for s in samples])
         self.actions = torch.from_numpy(np.stack([
             norm.normalize_actions(episodes[s[2]].actions[s[3]]) for s in samples])).float()
@@ -194,8 +218,10 @@ def encode_states(vae, pixels, batch=32, log=print):
     return torch.cat(out)
 
 
-def clean_batch(samples, latents, index, modes):
-    """x0 (B, 16, T, h, w) and condition frames (B, T) of samples `index`."""
+def clean_batch(samples, latents, index, modes, q_target=False):
+    """x0 (B, 16, T, h, w) and condition frames (B, T) of samples `index`. The value frame
+    holds the value at the future state (the reference's target), or with `q_target` the
+    return from the current state (the planning network's Q(s, a))."""
     layout = samples.layout
     n = layout.num_cameras
     current, future = samples.current[index], samples.future[index]
@@ -206,7 +232,7 @@ def clean_batch(samples, latents, index, modes):
     x0 = inject_proprio(x0, layout, samples.proprio[current])
     x0 = inject_actions(x0, layout, samples.actions[index])
     x0 = inject_proprio(x0, layout, samples.proprio[future], future=True)
-    x0 = inject_value(x0, layout, samples.value[index])
+    x0 = inject_value(x0, layout, (samples.value_now if q_target else samples.value)[index])
     flags = torch.tensor([condition_frames(layout, m) for m in ('policy', 'world_model')])
     return x0, flags[modes]
 
@@ -234,19 +260,24 @@ def smooth(smoothed, value):
     return value if smoothed is None else 0.98 * smoothed + 0.02 * value
 
 
-def batch_draws(seed, step, samples, batch_size, layout, unimitated_policy_share=0.0):
+def batch_draws(seed, step, samples, batch_size, layout, unimitated_policy_share=0.0,
+                planning=False):
     """(indices, modes, sigma, eps) of one step: a function of (seed, step) only.
 
     A sample whose actions are imitated (`Samples.imitate`) is a policy sample with
     probability POLICY_SHARE, any other with probability unimitated_policy_share; the rest are
-    world-model samples.
+    world-model samples. With `planning` (the planning network) every sample is a
+    world-model sample.
     """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     index = torch.randint(len(samples), (batch_size,), generator=generator)
     draw = torch.rand(batch_size, generator=generator)
-    policy = torch.where(samples.imitate[index], draw < POLICY_SHARE,
-                         draw < unimitated_policy_share)
-    modes = (~policy).long()  # 0 = policy, 1 = world model
+    if planning:
+        modes = torch.full((batch_size,), WORLD_MODEL)
+    else:
+        policy = torch.where(samples.imitate[index], draw < POLICY_SHARE,
+                             draw < unimitated_policy_share)
+        modes = torch.where(policy, POLICY, WORLD_MODEL)
     sigma = sample_sigma(batch_size, generator,
                          multiplier=video_noise_multiplier(layout.num_frames))
     eps = torch.randn((batch_size, *layout.latent_shape), generator=generator)
@@ -498,7 +529,7 @@ def new_network(args, data):
     return net
 
 
-def batch_loss(net, data, seed, step, batch_size, unimitated_policy_share=0.0):
+def batch_loss(net, data, seed, step, batch_size, unimitated_policy_share=0.0, planning=False):
     """The loss of the batch drawn for (seed, step).
 
     Policy samples whose actions are not imitated (failures, policy rollouts; drawn with
@@ -506,10 +537,11 @@ def batch_loss(net, data, seed, step, batch_size, unimitated_policy_share=0.0):
     values, future images and proprio are learned in the mode the node runs.
     """
     index, modes, sigma, eps = batch_draws(seed, step, data.samples, batch_size, data.layout,
-                                           unimitated_policy_share)
-    x0, flags = clean_batch(data.samples, data.latents, index, modes)
+                                           unimitated_policy_share, planning)
+    x0, flags = clean_batch(data.samples, data.latents, index, modes, q_target=planning)
     loss_frames = ~flags
-    loss_frames[(modes == 0) & ~data.samples.imitate[index], data.layout.action_index] = False
+    loss_frames[(modes == POLICY) & ~data.samples.imitate[index],
+                data.layout.action_index] = False
     return diffusion_loss(net, x0, flags, data.text[data.samples.task[index]], sigma, eps,
                           loss_frames=loss_frames)
 
@@ -521,7 +553,8 @@ def train(args, log=print, data=None):
     work.mkdir(parents=True, exist_ok=True)
     net = new_network(args, data)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
-    state = TrainingState(work / STATE_FILE, data.digest, {'net': net, 'optimizer': optimizer})
+    key = data.digest + ('/planning' if args.planning else '')
+    state = TrainingState(work / STATE_FILE, key, {'net': net, 'optimizer': optimizer})
     step, history = state.load() if args.resume else (0, [])
     if step:
         log(f'[train] resumed at step {step}')
@@ -542,7 +575,7 @@ def train(args, log=print, data=None):
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, base=args.lr, steps=args.steps)
             loss = batch_loss(net, data, args.seed, step, args.batch_size,
-                              args.unimitated_policy_share)
+                              args.unimitated_policy_share, args.planning)
             value = optimizer_step(optimizer, loss, net.parameters())
             step += 1
             history.append(value)
@@ -552,20 +585,24 @@ def train(args, log=print, data=None):
             if step % args.save_every == 0:
                 state.save(step, history)
     state.save(step, history)
-    if args.out is not None:
+    if args.out is None:
+        return net, history
+    run = {'trainer': 'cosmos-policy-train', 'seed': args.seed, 'data_seed': args.data_seed,
+           'steps': step, 'episodes': len(data.episodes), 'gamma': args.gamma,
+           'final_loss': smoothed}
+    if args.planning:
+        write_planning_model(args.out, data.init.path, net, source=run, overwrite=args.force)
+    else:
         write_model(args.out, net, data.vae, data.layout, data.images, data.stats,
                     data.text_table,
-                    source={'trainer': 'cosmos-policy-train', 'seed': args.seed,
-                            'data_seed': args.data_seed, 'steps': step,
-                            'episodes': len(data.episodes), 'gamma': args.gamma,
-                            'final_loss': smoothed, 'vae_steps': len(data.vae_history),
+                    source={**run, 'vae_steps': len(data.vae_history),
                             'vae_final_loss': (float(np.mean(data.vae_history[-20:]))
                                                if data.vae_history else None),
                             **({'unimitated_policy_share': args.unimitated_policy_share}
                                if args.unimitated_policy_share else {}),
                             **({'init_from': data.init.source} if data.init else {})},
                     num_steps=args.num_steps, overwrite=args.force)
-        log(f'[train] wrote {args.out}')
+    log(f'[train] wrote {args.out}')
     return net, history
 
 
@@ -574,15 +611,9 @@ def write_model(out, net, vae, layout, images, stats, text_table, *, source, num
     """Write a model directory (model_dir.py formats) and read it back strictly."""
     from safetensors.torch import save_file
 
-    from cosmos_policy_ros.tools.convert import verify_model_dir
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ValueError(f'{out} exists; pass --force to replace it.')
-    staging = out.with_name(out.name + '.partial')
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = _staging(out, overwrite)
     staging.mkdir(parents=True)
-    save_file({k: v.detach().float().contiguous() for k, v in
-               net.transformer.state_dict().items()}, str(staging / FILES['dit']))
+    save_dit(net, staging / FILES['dit'])
     save_file({k: v.detach().float().contiguous() for k, v in vae.vae.state_dict().items()},
               str(staging / FILES['vae']))
     (staging / FILES['statistics']).write_text(json.dumps(stats, indent=2) + '\n')
@@ -593,11 +624,52 @@ def write_model(out, net, vae, layout, images, stats, text_table, *, source, num
                      sampler=SamplerConfig(num_steps=num_steps),
                      source={**source, 'dit_sha256': digest})
     write_spec(staging, spec)
+    _publish(staging, out)
+    return spec
+
+
+def write_planning_model(out, init_dir, planning_net, *, source, planning=SIM_PLANNING,
+                         overwrite=False):
+    """Write `init_dir`'s model directory (its files unchanged) with `planning_net` as its
+    planning network and `planning` as its settings; `source` joins model.json's source as
+    `planning_net`. Read back strictly. Returns the ModelSpec."""
+    staging = _staging(out, overwrite)
+    shutil.copytree(init_dir, staging)
+    save_dit(planning_net, staging / PLANNING_DIT_FILE, PLANNING_DTYPE)
+    spec = read_spec(init_dir)
+    digest = hashlib.sha256((staging / PLANNING_DIT_FILE).read_bytes()).hexdigest()
+    spec = dataclasses.replace(spec, planning=planning, source={
+        **spec.source, 'planning_net': {**source, 'planning_dit_sha256': digest}})
+    write_spec(staging, spec)
+    _publish(staging, out)
+    return spec
+
+
+def save_dit(net, path, dtype=torch.float32):
+    """A CosmosDiT's transformer weights as `dtype` safetensors (the released key names)."""
+    from safetensors.torch import save_file
+    save_file({k: v.detach().to(dtype).contiguous() for k, v in
+               net.transformer.state_dict().items()}, str(path))
+
+
+def _staging(out, overwrite):
+    """The empty-to-be staging path of model directory `out` (refused if `out` exists)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ValueError(f'{out} exists; pass --force to replace it.')
+    staging = out.with_name(out.name + '.partial')
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def _publish(staging, out):
+    """Read the staged directory back strictly, then move it to `out` (replacing it)."""
+    from cosmos_policy_ros.tools.convert import verify_model_dir
     verify_model_dir(staging)
+    out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
-    return spec
 
 
 def build_parser():
@@ -646,6 +718,10 @@ def build_parser():
                         help='continue training the model directory written by an earlier run '
                              '(its VAE, DiT weights, statistics and embeddings; a new optimizer '
                              'and learning-rate schedule); excludes --vae-steps')
+    parser.add_argument('--planning', action='store_true',
+                        help='train the planning network (world model + value) of the '
+                             '--init-from model on every episode, rollouts included; --out is '
+                             'that model plus the network, which then gives the published value')
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--unimitated-policy-share', type=float, default=0.0,
                         help='share of the samples whose actions are not imitated (failed '
@@ -677,6 +753,14 @@ def main(argv=None):
         return 2
     if args.recovery_every < 0:
         print('cosmos-policy-train: error: --recovery-every must be >= 0', file=sys.stderr)
+        return 2
+    if args.planning and not args.init_from:
+        print('cosmos-policy-train: error: --planning trains the planning network of a policy; '
+              'pass --init-from DIR', file=sys.stderr)
+        return 2
+    if args.planning and args.unimitated_policy_share:
+        print('cosmos-policy-train: error: --planning draws no policy samples; drop '
+              '--unimitated-policy-share', file=sys.stderr)
         return 2
     if args.init_from and args.vae_steps:
         print("cosmos-policy-train: error: --init-from keeps its model's VAE; drop --vae-steps",

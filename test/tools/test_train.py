@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cosmos_policy_ros.engine.generate import condition_frames
 from cosmos_policy_ros.engine.model_dir import read_spec
 from cosmos_policy_ros.engine.policy import CosmosPolicy
 from cosmos_policy_ros.interface import Observation
@@ -163,16 +164,22 @@ class _ParamNet(torch.nn.Module):
         return self.p + 0.0 * x
 
 
+def _half_imitated(data):
+    """A shallow copy of prepared data in which every second sample is not imitated."""
+    import copy
+    fake = copy.copy(data)
+    fake.samples = copy.copy(data.samples)
+    fake.samples.imitate = torch.arange(len(data.samples)) % 2 == 0
+    return fake
+
+
 def test_unimitated_samples_never_supervise_their_actions(run):
     """Samples of failed episodes and of policy rollouts are not imitated: world-model samples
     at --unimitated-policy-share 0; at 1 policy samples whose action frame is generated but
     gets no gradient while their value frame does; imitated policy samples keep the action
     loss."""
-    import copy
     _, _, data = run
-    fake = copy.copy(data)
-    fake.samples = copy.copy(data.samples)
-    fake.samples.imitate = torch.arange(len(data.samples)) % 2 == 0  # half not imitated
+    fake = _half_imitated(data)
     layout = data.layout
     batch, seed, step = 64, 5, 3
     index, modes, _, _ = train_tool.batch_draws(seed, step, fake.samples, batch, layout)
@@ -250,3 +257,87 @@ def test_record_kinds_into_a_second_data_directory(run, tmp_path):
     for bad in (['expert=x'], ['expert=0']):
         with pytest.raises(ValueError, match='--record-kinds'):
             train_tool.record_fractions(bad)
+
+
+def test_planning_samples_are_world_model_samples_of_every_episode(run):
+    """--planning draws world-model samples only, from every episode (imitated or not): each
+    is supervised on every generated frame (future state and value); the executed actions are
+    given."""
+    _, _, data = run
+    fake = _half_imitated(data)
+    layout = data.layout
+    batch, seed, step = 64, 5, 4
+    index, modes, _, _ = train_tool.batch_draws(seed, step, fake.samples, batch, layout,
+                                                planning=True)
+    assert (modes == train_tool.WORLD_MODEL).all()
+    assert (~fake.samples.imitate[index]).any() and fake.samples.imitate[index].any()
+    net = _ParamNet((batch, *layout.latent_shape))
+    train_tool.batch_loss(net, fake, seed, step, batch, planning=True).backward()
+    supervised = net.p.grad.abs().sum(dim=(1, 3, 4)) > 0  # (B, T)
+    generated = ~torch.tensor(condition_frames(layout, 'world_model'))
+    assert not generated[layout.action_index] and generated[layout.value_index]
+    assert (supervised == generated).all()
+    # Its value target is the return from the sample's own state (Q(s_t, a)), the policy's
+    # the return from the future state f (the reference's).
+    from cosmos_policy_ros.engine.injection import extract_value
+    from cosmos_policy_ros.engine.training import value_targets
+    samples = fake.samples
+    for q_target in (False, True):
+        x0, _ = train_tool.clean_batch(samples, data.latents, index, modes, q_target=q_target)
+        expected = []
+        for i in index.tolist():
+            episode, t = samples.states[int(samples.current[i])]
+            f = samples.states[int(samples.future[i])][1]
+            targets = value_targets(data.episodes[episode].num_steps + 1,
+                                    data.episodes[episode].success, 0.95)
+            expected.append((targets[t if q_target else f] + 1) / 2)  # latent -> [0, 1]
+        np.testing.assert_allclose(extract_value(x0, layout), expected, atol=1e-6)
+        assert len(set(np.round(expected, 6))) > 2  # several distinct targets in the batch
+
+
+def test_planning_trains_a_value_network_beside_the_policy(run, tmp_path):
+    """--planning --init-from A: the loss falls; the written directory is A's files unchanged
+    plus planning_dit.safetensors and SIM_PLANNING, so the policy's chunks stay bit for bit
+    and the published value is the new network's; bad combinations are refused."""
+    root, args, data = run
+    first = argparse.Namespace(**{**vars(args), 'steps': 2, 'record': 0,
+                                  'out': str(tmp_path / 'a'), 'work_dir': str(tmp_path / 'wa')})
+    train_tool.train(first, log=lambda *_: None, data=data)
+    planning = argparse.Namespace(**{**vars(first), 'init_from': tmp_path / 'a',
+                                     'planning': True, 'steps': 30, 'lr': 3e-3,
+                                     'out': str(tmp_path / 'p'),
+                                     'work_dir': str(tmp_path / 'wp')})
+    prepared = train_tool.prepare(planning, log=lambda *_: None)
+
+    def fixed_loss(net):
+        with torch.no_grad():
+            return float(np.mean([float(train_tool.batch_loss(
+                net, prepared, 123, 10**6 + i, 16, planning=True)) for i in range(4)]))
+
+    before = fixed_loss(train_tool.new_network(planning, prepared))
+    net, history = train_tool.train(planning, log=lambda *_: None, data=prepared)
+    assert len(history) == 30 and fixed_loss(net) < 0.8 * before
+    for name in ('dit.safetensors', 'vae.safetensors', 't5_embeddings.safetensors',
+                 'dataset_statistics.json'):
+        assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'p' / name).read_bytes()
+    from safetensors.torch import load_file
+    stored = load_file(str(tmp_path / 'p' / 'planning_dit.safetensors'))
+    assert {v.dtype for v in stored.values()} == {torch.bfloat16}
+    spec, base = read_spec(tmp_path / 'p'), read_spec(tmp_path / 'a')
+    assert spec.planning == train_tool.SIM_PLANNING and base.planning is None
+    assert spec.model_id == base.model_id and spec.source['planning_net']['steps'] == 30
+    env = PlanarReachEnv(SimConfig(image_size=32))
+    env.reset(99)
+    obs = Observation(images=env.render(), proprio=env.joint_positions(), instruction=env.task,
+                      seed=3)
+    alone, scored = (CosmosPolicy.from_model_dir(tmp_path / d, device='cpu', dtype='fp32')
+                     for d in ('a', 'p'))
+    assert alone.planning_dit is None and scored.planning_dit is not None
+    out_alone, out_scored = alone.infer(obs), scored.infer(obs)
+    np.testing.assert_array_equal(out_alone.actions, out_scored.actions)
+    assert out_scored.candidate_values == (out_scored.value,)
+    assert abs(out_scored.value - out_alone.value) > 1e-4
+    base_args = ['--data', str(root / 'demos'), '--work-dir', str(tmp_path / 'w'), '--planning']
+    assert train_tool.main(base_args) == 2  # no --init-from
+    assert train_tool.main(base_args + ['--init-from', str(tmp_path / 'a'),
+                                        '--unimitated-policy-share', '0.5']) == 2
