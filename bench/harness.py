@@ -138,8 +138,10 @@ def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
 def script_record(path, *, title, preset, headline, device='cpu', dtype='float32'):
     """The fields SUMMARY.md reads, for a record that a standalone script (not the runner)
     writes to `path` (its name is the file's stem)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
     return {'name': Path(path).stem, 'status': 'ok', 'title': title, 'device': device,
             'dtype': dtype, 'preset': preset, 'headline': headline,
+            'measured_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
             'machine': machine_info(torch.device(device))}
 
 
@@ -182,10 +184,13 @@ def write_summary(out_dir=RESULTS, titles=None):
 
 
 def _machine_line(record):
+    """'<GPU or N CPU cores>, torch <version>, <date>', leaving out what a record lacks."""
     machine = record.get('machine', {})
-    parts = [machine.get('gpu') or f"{machine.get('cpu_count')} CPU cores",
-             f"torch {machine.get('torch')}", f"{record.get('measured_at', '')[:10]}"]
-    return ', '.join(str(part) for part in parts)
+    parts = [machine.get('gpu') or (f"{machine['cpu_count']} CPU cores"
+                                    if machine.get('cpu_count') else None),
+             f"torch {machine['torch']}" if machine.get('torch') else None,
+             record.get('measured_at', '')[:10] or None]
+    return ', '.join(part for part in parts if part)
 
 
 def _json_value(value):

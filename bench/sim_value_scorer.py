@@ -1,22 +1,21 @@
-"""The value of a second network scoring a policy's chunks (a lead for a separate value model).
+"""The value a planning network publishes next to the policy's own (joint-pass) value.
 
-    python bench/sim_value_scorer.py --scorer NAME=DIR [NAME=DIR ...] [--policy DIR]
+    python bench/sim_value_scorer.py [--policy DIR] --scorer NAME=DIR [NAME=DIR ...]
         [--first-seed 100000] [--episodes 50] [--out bench/results/sim_value_scorer.json]
 
-In process, on the planar reach sim, the policy (default: the shipped model) runs as
-policy_node runs it (`sim.episodes.policy_rollout`: 4 commands per chunk). At every tick each
-scorer network runs one world-model pass (engine.generate mode 'world_model', 5 steps) on the
-policy pass's latent: the policy's chunk is conditioning, the scorer generates the future state
-and the value Q(s, a). Reports the Spearman correlation with the true discounted return
-(`sim.inprocess.discounted_returns`) of the policy pass's own value and of each scorer's.
-The preprocessing mirrors CosmosPolicy.infer (the scorers must share the policy's VAE, as
-`cosmos-policy-train --init-from` models do).
+In process, on the planar reach sim, the policy (default: the shipped model without its
+planning network) runs as policy_node runs it (`sim.episodes.policy_rollout`: 4 commands per
+chunk). Each scorer is a model directory with the same policy DiT and a planning network that
+scores single candidates (`cosmos-policy-train --planning`): at every tick it infers on the
+same observation, its chunk must equal the policy's bit for bit, and its published value (the
+planning network's) is kept. Reports the Spearman correlation with the true discounted return
+(`sim.inprocess.discounted_returns`) of the joint value and of each scorer's.
 """
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -35,8 +34,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    from cosmos_policy_ros.engine.generate import generate
-    from cosmos_policy_ros.engine.images import preprocess_images
     from cosmos_policy_ros.engine.policy import CosmosPolicy
     from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
     from cosmos_policy_ros.sim.episodes import policy_rollout
@@ -48,30 +45,26 @@ def main(argv=None):
 
     policy_dir = args.policy or shipped_model_dir()
     policy = load(policy_dir)
+    policy.planning = dataclasses.replace(policy.planning, score_single_candidate=False)
     scorers = {name: load(path) for name, _, path in (s.partition('=') for s in args.scorer)}
+    for name, scorer in scorers.items():
+        if not scorer.planning.score_single_candidate or scorer.planning_dit is None:
+            parser.error(f'--scorer {name}: its model directory has no planning network that '
+                         'scores single candidates (cosmos-policy-train --planning).')
     scored = {name: [] for name in scorers}
 
     class Scored:
+        """The policy; every scorer infers on the same observations beside it."""
+
         def infer(self, observation, num_steps=None):
-            with torch.inference_mode():
-                proprio = policy._normalized_proprio(observation)
-                frames = preprocess_images(observation.images, policy.images,
-                                           cameras=policy.layout.cameras)
-                pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)  # NHWC -> NCHW
-                text = policy._text_embedding(observation)
-                encoded = policy.vae.encode_conditioning(pixels[None])
-                clean = torch.zeros((1, *policy.layout.latent_shape))
-                clean[:, :, :encoded.shape[2]] = encoded.float()
-                own = generate(policy.dit, clean, text, policy.layout, proprio=proprio,
-                               mode='policy', seeds=observation.seed, sampler=policy.sampler,
-                               stats=policy.stats)
-                for name, scorer in scorers.items():
-                    future = generate(scorer.dit, own.latent, text, policy.layout,
-                                      proprio=proprio, mode='world_model',
-                                      seeds=observation.seed + 1, sampler=policy.sampler,
-                                      stats=policy.stats)
-                    scored[name].append(float(future.value[0]))
-            return SimpleNamespace(actions=own.actions[0], value=float(own.value[0]))
+            own = policy.infer(observation, num_steps=num_steps)
+            for name, scorer in scorers.items():
+                out = scorer.infer(observation, num_steps=num_steps)
+                if not np.array_equal(out.actions, own.actions):
+                    raise SystemExit(f'--scorer {name}: its policy differs from --policy '
+                                     '(another chunk for the same observation).')
+                scored[name].append(out.value)
+            return own
 
     env = PlanarReachEnv(SimConfig(image_size=policy.layout.image_size))
     values, returns, successes = [], [], []
@@ -85,11 +78,11 @@ def main(argv=None):
     report = {'policy_value_spearman': spearman(values, returns),
               'scorer_value_spearman': {k: spearman(v, returns) for k, v in scored.items()},
               'success_rate': float(np.mean(successes)), 'ticks': len(values)}
-    headline = (f'success {100 * report["success_rate"]:.0f}%; value Spearman: policy pass '
+    headline = (f'success {100 * report["success_rate"]:.0f}%; value Spearman: joint pass '
                 f'{report["policy_value_spearman"]:.2f}, ' + ', '.join(
                     f'{k} {v:.2f}' for k, v in report['scorer_value_spearman'].items()))
     fields = script_record(
-        args.out, title="A second network's world-model value of the policy's chunks",
+        args.out, title="A planning network's value of the policy's chunks",
         preset=f'planar_reach, in-process, {args.episodes} episodes from seed '
                f'{args.first_seed}, 4 of 8 rows per chunk', headline=headline)
     record = {**fields, 'policy': model_label(policy_dir),

@@ -3,6 +3,8 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+import re
+import shutil
 import subprocess
 import sys
 
@@ -24,11 +26,13 @@ def _load(name):
 
 def test_committed_summary_matches_the_committed_results(tmp_path):
     """bench/results/SUMMARY.md is what write_summary makes of the JSON records beside it
-    (records written by other tools, e.g. cosmos-policy-sim --bench-json, included)."""
-    import shutil
+    (records written by other tools, e.g. cosmos-policy-sim --bench-json, included), and each
+    record says when and on what it was measured in the schema the summary reads."""
     harness = _load('harness')
     for record in (BENCH / 'results').glob('*.json'):
         shutil.copy(record, tmp_path / record.name)
+        line = harness._machine_line(json.loads(record.read_text()))
+        assert 'None' not in line and re.search(r'\d{4}-\d\d-\d\d$', line), (record.name, line)
     fresh = harness.write_summary(tmp_path).read_text()
     assert (BENCH / 'results' / 'SUMMARY.md').read_text() == fresh, (
         'bench/results/SUMMARY.md is stale: python -c "import sys; sys.path.insert(0, '
@@ -259,8 +263,9 @@ def test_node_suite_runs_against_the_installed_node(tmp_path):
 
 @pytest.mark.slow
 def test_sim_value_scorer_writes_its_record(tmp_path):
-    """bench/sim_value_scorer.py on one episode: a record SUMMARY.md can read, one scorer
-    value per tick (the shipped model scoring its own chunks)."""
+    """bench/sim_value_scorer.py on two episodes: a record SUMMARY.md can read (the shipped
+    model's planning network scoring its policy's chunks); a scorer without a planning network
+    is refused."""
     from cosmos_policy_ros.sim.model import shipped_model_dir
     out = tmp_path / 'scorer.json'
     assert _load('sim_value_scorer').main([
@@ -269,3 +274,11 @@ def test_sim_value_scorer_writes_its_record(tmp_path):
     assert record['name'] == 'scorer' and record['status'] == 'ok' and record['ticks'] >= 2
     assert set(record['scorer_value_spearman']) == {'self'}
     assert record['headline'].startswith('success ')
+    plain = tmp_path / 'plain'
+    shutil.copytree(shipped_model_dir(), plain)
+    (plain / 'planning_dit.safetensors').unlink()
+    spec = json.loads((plain / 'model.json').read_text())
+    (plain / 'model.json').write_text(json.dumps({**spec, 'planning': None}))
+    with pytest.raises(SystemExit):
+        _load('sim_value_scorer').main(['--scorer', f'plain={plain}', '--episodes', '1',
+                                        '--out', str(out)])

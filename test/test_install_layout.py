@@ -110,6 +110,6 @@ def test_pip_wheel_holds_the_python_part_without_ros(tmp_path):
     assert 'cosmos-policy-replay = cosmos_policy_ros.entry_points:replay' in text
     assert 'cosmos-policy-train = cosmos_policy_ros.entry_points:train' in text
     # The shipped planar-reach model travels as package data.
-    for name in ('model.json', 'dit.safetensors', 'vae.safetensors',
+    for name in ('model.json', 'dit.safetensors', 'vae.safetensors', 'planning_dit.safetensors',
                  'dataset_statistics.json', 't5_embeddings.safetensors'):
         assert f'cosmos_policy_ros/models/planar_reach/{name}' in names, name

@@ -36,7 +36,8 @@ BASELINES = ('expert', 'random', 'hold')
 STANDIN_NOTE = ('a tiny RANDOM-WEIGHT stand-in in the released formats (engine/synthetic.py + '
                 'cosmos-policy-convert): no trained model is installed, so expect ~0 % success')
 TRAINED_NOTE = ('a tiny Cosmos Policy (same classes and file formats as the released '
-                'checkpoints) trained on this sim by cosmos-policy-train')
+                'checkpoints) trained on this sim by cosmos-policy-train; its value comes from '
+                'the planning network beside it (--planning)')
 RELEASED_HINT = (
     'With a released checkpoint (on a real robot):\n'
     '  cosmos-policy-convert --released <Cosmos-Policy-ALOHA-Predict2-2B dir> '
@@ -389,7 +390,7 @@ def write_plots(results, out, *, future=None, policy_name='policy'):
                     [c.value for c in trace.chunks], marker='o', color=line.get_color(),
                     label=f'seed {trace.seed} ({"ok" if trace.success else "fail"})')
         ax.set_xlabel('episode time (s)')
-        ax.set_ylabel("value V(s') (solid)")
+        ax.set_ylabel('predicted value (solid)')
         twin.set_ylabel('distance to goal (dashed)')
         ax.legend(fontsize=7, loc='upper right')
         fig.tight_layout()
@@ -520,10 +521,23 @@ def bench_headline(summary):
     return 'success: ' + ', '.join(parts)
 
 
+def record_provenance():
+    """`machine` and `measured_at` of a bench/results record, in bench/harness.py's schema
+    (its SUMMARY.md reads them), without importing torch."""
+    import importlib.metadata
+    import platform
+    machine = {'python': platform.python_version(), 'cpu_count': os.cpu_count()}
+    try:
+        machine['torch'] = importlib.metadata.version('torch')
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if hasattr(os, 'getloadavg'):
+        machine['load_average_1m'] = round(os.getloadavg()[0], 2)
+    return {'machine': machine, 'measured_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+
+
 def write_bench_record(path, summary, args):
     """A bench/results-style JSON of an eval (bench/harness.py's summary reads its fields)."""
-    import platform
-
     record = {
         'name': Path(path).stem, 'status': 'ok',
         'title': 'Closed loop on the simulated arm: the policy through policy_node vs baselines',
@@ -532,8 +546,7 @@ def write_bench_record(path, summary, args):
                   f'{args.first_seed}' + (f', {args.realtime_episodes} real-time'
                                           if args.realtime_episodes else ''),
         'headline': bench_headline(summary),
-        'machine': {'cpus': os.cpu_count(), 'python': platform.python_version(),
-                    'date': time.strftime('%Y-%m-%d')},
+        **record_provenance(),
         'summary': {name: {k: v for k, v in data.items() if k != 'per_episode'}
                     for name, data in summary['controllers'].items()},
         'meta': summary['meta'],

@@ -237,6 +237,14 @@ def test_a_single_candidate_scored_by_the_planning_net(planning_model_dir, value
     np.testing.assert_array_equal(scored.actions, joint.actions)
     np.testing.assert_array_equal(scored.future_proprio, joint.future_proprio)
     assert scored.candidate_values == (scored.value,) and scored.selected_candidate == 0
+    # Inpainting a committed prefix (the node's `inpaint` stitching) goes through it alike.
+    known = joint.actions[:3] + 0.01
+    inpainted = policy.infer(obs, num_steps=2, known_actions=known)
+    policy.planning = config
+    np.testing.assert_array_equal(inpainted.actions,
+                                  policy.infer(obs, num_steps=2, known_actions=known).actions)
+    assert inpainted.num_conditioned_steps == 3
+    policy.planning = dataclasses.replace(config, score_single_candidate=True)
     # The oracle: the policy pass and the planning passes composed by hand.
     with torch.no_grad():
         frames = preprocess_images(obs.images, policy.images, cameras=LAYOUT.cameras)
