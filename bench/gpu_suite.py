@@ -614,10 +614,9 @@ def _json_value(value):
 
 
 def main(ctx, out_dir, *, budget, skip=()):
-    import datetime
+    from cosmos_policy_ros.tools.bench_record import measured_at
     suite = Suite(ctx, out_dir, budget=budget, skip=skip)
-    suite.record['measured_at'] = datetime.datetime.now(datetime.timezone.utc).strftime(
-        '%Y-%m-%dT%H:%M:%SZ')
+    suite.record['measured_at'] = measured_at()
     record = suite.run()
     print(summary(record), flush=True)
     print(f'[gpu] -> {suite.json_path}\n[gpu] -> {suite.markdown_path}', flush=True)

@@ -18,9 +18,7 @@ reports the median of its repetitions after warm-up calls (the fastest call is s
 an operator split over several threads waits for the slowest one, which makes ratios noisy.
 """
 from dataclasses import dataclass, field
-import datetime
 import json
-import os
 from pathlib import Path
 import platform
 import statistics
@@ -28,6 +26,8 @@ import time
 from typing import Callable
 
 import torch
+
+from cosmos_policy_ros.tools import bench_record
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
@@ -90,16 +90,10 @@ def machine_info(device):
         'platform': platform.platform(),
         'machine': platform.machine(),
         'processor': platform.processor() or platform.machine(),
-        'python': platform.python_version(),
-        'cpu_count': os.cpu_count(),
+        **bench_record.machine(),
         'torch': torch.__version__,
         'torch_threads': torch.get_num_threads(),
     }
-    try:
-        load = os.getloadavg()
-        info['load_average_1m'] = round(load[0], 2)
-    except OSError:
-        pass
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
         info['cuda'] = torch.version.cuda
@@ -113,7 +107,6 @@ def machine_info(device):
 
 def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
     """Write out_dir/<name>.json (the benchmark's dict plus the run settings); returns the path."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
     record = {
         'name': name,
         'status': result.get('status', 'ok'),
@@ -124,7 +117,7 @@ def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
         'warmup': ctx.warmup,
         'timing': 'median of interleaved repetitions after warm-up, milliseconds',
         'minimums_ms': dict(ctx.minimums),
-        'measured_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+        'measured_at': bench_record.measured_at(now),
         'machine': machine_info(ctx.device),
     }
     record.update(result)
@@ -138,10 +131,9 @@ def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
 def script_record(path, *, title, preset, headline, device='cpu', dtype='float32'):
     """The fields SUMMARY.md reads, for a record that a standalone script (not the runner)
     writes to `path` (its name is the file's stem)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
     return {'name': Path(path).stem, 'status': 'ok', 'title': title, 'device': device,
             'dtype': dtype, 'preset': preset, 'headline': headline,
-            'measured_at': now.strftime('%Y-%m-%dT%H:%M:%SZ'),
+            'measured_at': bench_record.measured_at(),
             'machine': machine_info(torch.device(device))}
 
 

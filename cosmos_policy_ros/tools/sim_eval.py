@@ -521,23 +521,9 @@ def bench_headline(summary):
     return 'success: ' + ', '.join(parts)
 
 
-def record_provenance():
-    """`machine` and `measured_at` of a bench/results record, in bench/harness.py's schema
-    (its SUMMARY.md reads them), without importing torch."""
-    import importlib.metadata
-    import platform
-    machine = {'python': platform.python_version(), 'cpu_count': os.cpu_count()}
-    try:
-        machine['torch'] = importlib.metadata.version('torch')
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    if hasattr(os, 'getloadavg'):
-        machine['load_average_1m'] = round(os.getloadavg()[0], 2)
-    return {'machine': machine, 'measured_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
-
-
 def write_bench_record(path, summary, args):
     """A bench/results-style JSON of an eval (bench/harness.py's summary reads its fields)."""
+    from cosmos_policy_ros.tools import bench_record
     record = {
         'name': Path(path).stem, 'status': 'ok',
         'title': 'Closed loop on the simulated arm: the policy through policy_node vs baselines',
@@ -546,7 +532,7 @@ def write_bench_record(path, summary, args):
                   f'{args.first_seed}' + (f', {args.realtime_episodes} real-time'
                                           if args.realtime_episodes else ''),
         'headline': bench_headline(summary),
-        **record_provenance(),
+        **bench_record.provenance(),
         'summary': {name: {k: v for k, v in data.items() if k != 'per_episode'}
                     for name, data in summary['controllers'].items()},
         'meta': summary['meta'],

@@ -127,7 +127,7 @@ def run_grid(model, config_path, seeds, out, *, methods=STITCHING_METHODS,
 
 def grid_record(results, settings, *, seeds, model, description, command):
     """The JSON record of a grid (bench/results style)."""
-    from cosmos_policy_ros.tools import sim_eval
+    from cosmos_policy_ros.tools import bench_record
     cells = []
     for (method, fraction), traces in results.items():
         steps = latency_steps(fraction, settings['execute_steps'])
@@ -151,7 +151,7 @@ def grid_record(results, settings, *, seeds, model, description, command):
                    f'{seeds[0]}, overlap {settings["overlap"]}, execute_steps '
                    f'{settings["execute_steps"]} x {settings["step_period"]:g} s'),
         'headline': 'median boundary jump / median within-chunk step, ' + '; '.join(lines),
-        **sim_eval.record_provenance(),
+        **bench_record.provenance(),
         'command': command, 'model': model_label(model), 'model_description': description,
         'seeds': list(seeds), 'settings': settings, 'cells': cells,
     }
