@@ -459,8 +459,8 @@ class ControlLoop:
         j0 + n - 1 (n = min(stitching_overlap, K - j0)) by execution.stitch's cross-fade
         (1 - w_i) A(t1 + (j0 + i) p) + w_i B[j0 + i], w_i = (i + 1) / (n_overlap + 1), with A
         `executed`, the executing chunk; ramp replaces rows j0 .. j0 + n - 1 (n =
-        min(stitching_overlap, K - 1 - j0)) by the straight line from A's last command
-        committed at the switch to B[j0 + n]; every other row is the policy's.
+        min(stitching_overlap, max(1, j0), K - 1 - j0)) by the straight line from A's last
+        command committed at the switch to B[j0 + n]; every other row is the policy's.
         """
         period_ns = round(config.step_period * NS_PER_S)
         names = config.stream_names

@@ -22,9 +22,10 @@ Stitching methods (``STITCHING_METHODS``) decide what is executed from the switc
 ``none`` (the new chunk as it is), ``blend`` (a linear cross-fade over ``overlap`` steps,
 `blend_weights`), ``inpaint`` (the new chunk was sampled conditioned on the known prefix: the
 engine's ``known_actions``; executed like ``none``), ``inpaint+blend``, and ``ramp`` (the first
-``overlap`` steps after the switch on the straight line from the last committed command to
-the new chunk's step ``j0 + overlap``, `ramp_rows`). `rewritten_steps` says how many steps
-from the switch on a method replaces.
+n steps after the switch on the straight line from the last committed command to the new
+chunk's step ``j0 + n``, `ramp_rows`; the window n = min(overlap, max(1, j0)) grows with the
+steps that elapsed during the latency). `rewritten_steps` says how many steps from the switch
+on a method replaces.
 
 numpy and stdlib only.
 """
@@ -174,8 +175,11 @@ def ramp_rows(last, target, steps):
 
 def rewritten_steps(method, overlap, executing, takeover, new):
     """How many steps from the switch on `stitch` replaces (the ActionChunk's blended_steps):
-    min(overlap, K - j0) for the blend methods, min(overlap, K - 1 - j0) for ramp (its last
-    step is the new chunk's own), 0 for the others or without an executing chunk."""
+    min(overlap, K - j0) for the blend methods; for ramp the latency-aware window
+    min(overlap, max(1, j0), K - 1 - j0) (as many steps as elapsed before the takeover, at
+    least one, at most `overlap`; the step it ramps to is the new chunk's own); 0 for the
+    others, without an executing chunk, or when that chunk committed nothing before the
+    switch."""
     _check_int('overlap', overlap)
     left = new.count - takeover.start_index
     if executing is None or left <= 0:
@@ -183,7 +187,7 @@ def rewritten_steps(method, overlap, executing, takeover, new):
     if method in BLEND_METHODS:
         return min(overlap, left)
     if method == 'ramp' and executing.committed(takeover.switch_ns) > 0:
-        return min(overlap, left - 1)
+        return min(overlap, max(1, takeover.start_index), left - 1)
     return 0
 
 
@@ -199,9 +203,10 @@ def stitch(method, old_actions, executing, new_actions, new, takeover, *, overla
     * none / inpaint: ``new[j]`` for j >= j0;
     * blend / inpaint+blend: ``w_old[i] old(t1 + (j0 + i) p) + w_new[i] new[j0 + i]`` for
       the first `overlap` steps (old held at its last action past its end), then ``new[j]``;
-    * ramp: with n = min(overlap, K - 1 - j0) and ``last = old[c - 1]`` the last command
-      committed at the switch (c = old.committed(switch)), steps j0 .. j0 + n - 1 on the
-      straight line from ``last`` to ``new[j0 + n]`` (`ramp_rows`), then ``new[j]``.
+    * ramp: with n = `rewritten_steps` (min(overlap, max(1, j0), K - 1 - j0)) and ``last =
+      old[c - 1]`` the last command committed at the switch (c = old.committed(switch)),
+      steps j0 .. j0 + n - 1 on the straight line from ``last`` to ``new[j0 + n]``
+      (`ramp_rows`), then ``new[j]``.
     """
     if method not in STITCHING_METHODS:
         raise ValueError(f'unknown stitching method {method!r}; choose one of '

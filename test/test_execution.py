@@ -201,6 +201,26 @@ def test_ramp_stops_before_the_new_chunks_last_step():
         stitch('ramp', old, ChunkTiming(500, P, 8), fresh, new, takeover, overlap=2), fresh[2:])
 
 
+@pytest.mark.parametrize('latency, overlap, start, steps', [
+    (0, 2, 0, 1),      # lockstep: nothing elapsed, still one step of ramp
+    (100, 2, 1, 1),    # one step elapsed: one step
+    (200, 2, 2, 2),    # two: two
+    (400, 2, 4, 2),    # four: at most the overlap
+    (400, 5, 4, 3),    # ... and never the new chunk's last step (K - 1 - j0 = 3)
+    (200, 0, 2, 0)])   # overlap 0: none
+def test_the_ramp_window_follows_the_latency(latency, overlap, start, steps):
+    executing, new = ChunkTiming(0, P, 8), ChunkTiming(400, P, 8)
+    takeover = plan_takeover(executing, new, 400, latency)
+    assert takeover.start_index == start
+    assert rewritten_steps('ramp', overlap, executing, takeover, new) == steps
+    old, fresh = np.zeros((8, 1)), np.arange(8, dtype=float)[:, None] + 10
+    out = stitch('ramp', old, executing, fresh, new, takeover, overlap=overlap)
+    np.testing.assert_array_equal(out[steps:], fresh[start + steps:])
+    if steps:  # A's last committed command is 0 (the zero chunk)
+        np.testing.assert_allclose(out[:steps, 0],
+                                   (np.arange(steps) + 1) / (steps + 1) * (10 + start + steps))
+
+
 def test_stitch_refuses_unknown_methods():
     new = ChunkTiming(0, P, 4)
     with pytest.raises(ValueError, match="unknown stitching method 'rtc'"):

@@ -18,7 +18,10 @@ cell. Metrics per cell (tools/sim_metrics.py, per episode, then pooled):
   steps of one chunk whose row changed); pooled over every switch of every episode: median,
   mean, 90th percentile, max;
 * RMS jerk of the joint positions (third difference / p^3), mean over episodes;
-* success rate, and mean time to success over the successful episodes.
+* success rate, and mean time to success over the successful episodes;
+
+each with a 95 % bootstrap interval over episodes, and every method against ``none`` at the
+same latency on the same seeds, paired (sim/stitching_figures.py, sim/intervals.py).
 
 Offline on recorded bags (``--offline-episodes N``, 0: skip): N episodes of the scripted
 expert on the sim (30 steps each) are recorded as bags (the sim's topics: both cameras,
@@ -58,37 +61,35 @@ def latency_steps(fraction, execute_steps):
     return int(round(fraction * execute_steps))
 
 
-def cell_metrics(traces):
-    """The metrics of one (method, latency) cell from its EpisodeTraces (module docstring)."""
+def episode_record(trace):
+    """One EpisodeTrace as sim.stitching_figures' per-episode record."""
     from cosmos_policy_ros.tools import sim_metrics
 
-    ratios, jerks, times = [], [], []
-    for trace in traces:
-        jumps = sim_metrics.boundary_jumps(trace.plans, trace.commands)
-        ratios += [r for r in jumps['ratios'] if math.isfinite(r)]
-        jerk = sim_metrics.rms_jerk(np.array(trace.positions), trace.step_period)
-        if math.isfinite(jerk):
-            jerks.append(jerk)
-        if trace.success:
-            times.append(trace.success_step * trace.step_period)
+    jumps = sim_metrics.boundary_jumps(trace.plans, trace.commands)
+    return {'ratios': [r for r in jumps['ratios'] if math.isfinite(r)],
+            'jumps': list(jumps['jumps']),
+            'jerk': sim_metrics.rms_jerk(np.array(trace.positions), trace.step_period),
+            'success': float(trace.success),
+            'time': trace.success_step * trace.step_period if trace.success else math.nan}
 
-    def stat(values, fn):
-        return float(fn(values)) if values else math.nan
 
+def cell_metrics(traces):
+    """The metrics of one (method, latency) cell from its EpisodeTraces (module docstring):
+    every figure of sim.stitching_figures.FIGURES, and `intervals` {figure: [estimate, low,
+    high]} (95 % bootstrap over episodes)."""
+    from cosmos_policy_ros.sim.stitching_figures import cell_figures
+
+    episodes = [episode_record(trace) for trace in traces]
+    figures = cell_figures(episodes)
     return {
         'episodes': len(traces),
         'successes': int(sum(t.success for t in traces)),
-        'success_rate': stat([float(t.success) for t in traces], np.mean),
-        'time_to_success_mean': stat(times, np.mean),
-        'rms_jerk_mean': stat(jerks, np.mean),
-        'switches': len(ratios),
-        'jump_ratio_median': stat(ratios, np.median),
-        'jump_ratio_mean': stat(ratios, np.mean),
-        'jump_ratio_p90': stat(ratios, lambda v: np.percentile(v, 90)),
-        'jump_ratio_max': stat(ratios, np.max),
+        **{name: interval.estimate for name, interval in figures.items()},
+        'switches': sum(len(e['ratios']) for e in episodes),
         'conditioned_chunks': sum(1 for t in traces for c in t.chunks if c.conditioned_steps),
         'blended_chunks': sum(1 for t in traces for c in t.chunks if c.blended_steps),
         'chunks': sum(len(t.chunks) for t in traces),
+        'intervals': {name: interval.as_list() for name, interval in figures.items()},
     }
 
 
@@ -133,15 +134,13 @@ def grid_record(results, settings, *, seeds, model, description, command):
         steps = latency_steps(fraction, settings['execute_steps'])
         cells.append(dict(method=method, latency_fraction=fraction, latency_steps=steps,
                           latency_s=steps * settings['step_period'], **cell_metrics(traces)))
-    none = {c['latency_fraction']: c for c in cells if c['method'] == 'none'}
-    best = [c for c in cells if c['method'] != 'none']
-    lines = []
-    for fraction, base in sorted(none.items()):
-        others = [c for c in best if c['latency_fraction'] == fraction]
-        if others:
-            pick = min(others, key=lambda c: _nan_last(c['jump_ratio_median']))
-            lines.append(f'{100 * fraction:.0f} %: none {base["jump_ratio_median"]:.2f} -> '
-                         f'{pick["method"]} {pick["jump_ratio_median"]:.2f}')
+    from cosmos_policy_ros.sim.stitching_figures import headline, versus_baseline
+    episodes = {key: [episode_record(t) for t in traces] for key, traces in results.items()}
+    for cell in cells:
+        baseline = episodes.get(('none', cell['latency_fraction']))
+        if cell['method'] != 'none' and baseline is not None:
+            cell['vs_none'] = {name: interval.as_list() for name, interval in versus_baseline(
+                episodes[(cell['method'], cell['latency_fraction'])], baseline).items()}
     return {
         'name': 'stitching_closed_loop', 'status': 'ok',
         'title': 'Stitching methods x injected latency in the closed loop (policy_node on the '
@@ -150,7 +149,7 @@ def grid_record(results, settings, *, seeds, model, description, command):
         'preset': (f'planar_reach, {settings["mode"]}, {len(seeds)} episodes per cell from seed '
                    f'{seeds[0]}, overlap {settings["overlap"]}, execute_steps '
                    f'{settings["execute_steps"]} x {settings["step_period"]:g} s'),
-        'headline': 'median boundary jump / median within-chunk step, ' + '; '.join(lines),
+        'headline': headline(cells),
         **bench_record.provenance(),
         'command': command, 'model': model_label(model), 'model_description': description,
         'seeds': list(seeds), 'settings': settings, 'cells': cells,
@@ -276,10 +275,6 @@ def run_offline(model, config_path, seeds, out, *, methods=STITCHING_METHODS,
     return cells
 
 
-def _nan_last(value):
-    return value if value is not None and math.isfinite(value) else math.inf
-
-
 def format_grid(record):
     lines = [f'  {"latency":>8s} {"method":14s} {"success":>8s} {"t_succ":>7s} '
              f'{"jump med":>8s} {"p90":>6s} {"max":>6s} {"jerk":>8s}']
@@ -353,13 +348,14 @@ def main(argv=None, *, printer=print):
     parser.add_argument('--latencies', nargs='+', type=float, default=list(DEFAULT_LATENCIES),
                         help="injected latency as a fraction of a chunk's execution time")
     parser.add_argument('--overlap', type=int, default=DEFAULT_OVERLAP,
-                        help='stitching_overlap of the blend methods (steps)')
+                        help='stitching_overlap of the blend methods and ramp (steps)')
     parser.add_argument('--mode', choices=('lockstep', 'realtime'), default='lockstep')
     parser.add_argument('--model', help='model directory (default: the shipped trained model)')
     parser.add_argument('--config', help='node parameter file (default: config/sim.yaml)')
     parser.add_argument('--out', default='output/stitching_eval')
     parser.add_argument('--bench-json', help='also write the record here (bench/results)')
     parser.add_argument('--plot', help='write the trajectory plot here (png)')
+    parser.add_argument('--interval-plot', help='write the figures with their intervals here (png)')
     parser.add_argument('--offline-episodes', type=int, default=0,
                         help='also measure offline on this many recorded expert bags')
     args = parser.parse_args(argv)
@@ -393,9 +389,14 @@ def main(argv=None, *, printer=print):
         Path(args.bench_json).write_text(text)
     if args.plot:
         write_plot(args.plot, results, fraction=max(args.latencies))
+    if args.interval_plot:
+        from cosmos_policy_ros.sim.stitching_figures import write_interval_plot
+        write_interval_plot(args.interval_plot, record['cells'])
     printer('')
     printer(format_grid(record))
+    printer(record['headline'])
     printer(f'\nwrote {out / "stitching_grid.json"}'
             + (f', {args.bench_json}' if args.bench_json else '')
-            + (f', {args.plot}' if args.plot else ''))
+            + (f', {args.plot}' if args.plot else '')
+            + (f', {args.interval_plot}' if args.interval_plot else ''))
     return record
