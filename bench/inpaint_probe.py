@@ -1,6 +1,7 @@
-"""Why training-free inpainting does not steer the shipped sim model: where the known prefix is lost.
+"""Why training-free inpainting does not steer the shipped sim model: where the prefix is lost.
 
-    python bench/inpaint_probe.py [--model DIR] [--episodes 10] [--first-seed 200000]
+    python bench/inpaint_probe.py [--model DIR] [--episodes 10] [--replans 3]
+        [--first-seed 200000] [--guidance 1 100 1000 10000]
         [--out bench/results/inpaint_probe.json]
 
 Situations: the policy run in-process as the node runs it at 50 % injected latency (chunks of 8,
@@ -22,7 +23,7 @@ steps: the chunk continues a shifted prefix; 0: it ignores the prefix. Measured
   schedule ending at sigma 0.05 (11 evaluations: what seeing the prefix almost clean does);
 * guidance instead of replacement (no value replaced): at every evaluation the x0 prediction
   moves by -lambda * grad_x 1/2 |b - known steps of x0(x)|^2 (the gradient through the
-  network, one backward pass per evaluation), lambda in GUIDANCE_WEIGHTS.
+  network, one backward pass per evaluation), lambda in GUIDANCE_WEIGHTS (`--guidance`).
 
 Cost on this machine (median of interleaved calls): CosmosPolicy.infer plain, with the known
 prefix (inpaint), and the ramp stitch (execution.stitch, what the control loop adds per chunk).
@@ -184,6 +185,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', type=Path, default=None)
     parser.add_argument('--episodes', type=int, default=10)
+    parser.add_argument('--replans', type=int, default=3, help='situations per episode')
+    parser.add_argument('--guidance', type=float, nargs='+', default=list(GUIDANCE_WEIGHTS),
+                        help='guidance weights lambda to try')
     parser.add_argument('--first-seed', type=int, default=200000)
     parser.add_argument('--repetitions', type=int, default=20, help='timed calls per variant')
     parser.add_argument('--out', type=Path, default=None)
@@ -197,7 +201,7 @@ def main(argv=None):
     model = args.model or shipped_model_dir()
     policy = CosmosPolicy.from_model_dir(model, device='cpu', dtype='float32')
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
-    found = situations(policy, seeds)
+    found = situations(policy, seeds, args.replans)
     # A second copy for the opened-up passes: infer() runs in inference mode, and tensors it
     # cached (rotary embeddings, the instruction's embedding) cannot take part in guidance's
     # backward pass.
@@ -214,7 +218,7 @@ def main(argv=None):
         'released_first_copy_only': measure(passes, known, released, first_copy_only=True),
         'low_sigma': {**LOW_SIGMA, **measure(passes, known, low)},
         'guidance': {str(weight): measure(passes, known, released, guidance=weight)
-                     for weight in GUIDANCE_WEIGHTS},
+                     for weight in args.guidance},
         'cost': costs(policy, *found[0], args.repetitions),
     }
     print(json.dumps(report, indent=1))

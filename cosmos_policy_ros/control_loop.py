@@ -22,9 +22,9 @@ the execution model (execution.py) says: ``tick`` plans the takeover of the chun
 (expected latency = the ``LatencyEstimator`` of measured ROS-clock latencies plus
 ``latency_margin``) and, for inpaint, hands the executing chunk's commands up to the takeover
 to the policy as known actions; ``finish`` re-plans the takeover at the real ready time and,
-for blend and ramp, rewrites the published rows from it (execution.stitch). The executing chunk is the last published
-one, as published (stitched), over its whole horizon: a controller executes a chunk until a
-newer one replaces it.
+for blend and ramp, rewrites the published rows from it (execution.stitch). The executing
+chunk is the last published one, as published (stitched), over its whole horizon: a
+controller executes a chunk until a newer one replaces it.
 Also here: ``input_streams(config)`` (topic, message type and conversion of every input
 stream; ``InputStream.ingest(msg, buffer)``), ``make_sync_buffer(config)`` and
 ``replan_due(now_ns, executing, config)``, the replanning rule. Messages are duck-typed (rclpy

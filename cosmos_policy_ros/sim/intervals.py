@@ -89,7 +89,7 @@ def difference(value, baseline):
     return value - baseline
 
 
-# --- statistics of per-episode records (dicts) ----------------------------------------------------
+# --- statistics of per-episode records (dicts) ------------------------------------------------
 def pooled(key, reduce):
     """statistic(episodes) = reduce(every finite value of episode[key], all episodes pooled);
     NaN when there is none."""

@@ -355,7 +355,7 @@ def main(argv=None, *, printer=print):
     parser.add_argument('--out', default='output/stitching_eval')
     parser.add_argument('--bench-json', help='also write the record here (bench/results)')
     parser.add_argument('--plot', help='write the trajectory plot here (png)')
-    parser.add_argument('--interval-plot', help='write the figures with their intervals here (png)')
+    parser.add_argument('--interval-plot', help='write the figures with intervals here (png)')
     parser.add_argument('--offline-episodes', type=int, default=0,
                         help='also measure offline on this many recorded expert bags')
     args = parser.parse_args(argv)

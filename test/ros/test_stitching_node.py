@@ -104,7 +104,6 @@ def test_inpaint_blend_is_the_inpainted_chunk_cross_faded(runs):
     assert np.array_equal(second[keep], inpainted[keep])
 
 
-
 def test_ramp_equals_the_offline_stitch_of_the_plain_chunk(runs):
     # The node path (the ControlLoop in policy_node, the chunk over ROS to the sim) equals
     # execution.stitch, what the offline evaluator's ControlLoop applies, on the plain chunk.

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cosmos_policy_ros.tools.sim_control import ChunkRecord, EpisodeTrace
 from cosmos_policy_ros.sim.stitching_figures import write_interval_plot
+from cosmos_policy_ros.tools.sim_control import ChunkRecord, EpisodeTrace
 from cosmos_policy_ros.tools.stitching_eval import cell_metrics, grid_record, latency_steps
 
 
