@@ -37,7 +37,7 @@ setup(
     # The core (layout, sync, safety, configuration) needs only these; the README's Python API
     # (load_policy, the sampler) needs the `engine` extra, cosmos-policy-replay the `tools`
     # extra: pip install '.[engine,tools]' (or '.[all]'). The console scripts name a missing
-    # extra in one line (cosmos_policy_ros/entry_points.py). ROS (rclpy, messages) is not on
+    # extra in one line (cosmos_policy_ros/cli/entry_points.py). ROS (rclpy, messages) is not on
     # the package index as such: the node needs a ROS 2 distro or scripts/setup_env.sh.
     install_requires=['numpy', 'pyyaml', 'pillow'],
     extras_require={

@@ -12,11 +12,11 @@ import pytest
 from cosmos_policy_ros.control_loop import (CHUNK_EXECUTING, ControlLoop, DEACTIVATED,
                                             INFERENCE_BUSY, Job, NO_TASK, Skip,
                                             STALE_AT_PUBLISH, TASK_CHANGED)
+from cosmos_policy_ros.evaluation.offline_node import CHUNK, OfflineNode
 from cosmos_policy_ros.interface import PolicyOutput
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.ros.worker import InferenceWorker
 from cosmos_policy_ros.testing import fake_header, FakePolicy, STUB_JOINTS, stub_node_config
-from cosmos_policy_ros.tools.evaluate import CHUNK, OfflineNode
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -202,7 +202,7 @@ def test_shipped_presets_fit_their_layouts(name):
         assert config.proprio_sources[1].quaternion_order == 'xyzw'
     if name == 'robocasa.yaml':
         assert (binding.horizon, binding.execute_steps) == (32, 16)
-    # sim.yaml has the sim's custom layout: test/tools/test_sim_eval.py checks it.
+    # sim.yaml has the sim's custom layout: test/sim/test_report.py checks it.
     assert set(PRESETS) | {'sim.yaml'} == {path.name for path in (ROOT / 'config').glob('*.yaml')}
 
 

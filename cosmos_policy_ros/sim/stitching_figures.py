@@ -14,7 +14,8 @@ switch of every episode, jerk and time averaged over the episodes that have one.
 `cell_figures` gives each figure with its interval (sim.intervals.bootstrap: episodes drawn
 with replacement); `versus_baseline` compares a cell with the ``none`` cell of the same
 latency, paired (the same draws of seeds on both sides): a ratio for every figure but the
-success rate, whose comparison is the difference.
+success rate, whose comparison is the difference; `headline` says it in one line. The figure
+of them: sim/plots.py `write_interval_plot`.
 """
 import math
 
@@ -68,49 +69,6 @@ def headline(cells):
                      f', jerk {_times(versus["rms_jerk_mean"])}')
     return ('against none on the same seeds (x none, 95 % interval): ' + '; '.join(parts)
             if parts else 'no method compared with none')
-
-
-def write_interval_plot(path, cells, *, figures=('jump_ratio_p90', 'jump_ratio_max',
-                                                 'rms_jerk_mean', 'success_rate')):
-    """One panel per figure: each method's estimate and interval per latency.
-
-    cells: the record's cell dicts (method, latency_fraction, intervals {figure: [estimate,
-    low, high]}).
-    """
-    import matplotlib  # plotting only
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    methods = list(dict.fromkeys(c['method'] for c in cells))
-    fractions = sorted({c['latency_fraction'] for c in cells})
-    fig, axes = plt.subplots(1, len(figures), figsize=(3.6 * len(figures), 3.2), squeeze=False)
-    width = 0.8 / max(1, len(methods))
-    for ax, figure in zip(axes[0], figures):
-        for m, method in enumerate(methods):
-            xs, values, errors = [], [], [[], []]
-            for f, fraction in enumerate(fractions):
-                cell = next((c for c in cells if c['method'] == method
-                             and c['latency_fraction'] == fraction), None)
-                if cell is None:
-                    continue
-                estimate, low, high = cell['intervals'][figure]
-                if estimate is None or not math.isfinite(estimate):
-                    continue
-                xs.append(f + (m - (len(methods) - 1) / 2) * width)
-                values.append(estimate)
-                errors[0].append(estimate - low)
-                errors[1].append(high - estimate)
-            ax.errorbar(xs, values, yerr=errors, fmt='o', ms=4, capsize=3, label=method)
-        ax.set_xticks(range(len(fractions)))
-        ax.set_xticklabels([f'{100 * f:.0f} %' for f in fractions])
-        ax.set_xlabel('injected latency (of a chunk)')
-        ax.set_title(figure, fontsize=9)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle('estimate and 95 % bootstrap interval over episodes', fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
 
 
 def _mean(episodes, key):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from cosmos_policy_ros.cli.convert import main as convert_main
 from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.engine.model_dir import read_spec
 from cosmos_policy_ros.engine.planning import (aggregate_values, plan, PlanningConfig,
@@ -18,7 +19,6 @@ from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.engine.text import UnknownInstructionError
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.tools.convert import main as convert_main
 
 LAYOUT = dataclasses.replace(LatentLayout.preset('libero'), image_size=32)  # conftest's
 

@@ -13,8 +13,10 @@ import pytest
 
 from cosmos_policy_ros.execution import (blend_weights, ChunkTiming, plan_takeover, stitch,
                                          STITCHING_METHODS)
+from cosmos_policy_ros.ros.sim_node import run_sim_episodes
 from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
-from cosmos_policy_ros.tools import sim_eval
+from cosmos_policy_ros.sim.harness import node_config_path, run_policy
+from cosmos_policy_ros.sim.model import make_standin_model
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 DELAY_STEPS = 2
@@ -23,7 +25,7 @@ OVERLAP = 2
 
 @pytest.fixture(scope='module')
 def standin_model(tmp_path_factory):
-    return sim_eval.make_standin_model(tmp_path_factory.mktemp('standin'))
+    return make_standin_model(tmp_path_factory.mktemp('standin'))
 
 
 @pytest.fixture(scope='module')
@@ -33,8 +35,9 @@ def runs(standin_model, tmp_path_factory):
     traces = {}
     for method in STITCHING_METHODS:
         env = PlanarReachEnv(SimConfig(episode_timeout=0.8))
-        result, _ = sim_eval.run_policy(
-            standin_model, sim_eval.node_config_path(), [21], out, mode='lockstep', env=env,
+        result, _ = run_policy(
+            standin_model, node_config_path(), [21], out, runner=run_sim_episodes,
+            mode='lockstep', env=env,
             command_delay=DELAY_STEPS * 0.1, log_name=f'{method}.log',
             overrides=['num_denoising_steps:=2', f'stitching:={method}',
                        f'stitching_overlap:={OVERLAP}', f'latency_margin:={DELAY_STEPS * 0.1}'])
