@@ -1,6 +1,6 @@
 """The node suite: policy_node's own cost, measured from outside through its topics.
 
-    . scripts/setup_env.sh && python bench/run.py --suite node              # ~8 min
+    . scripts/setup_env.sh && python bench/run.py --suite node              # ~15 min
     . scripts/setup_env.sh && python bench/run.py --suite node --soak 600 --skip overhead
                                                          # the 10-minute soak: node_soak600.json
 
@@ -9,16 +9,18 @@ its own) with the ALOHA configuration (three 480 x 640 rgb8 cameras, 14 joint po
 rate 25 Hz) on a private loopback ROS graph; this process publishes the observations and reads
 the chunks, as a robot would.
 
-  overhead        interleaved in one run, each in blocks of 1.5 s while the others are
-                  stopped (SIGSTOP), so that load from elsewhere hits them alike:
-                  floor              bench/relay_floor.py, the least an rclpy node can do with
-                                     the same inputs (one per executor: single_threaded, events)
-                  overhead_fake      the node with the instant fake policy (its defaults)
-                  stage_timing       the same with the debug option stage_timing: per stage of
-                                     an observation's trip, from the node's marks and this
-                                     process's (stage_timing.py)
-                  overhead_fake_small  the node with 96 x 128 images
-                  variants           the node with other settings (executors, ticks): VARIANTS
+  overhead        processes measured interleaved, in blocks of 1.5 s each while the others
+                  are stopped (SIGSTOP), so that load from elsewhere hits them alike; two runs:
+                  1. floor              bench/relay_floor.py, the least an rclpy node can do
+                                        with the same inputs (FLOORS: single-threaded and
+                                        events executor; events with glibc's malloc defaults)
+                     overhead_fake      the node with the instant fake policy (its defaults)
+                     stage_timing       the same with the debug option stage_timing: per stage
+                                        of an observation's trip, from the node's marks and
+                                        this process's (stage_timing.py)
+                     overhead_fake_small  the node with 96 x 128 images
+                  2. variants           the floor again and the node with one setting changed
+                                        back, and as it was before issue 26 (VARIANTS)
                   One observation at a time (the next 45-85 ms after the last one's chunk, more
                   than a tick period): latency = receive time - header stamp; overhead =
                   latency - inference_time (in the message); node overhead = overhead - the
@@ -65,17 +67,22 @@ NS = 1_000_000_000
 RATE = 25.0  # Hz: the ALOHA configuration's control rate (config/aloha.yaml)
 GAP = (0.045, 0.085)  # s between a chunk and the next observation: more than 1 / RATE
 BLOCK = 1.5  # s per interleaved block; a stopped process stays under DDS's 20 s lease
-FLOORS = ('single_threaded', 'events')  # executors of the relay
-# Node settings measured beside the defaults (issue 26); 'before' is the node before it (and
-# this suite's settings then: a 1 kHz timer, so that the wait for a tick was at most 1 ms).
+# The relay's runs: executor and arguments (bench/relay_floor.py); the floor is the fastest.
+FLOORS = {'single_threaded': ['--executor', 'single_threaded'],
+          'events': ['--executor', 'events'],
+          'events_glibc_defaults': ['--executor', 'events', '--glibc-defaults']}
+# The node before issue 26 (and this suite's settings then: a 1 kHz timer, so that the wait
+# for a tick was at most 1 ms), and the node with one of its defaults changed back.
+BEFORE = {'executor': 'multi_threaded', 'tick_on_arrival': False, 'rate': 1000.0,
+          'keep_freed_memory': False}
 VARIANTS = {
-    'before': {'executor': 'multi_threaded', 'tick_on_arrival': False, 'rate': 1000.0},
-    'before_timed': {'executor': 'multi_threaded', 'tick_on_arrival': False, 'rate': 1000.0,
-                     'stage_timing': True},
+    'before': BEFORE,
+    'before_timed': dict(BEFORE, stage_timing=True),
     'multi_threaded': {'executor': 'multi_threaded'},
     'single_threaded': {'executor': 'single_threaded'},
     'single_threaded_timed': {'executor': 'single_threaded', 'stage_timing': True},
-    'events_timer_1khz': {'executor': 'events', 'tick_on_arrival': False, 'rate': 1000.0},
+    'timer_1khz': {'tick_on_arrival': False, 'rate': 1000.0},
+    'glibc_defaults': {'keep_freed_memory': False},
 }
 # This process's marks around the node's (stage_timing.MARKS): the observation's stamp (set
 # before publishing it) and the chunk's receipt; the stages ending at the node's first mark
@@ -241,10 +248,10 @@ def start_node(params, directory, name):
                    name)
 
 
-def start_relay(executor, directory, name):
-    """bench/relay_floor.py with this executor, in namespace /<name>."""
+def start_relay(arguments, directory, name):
+    """bench/relay_floor.py with these arguments, in namespace /<name>."""
     script = Path(__file__).resolve().parent / 'relay_floor.py'
-    return Process([sys.executable, str(script), '--executor', executor], directory, name)
+    return Process([sys.executable, str(script), *arguments], directory, name)
 
 
 class Target:
@@ -507,22 +514,18 @@ def split_probes(probes, samples):
             'timed_out': lost}
 
 
-def overhead_run(robot, directory, seconds, skip, quick):
-    """The interleaved section: the floor, the node, its stage breakdown and the variants."""
+def measure(robot, directory, nodes, floors, seconds):
+    """Interleave the relay runs `floors` (names of FLOORS) and the fake-policy nodes `nodes`
+    ({name: parameter changes}); {name: overhead summary}, floors as 'floor_<name>'."""
     fake = Path(directory) / 'fake.yaml'
     fake.write_text('layout: {preset: aloha}\n')
     factory = 'cosmos_policy_ros.testing:load_fake_policy'
     processes, targets, timed = {}, {}, []
     try:
-        for executor in FLOORS[:1] if quick else FLOORS:
-            name = f'floor_{executor}'
-            processes[name] = start_relay(executor, directory, name)
+        for floor in floors:
+            name = f'floor_{floor}'
+            processes[name] = start_relay(FLOORS[floor], directory, name)
             targets[name] = robot.add(name)
-        nodes = {'overhead_fake': {}, 'stage_timing': {'stage_timing': True}}
-        if 'overhead_fake_small' not in skip and not quick:
-            nodes['overhead_fake_small'] = {}
-        if 'variants' not in skip and not quick:
-            nodes.update({f'variant_{name}': changes for name, changes in VARIANTS.items()})
         for name, changes in nodes.items():
             processes[name] = start_node(parameters(fake, factory, **changes), directory, name)
             small = name == 'overhead_fake_small'
@@ -537,16 +540,25 @@ def overhead_run(robot, directory, seconds, skip, quick):
     finally:
         for process in processes.values():
             process.stop()
-    summary = {name: summarize_overhead(*results[name]) for name in processes}
-    sections = {'floor': {name[len('floor_'):]: summary[name] for name in summary
-                          if name.startswith('floor_')}}
-    for name in nodes:
-        if name.startswith('variant_'):
-            variant = name[len('variant_'):]
-            sections.setdefault('variants', {})[variant] = dict(
-                summary[name], parameters=VARIANTS[variant])
-        else:
-            sections[name] = summary[name]
+    return {name: summarize_overhead(*results[name]) for name in processes}
+
+
+def overhead_run(robot, directory, seconds, skip, quick):
+    """The interleaved runs: the floor with the node and its stage breakdown, then the floor
+    with the variants (each group its own run, so that no process waits stopped too long)."""
+    floors = list(FLOORS)[:1] if quick else list(FLOORS)
+    nodes = {'overhead_fake': {}, 'stage_timing': {'stage_timing': True}}
+    if 'overhead_fake_small' not in skip and not quick:
+        nodes['overhead_fake_small'] = {}
+    summary = measure(robot, directory, nodes, floors, seconds)
+    sections = {'floor': {floor: summary[f'floor_{floor}'] for floor in floors}}
+    sections.update({name: summary[name] for name in nodes})
+    if 'variants' not in skip and not quick:
+        summary = measure(robot, directory, VARIANTS, floors, seconds)
+        variants = {'floor': {floor: summary[f'floor_{floor}'] for floor in floors}}
+        variants.update({name: dict(summary[name], parameters=VARIANTS[name])
+                         for name in VARIANTS})
+        sections['variants'] = variants
     return sections
 
 

@@ -8,8 +8,9 @@ sensor_msgs/JointState) with the node's input QoS (best effort, keep last 5, vol
 when the last message of a stamp arrives, publishes one small ActionChunk (only the header
 stamp set) on `action_chunk` with the node's output QoS (reliable, keep last 10). Nothing is
 converted or copied beyond what rclpy itself does to hand a message to Python, so its latency
-(observation stamp to chunk) is what rclpy and DDS cost on the machine. bench/node_suite.py
-runs it beside the node, in the same run.
+(observation stamp to chunk) is what rclpy and DDS cost on the machine. It tunes malloc as
+policy_node does (keep_freed_memory; --glibc-defaults: not). bench/node_suite.py runs it
+beside the node, in the same run.
 """
 import argparse
 import sys
@@ -19,6 +20,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
+from cosmos_policy_ros.allocator import keep_freed_memory
 from cosmos_policy_ros.msg import ActionChunk
 
 CAMERAS = ('left_wrist', 'right_wrist', 'primary')
@@ -63,7 +65,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--executor', choices=('single_threaded', 'events'),
                         default='single_threaded')
+    parser.add_argument('--glibc-defaults', action='store_true',
+                        help="leave malloc as it is (default: policy_node's keep_freed_memory)")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    if not args.glibc_defaults:
+        keep_freed_memory()
     node = rclpy.create_node('relay_floor')
     Relay(node)
     if args.executor == 'events':

@@ -234,6 +234,11 @@ class NodeConfig:
                           'EventsExecutor, one thread, dispatch in C++), single_threaded or '
                           'multi_threaded (4 threads); inference has its own thread in each',
         choices=EXECUTORS)
+    keep_freed_memory: bool = param(
+        True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '
+              'images) from the heap and keep up to 64 MiB of freed memory for reuse, so that '
+              'each image does not map and fault in fresh pages (allocator.py); false: glibc '
+              "defaults")
     warmup_iterations: int = param(2, 'Inferences on a synthetic observation during configure',
                                    low=0, high=100)
     max_warmup_latency: float = param(

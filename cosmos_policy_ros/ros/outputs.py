@@ -1,4 +1,5 @@
 """Output messages and publishers of the policy node, built from a control_loop.Chunk."""
+import array
 import time
 
 from builtin_interfaces.msg import Duration, Time
@@ -36,7 +37,8 @@ def action_chunk_msg(*, stamp_ns, frame_id, action_names, actions, step_period, 
     msg.horizon = horizon
     msg.action_dim = action_dim
     msg.step_period = float(step_period)
-    msg.actions = actions.reshape(-1)  # (K, d) -> (K * d,)
+    # (K, d) -> (K * d,) as an array.array: rclpy would convert a numpy array value by value.
+    msg.actions = array.array('f', actions.reshape(-1).tobytes())
     msg.value = float(value)
     msg.source_names = list(source_names)
     msg.source_stamps = [time_msg(ns) for ns in source_stamps_ns]

@@ -28,10 +28,11 @@ from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import (Executor, ExternalShutdownException, MultiThreadedExecutor,
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
+from cosmos_policy_ros import allocator
 from cosmos_policy_ros.control_loop import Job
 from cosmos_policy_ros.health import NodeHealth
 from cosmos_policy_ros.policy_loading import load_control_loop, steady_median
@@ -43,7 +44,7 @@ from cosmos_policy_ros.stage_timing import InputMarks, MARKS
 
 NODE_NAME = 'cosmos_policy'
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
-EVENTS_SPIN_SLICE = 1.0  # seconds one EventsExecutor.spin_once may wait (see _spin)
+EVENTS_SPIN_SLICE = 1.0  # seconds one EventsExecutor.spin_once may wait
 
 
 class PolicyNode(LifecycleNode):
@@ -134,6 +135,8 @@ class PolicyNode(LifecycleNode):
         config = params.read_config(self)
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
+        if config.keep_freed_memory and not allocator.keep_freed_memory():
+            self.get_logger().info('keep_freed_memory: not glibc, malloc left as it is')
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
@@ -301,12 +304,39 @@ class PolicyNode(LifecycleNode):
             loop=self._loop)
 
 
+class SlicedEventsExecutor:
+    """rclpy's EventsExecutor, spun in slices of spin_once(timeout_sec).
+
+    In rclpy 9.1.2 its spin() and spin_once() without a timeout never dispatch a callback (a
+    busy wait that holds the GIL and ignores SIGTERM), and spin_once goes on after shutdown();
+    spin_once(timeout_sec) works and releases the GIL while it waits. spin() here runs until
+    shutdown() or the context's end. It gives callbacks no MessageInfo (a SystemError).
+    """
+
+    def __init__(self, context=None):
+        # Imported here: rclpy's experimental module (a C++ extension) only when chosen.
+        from rclpy.experimental import EventsExecutor
+        self._executor = EventsExecutor(context=context)
+        self.context = self._executor.context
+        self._stopped = threading.Event()
+
+    def add_node(self, node):
+        return self._executor.add_node(node)
+
+    def spin(self):
+        while self.context.ok() and not self._stopped.is_set():
+            self._executor.spin_once(timeout_sec=EVENTS_SPIN_SLICE)
+
+    def shutdown(self, timeout_sec=None):
+        self._stopped.set()
+        self._executor.wake()
+        return self._executor.shutdown()
+
+
 def make_executor(kind, context=None):
     """The rclpy executor `kind` names (node_config.EXECUTORS)."""
     if kind == 'events':
-        # Imported here: rclpy's experimental module (a C++ extension) only when chosen.
-        from rclpy.experimental import EventsExecutor
-        return EventsExecutor(context=context)
+        return SlicedEventsExecutor(context=context)
     if kind == 'single_threaded':
         return SingleThreadedExecutor(context=context)
     return MultiThreadedExecutor(num_threads=4, context=context)
@@ -314,10 +344,6 @@ def make_executor(kind, context=None):
 
 def _spin(executor):
     """executor.spin(), surviving an rclpy race on entities destroyed during a transition.
-
-    The EventsExecutor spins in slices (spin_once with a timeout): its spin() and spin_once()
-    without a timeout never dispatch a callback in rclpy 9.1.2 (a busy wait holding the GIL,
-    deaf to SIGTERM), while spin_once(timeout_sec) works and releases the GIL while it waits.
 
     A lifecycle transition (cleanup, shutdown, a re-configure) destroys subscriptions and
     publishers on one executor thread while another builds its wait set; rclpy's event handlers
@@ -327,11 +353,7 @@ def _spin(executor):
     """
     while True:
         try:
-            if isinstance(executor, Executor):
-                executor.spin()
-            else:
-                while executor.context.ok():
-                    executor.spin_once(timeout_sec=EVENTS_SPIN_SLICE)
+            executor.spin()
             return
         except InvalidHandle:
             if not executor.context.ok():
