@@ -55,7 +55,7 @@ import workloads
 import yaml
 
 import cosmos_policy_ros
-from cosmos_policy_ros.stage_timing import MARKS, STAGE_NAMES, stage_durations
+from cosmos_policy_ros.stage_timing import MARKS, stage_durations, STAGE_NAMES
 
 JOINTS = [f'{side}_{joint}' for side in ('left', 'right') for joint in (
     'waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate', 'gripper')]
@@ -91,16 +91,16 @@ BENCH_ORDER = ('stamp', *MARKS, 'receipt')
 BENCH_NAMES = dict(STAGE_NAMES, source='observation_publish', receipt='chunk_delivery')
 
 
-# Fast DDS profile for this host: a shared-memory segment that holds a 0.9 MB image (the default
-# 512 KB does not, so images went over UDP loopback, where fragments were lost under load), and
-# UDP as well for discovery. Used by the node and by this process (FASTDDS_DEFAULT_PROFILES_FILE).
+# Fast DDS profile for this host: a shared-memory segment that holds the 0.9 MB images of every
+# target (the default 512 KB does not hold one, so images went over UDP loopback, where fragments
+# were lost under load), and UDP as well for discovery. Used by the node and by this process (FASTDDS_DEFAULT_PROFILES_FILE).
 FASTDDS_PROFILE = '''<?xml version="1.0" encoding="UTF-8" ?>
 <profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
   <transport_descriptors>
     <transport_descriptor>
       <transport_id>shm_large</transport_id>
       <type>SHM</type>
-      <segment_size>33554432</segment_size>
+      <segment_size>134217728</segment_size>
     </transport_descriptor>
     <transport_descriptor>
       <transport_id>udp</transport_id>
@@ -259,7 +259,7 @@ class Target:
 
     def __init__(self, node, name, frames, stage_times):
         from rcl_interfaces.srv import GetParameters
-        from rclpy.qos import qos_profile_sensor_data
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
 
         from cosmos_policy_ros.msg import ActionChunk, StageTimes
@@ -273,13 +273,16 @@ class Target:
         if stage_times:
             node.create_subscription(StageTimes, f'/{name}/cosmos_policy/stage_times',
                                      self._on_stage_times, 50)
-        # Sensor-data QoS like a camera driver (best effort, depth 5): with reliable images of
-        # 0.9 MB, a lost fragment waits for Fast DDS's 3 s heartbeat (seen here).
-        self.cameras = {camera: node.create_publisher(Image, f'/{name}/{camera}/image_raw',
-                                                      qos_profile_sensor_data)
+        # Best effort like a camera driver: with reliable images of 0.9 MB, a lost fragment
+        # waited for Fast DDS's 3 s heartbeat (seen here). Keep last 1: a writer's history
+        # stays in its shared-memory segment, and sixteen targets' histories of 5 did not fit
+        # (the samples left over UDP and observations were lost).
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
+        self.cameras = {camera: node.create_publisher(Image, f'/{name}/{camera}/image_raw', qos)
                         for camera in CAMERAS}
-        self.joints = node.create_publisher(JointState, f'/{name}/joint_states',
-                                            qos_profile_sensor_data)
+        self.joints = node.create_publisher(JointState, f'/{name}/joint_states', qos)
         self.client = node.create_client(GetParameters, f'/{name}/cosmos_policy/get_parameters')
         self.request = GetParameters.Request(names=['rate'])
 
@@ -589,7 +592,7 @@ def run(args, clock=time.monotonic):
     profile_dir = tempfile.mkdtemp(prefix='node-bench-')
     if os.environ.get('NODE_BENCH_DDS_PROFILE', '1') == '1':
         use_fastdds_profile(profile_dir)
-        result['fastdds_profile'] = 'shared memory segment 32 MiB + UDPv4'
+        result['fastdds_profile'] = 'shared memory segment 128 MiB + UDPv4'
     result['load_average_at_start'] = [round(value, 2) for value in os.getloadavg()]
     robot = Robot()
     try:

@@ -231,14 +231,14 @@ class NodeConfig:
         unit='s', low=1e-6, high=0.1)
     executor: str = param(
         'events', "The rclpy executor policy_node spins: events (rclpy's experimental "
-                          'EventsExecutor, one thread, dispatch in C++), single_threaded or '
-                          'multi_threaded (4 threads); inference has its own thread in each',
+                  'EventsExecutor, one thread, dispatch in C++), single_threaded or '
+                  'multi_threaded (4 threads); inference has its own thread in each',
         choices=EXECUTORS)
     keep_freed_memory: bool = param(
         True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '
               'images) from the heap and keep up to 64 MiB of freed memory for reuse, so that '
               'each image does not map and fault in fresh pages (allocator.py); false: glibc '
-              "defaults")
+              'defaults')
     warmup_iterations: int = param(2, 'Inferences on a synthetic observation during configure',
                                    low=0, high=100)
     max_warmup_latency: float = param(
@@ -271,9 +271,9 @@ class NodeConfig:
                         low_exclusive=True, high=1000.0, runtime=True)
     tick_on_arrival: bool = param(
         True, 'Also tick when a message is stored, so that a complete synchronized set starts '
-               'its inference at once instead of at the next timer tick; at most one inference '
-               'starts per 1 / rate period all the same, and a set stamped after the clock '
-               'waits for the timer')
+              'its inference at once instead of at the next timer tick; at most one inference '
+              'starts per 1 / rate period all the same, and a set stamped after the clock '
+              'waits for the timer')
     replan_mode: str = param('every_tick', 'every_tick: infer at every tick when idle; '
                                            'steps_left: infer when the executing chunk has at '
                                            'most replan_threshold steps left',

@@ -1,8 +1,9 @@
 """Many configure/activate/deactivate/cleanup cycles and node shutdowns in one process (issue 14).
 
 The node spins on a MultiThreadedExecutor, and on the EventsExecutor (policy_node's default),
-in a background thread (as `policy_node` does) while this thread drives the lifecycle, so each transition destroys and creates subscriptions,
-publishers and timers while executor threads build wait sets, and an inference may be running
+in a background thread (as `policy_node` does) while this thread drives the lifecycle, so each
+transition destroys and creates subscriptions, publishers and timers while executor threads
+build wait sets, and an inference may be running
 when cleanup comes. Every cycle must succeed and produce a chunk; no thread may be left behind.
 Waits are conditions with deadlines, never timing assertions: it passes however slow the machine.
 """

@@ -37,9 +37,8 @@ def _content(chunk):
 
 
 @pytest.mark.parametrize('executor', ['events', 'single_threaded'])
-def test_stage_timing_changes_no_chunk_and_reports_every_mark(write_setup, start_node,
-                                                                client_factory, harness,
-                                                                executor):
+def test_stage_timing_changes_no_chunk_and_reports_every_mark(
+        write_setup, start_node, client_factory, harness, executor):
     from cosmos_policy_ros.msg import ActionChunk, StageTimes
     from cosmos_policy_ros.stage_timing import MARKS
 
