@@ -92,8 +92,9 @@ BENCH_NAMES = dict(STAGE_NAMES, source='observation_publish', receipt='chunk_del
 
 
 # Fast DDS profile for this host: a shared-memory segment that holds the 0.9 MB images of every
-# target (the default 512 KB does not hold one, so images went over UDP loopback, where fragments
-# were lost under load), and UDP as well for discovery. Used by the node and by this process (FASTDDS_DEFAULT_PROFILES_FILE).
+# target (the default 512 KB does not hold one, so images went over UDP loopback, where
+# fragments were lost under load), and UDP as well for discovery. Used by every process of the
+# suite (FASTDDS_DEFAULT_PROFILES_FILE).
 FASTDDS_PROFILE = '''<?xml version="1.0" encoding="UTF-8" ?>
 <profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
   <transport_descriptors>

@@ -30,6 +30,10 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
                              SingleThreadedExecutor)
+try:
+    from rclpy.experimental import EventsExecutor
+except ImportError:  # rclpy before Jazzy: executor events is refused (SlicedEventsExecutor)
+    EventsExecutor = None
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from cosmos_policy_ros import allocator
@@ -314,8 +318,9 @@ class SlicedEventsExecutor:
     """
 
     def __init__(self, context=None):
-        # Imported here: rclpy's experimental module (a C++ extension) only when chosen.
-        from rclpy.experimental import EventsExecutor
+        if EventsExecutor is None:
+            raise ValueError('`executor` events needs rclpy.experimental.EventsExecutor (ROS 2 '
+                             'Jazzy or newer); choose single_threaded or multi_threaded')
         self._executor = EventsExecutor(context=context)
         self.context = self._executor.context
         self._stopped = threading.Event()
