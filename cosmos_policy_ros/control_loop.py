@@ -11,8 +11,8 @@ the one clock read is the inference stopwatch (``clock``, an argument too, for t
     tick(now_ns, ...)           the tick decision: a ``Job`` (an observation to infer on) or a
                                 ``Skip`` with its reason (inference_busy, no_task,
                                 chunk_executing, or the sync query's reason); a tick is a
-                                timer's (a new period of 1 / rate) or an arrival's (a message
-                                just stored: at most one inference per period starts there,
+                                timer's or an arrival's (a message just stored: an inference
+                                starts there only 1 / rate after the last one started, and
                                 only on a set stamped at or before now: rate_bound,
                                 ahead_of_clock)
     complete(job, now)          run_inference (reset on a new task, infer, timed), then
@@ -62,7 +62,7 @@ RECEIVED = 'received'  # input_counts reason of every message received
 INFERENCE_BUSY = 'inference_busy'
 NO_TASK = 'no_task'
 CHUNK_EXECUTING = 'chunk_executing'
-RATE_BOUND = 'rate_bound'  # an arrival tick: an inference already started in this period
+RATE_BOUND = 'rate_bound'  # an arrival tick: the last inference started under 1 / rate ago
 AHEAD_OF_CLOCK = 'ahead_of_clock'  # an arrival tick: the set is stamped after now
 # Why a finished chunk is not published (besides the safety check's reasons, see safety.py).
 DEACTIVATED = 'deactivated'
@@ -284,7 +284,7 @@ class ControlLoop:
         self._reset_pending = False
         self._epoch = 0
         self._running = False
-        self._started_in_period = False  # a job was handed over since the last timer tick
+        self._last_start_ns = None  # when the last job was handed over (the tick's now_ns)
 
     def _apply(self, config, binding, limits):
         self.config, self.binding, self.limits = config, binding, limits
@@ -295,7 +295,7 @@ class ControlLoop:
         with self._lock:
             self._epoch += 1
             self._running = True
-            self._started_in_period = False
+            self._last_start_ns = None
             self.executing = None
             self.executed = None
 
@@ -355,19 +355,19 @@ class ControlLoop:
         replanning rule (one chunk per frame offline). reference_ns: the set of this reference
         stamp instead of the newest one; exact: {stream: stamp} to rebuild a recorded set.
 
-        arrival=False: a timer's tick, which begins a new period (1 / rate). arrival=True: a
-        tick on a message just stored, so that a set starts its inference as soon as it is
-        complete instead of at the next timer tick. The rate still bounds replanning: an
-        arrival tick skips with rate_bound once a job was handed over in the current period
-        (the next timer tick takes the set), and with ahead_of_clock on a set stamped after
-        `now_ns` (a lockstep simulation publishes the observation before its clock: the timer
-        tick at that time takes it, as without arrival ticks). Neither marks the set used.
+        arrival=False: a timer's tick. arrival=True: a tick on a message just stored, so that
+        a set starts its inference as soon as it is complete instead of at the next timer
+        tick. The rate still bounds replanning: an arrival tick skips with rate_bound while
+        the last job was handed over less than 1 / rate ago on this clock (a later tick takes
+        the set), and with ahead_of_clock on a set stamped after `now_ns` (a lockstep
+        simulation publishes the observation before its clock: the timer tick at that time
+        takes it, as without arrival ticks). Neither marks the set used. Timer ticks are as
+        they always were.
         """
         with self._lock:
             config = self.config
-            if not arrival:
-                self._started_in_period = False
-            elif self._started_in_period:
+            if arrival and self._last_start_ns is not None and (
+                    0 <= now_ns - self._last_start_ns < round(NS_PER_S / config.rate)):
                 return Skip(RATE_BOUND)
             if busy:
                 return Skip(INFERENCE_BUSY)
@@ -398,7 +398,7 @@ class ControlLoop:
                 return Skip(INFERENCE_BUSY)
             self.buffer.mark_used(result.reference_stamp_ns)
             self._reset_pending = False
-            self._started_in_period = True
+            self._last_start_ns = now_ns
             return job
 
     def _plan_known(self, now_ns, reference_ns, config):

@@ -271,8 +271,8 @@ class NodeConfig:
                         low_exclusive=True, high=1000.0, runtime=True)
     tick_on_arrival: bool = param(
         True, 'Also tick when a message is stored, so that a complete synchronized set starts '
-              'its inference at once instead of at the next timer tick; at most one inference '
-              'starts per 1 / rate period all the same, and a set stamped after the clock '
+              'its inference at once instead of at the next timer tick; none starts within '
+              '1 / rate of the last start all the same, and a set stamped after the clock '
               'waits for the timer')
     replan_mode: str = param('every_tick', 'every_tick: infer at every tick when idle; '
                                            'steps_left: infer when the executing chunk has at '
