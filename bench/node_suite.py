@@ -9,8 +9,8 @@ its own) with the ALOHA configuration (three 480 x 640 rgb8 cameras, 14 joint po
 rate 25 Hz) on a private loopback ROS graph; this process publishes the observations and reads
 the chunks, as a robot would.
 
-  overhead        processes measured interleaved, in blocks of 1.5 s each while the others
-                  are stopped (SIGSTOP), so that load from elsewhere hits them alike; two runs:
+  overhead        processes measured interleaved (round-robin blocks), so that load from
+                  elsewhere hits them alike; two runs:
                   1. floor              bench/relay_floor.py, the least an rclpy node can do
                                         with the same inputs (FLOORS: single-threaded and
                                         events executor; events with glibc's malloc defaults)
@@ -19,10 +19,13 @@ the chunks, as a robot would.
                                         of an observation's trip, from the node's marks and
                                         this process's (stage_timing.py)
                      overhead_fake_small  the node with 96 x 128 images
+                     (blocks of 0.3 s, every process running)
                   2. variants           the floor again and the node with one setting changed
-                                        back, and as it was before issue 26 (VARIANTS)
-                  One observation at a time (the next 45-85 ms after the last one's chunk, more
-                  than a tick period): latency = receive time - header stamp; overhead =
+                                        back, and as it was before issue 26 (VARIANTS); blocks
+                                        of 1.5 s while the others are stopped (SIGSTOP): idle,
+                                        a 1 kHz timer loads the machine
+                  One observation at a time (45-85 ms after the last one's chunk, more than
+                  1 / rate): latency = receive time - header stamp; overhead =
                   latency - inference_time (in the message); node overhead = overhead - the
                   time this process spent publishing the observation
   overhead_tiny   the node with the tiny random-weight model (real engine, CPU), while a probe
@@ -66,7 +69,9 @@ FLOOR_FACTOR = 1.5  # the overhead target where the floor itself is above the ab
 NS = 1_000_000_000
 RATE = 25.0  # Hz: the ALOHA configuration's control rate (config/aloha.yaml)
 GAP = (0.045, 0.085)  # s between a chunk and the next observation: more than 1 / RATE
-BLOCK = 1.5  # s per interleaved block; a stopped process stays under DDS's 20 s lease
+LIVE_BLOCK = 0.3  # s per interleaved block, every process running
+HEADLINE_FACTOR = 5 / 3  # the floor and the node get this many times the variants' seconds
+STOPPED_BLOCK = 1.5  # s per block, the others stopped (each stays under DDS's 20 s lease)
 # The relay's runs: executor and arguments (bench/relay_floor.py); the floor is the fastest.
 FLOORS = {'single_threaded': ['--executor', 'single_threaded'],
           'events': ['--executor', 'events'],
@@ -425,6 +430,7 @@ def closed_loop(target, process, seconds, *, timeout, rng, probe=False, stage_ti
         thread.start()
     end, index = time.monotonic() + seconds, start_index
     while time.monotonic() < end and process.alive():
+        time.sleep(rng.uniform(*GAP))  # after the last chunk, a random phase against the tick
         stamp, publish_ns = target.publish(index)
         index += 1
         chunk = target.wait(target.chunks, stamp, timeout)
@@ -442,7 +448,6 @@ def closed_loop(target, process, seconds, *, timeout, rng, probe=False, stage_ti
                 if marks is not None and set(MARKS[2:]) <= set(marks):
                     sample['stages_ms'] = stage_ms(marks, stamp, received)
             samples.append(sample)
-        time.sleep(rng.uniform(*GAP))  # a random phase against the node's tick
     stop.set()
     if thread:
         thread.join(5)
@@ -471,30 +476,40 @@ def breakdown(staged):
     return result
 
 
-def interleave(targets, processes, seconds, *, timeout, stage_times=(), block=BLOCK):
-    """Closed-loop samples of every process, round-robin in blocks of `block` seconds while
-    the others are stopped (SIGSTOP); the first observation after a resume is not counted.
-    Returns {name: (samples, missing)}."""
+def interleave(targets, processes, seconds, *, timeout, stage_times=(), stop_others=False):
+    """Closed-loop samples of every process, round-robin in blocks, for about `seconds` each.
+
+    stop_others: blocks of STOPPED_BLOCK seconds while the other processes are stopped
+    (SIGSTOP), so that idle work (a 1 kHz timer) of one does not load the others; the first
+    observation after a resume is not counted. Else blocks of LIVE_BLOCK seconds with every
+    process running (a stopped process's DDS peers now and then stalled for about 100 ms after
+    its resume). Returns {name: (samples, missing)}.
+    """
+    block = STOPPED_BLOCK if stop_others else LIVE_BLOCK
     names = list(processes)
     results = {name: ([], 0) for name in names}
     rng = random.Random(0)
-    for process in processes.values():
-        process.pause()
+    if stop_others:
+        for process in processes.values():
+            process.pause()
     try:
         rounds = max(1, math.ceil(seconds / block))
         for number in range(rounds):
             shift = number % len(names)
             for name in names[shift:] + names[:shift]:  # no process always follows another
                 process, target = processes[name], targets[name]
-                process.resume()
+                if stop_others:
+                    process.resume()
                 try:
-                    stamp, _ = target.publish(0)  # a warm-up after the pause, not counted
-                    target.wait(target.chunks, stamp, timeout)
+                    if stop_others:
+                        stamp, _ = target.publish(0)  # a warm-up after the pause, not counted
+                        target.wait(target.chunks, stamp, timeout)
                     samples, _, missing = closed_loop(
                         target, process, block, timeout=timeout, rng=rng,
                         stage_times=name in stage_times, start_index=1 + number * 1000)
                 finally:
-                    process.pause()
+                    if stop_others:
+                        process.pause()
                 kept, lost = results[name]
                 results[name] = (kept + samples, lost + missing)
     finally:
@@ -518,7 +533,7 @@ def split_probes(probes, samples):
             'timed_out': lost}
 
 
-def measure(robot, directory, nodes, floors, seconds):
+def measure(robot, directory, nodes, floors, seconds, *, stop_others=False):
     """Interleave the relay runs `floors` (names of FLOORS) and the fake-policy nodes `nodes`
     ({name: parameter changes}); {name: overhead summary}, floors as 'floor_<name>'."""
     fake = Path(directory) / 'fake.yaml'
@@ -540,25 +555,29 @@ def measure(robot, directory, nodes, floors, seconds):
                 timed.append(name)
         for name, process in processes.items():
             robot.wait_ready(targets[name], process, 180)
-        results = interleave(targets, processes, seconds, timeout=1.0, stage_times=timed)
+        results = interleave(targets, processes, seconds, timeout=1.0, stage_times=timed,
+                             stop_others=stop_others)
+        rss = {name: rss_bytes(process.pid) / 1e6 for name, process in processes.items()}
     finally:
         for process in processes.values():
             process.stop()
-    return {name: summarize_overhead(*results[name]) for name in processes}
+    return {name: dict(summarize_overhead(*results[name]), rss_mb=round(rss[name], 1))
+            for name in processes}
 
 
 def overhead_run(robot, directory, seconds, skip, quick):
-    """The interleaved runs: the floor with the node and its stage breakdown, then the floor
-    with the variants (each group its own run, so that no process waits stopped too long)."""
+    """The interleaved runs: the floor with the node and its stage breakdown, every process
+    running; then the floor with the variants, the others stopped during each block (the
+    variants with a 1 kHz timer would load the machine while idle)."""
     floors = list(FLOORS)[:1] if quick else list(FLOORS)
     nodes = {'overhead_fake': {}, 'stage_timing': {'stage_timing': True}}
     if 'overhead_fake_small' not in skip and not quick:
         nodes['overhead_fake_small'] = {}
-    summary = measure(robot, directory, nodes, floors, seconds)
+    summary = measure(robot, directory, nodes, floors, seconds * HEADLINE_FACTOR)
     sections = {'floor': {floor: summary[f'floor_{floor}'] for floor in floors}}
     sections.update({name: summary[name] for name in nodes})
     if 'variants' not in skip and not quick:
-        summary = measure(robot, directory, VARIANTS, floors, seconds)
+        summary = measure(robot, directory, VARIANTS, floors, seconds, stop_others=True)
         variants = {'floor': {floor: summary[f'floor_{floor}'] for floor in floors}}
         variants.update({name: dict(summary[name], parameters=VARIANTS[name])
                          for name in VARIANTS})
