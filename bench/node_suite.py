@@ -71,6 +71,7 @@ RATE = 25.0  # Hz: the ALOHA configuration's control rate (config/aloha.yaml)
 GAP = (0.045, 0.085)  # s between a chunk and the next observation: more than 1 / RATE
 LIVE_BLOCK = 0.3  # s per interleaved block, every process running
 HEADLINE_FACTOR = 5 / 3  # the floor and the node get this many times the variants' seconds
+IDLE_SECONDS = 5.0  # s of CPU time reading while no observation comes
 STOPPED_BLOCK = 1.5  # s per block, the others stopped (each stays under DDS's 20 s lease)
 # The relay's runs: executor and arguments (bench/relay_floor.py); the floor is the fastest.
 FLOORS = {'single_threaded': ['--executor', 'single_threaded'],
@@ -480,10 +481,10 @@ def interleave(targets, processes, seconds, *, timeout, stage_times=(), stop_oth
     """Closed-loop samples of every process, round-robin in blocks, for about `seconds` each.
 
     stop_others: blocks of STOPPED_BLOCK seconds while the other processes are stopped
-    (SIGSTOP), so that idle work (a 1 kHz timer) of one does not load the others; the first
-    observation after a resume is not counted. Else blocks of LIVE_BLOCK seconds with every
-    process running (a stopped process's DDS peers now and then stalled for about 100 ms after
-    its resume). Returns {name: (samples, missing)}.
+    (SIGSTOP), so that idle work (a 1 kHz timer) of one does not load the others; a resumed
+    process first catches up (warm_up). Else blocks of LIVE_BLOCK seconds with every process
+    running (a stopped process's DDS peers now and then stalled for about 100 ms after its
+    resume). Returns {name: (samples, missing)}.
     """
     block = STOPPED_BLOCK if stop_others else LIVE_BLOCK
     names = list(processes)
@@ -502,8 +503,7 @@ def interleave(targets, processes, seconds, *, timeout, stage_times=(), stop_oth
                     process.resume()
                 try:
                     if stop_others:
-                        stamp, _ = target.publish(0)  # a warm-up after the pause, not counted
-                        target.wait(target.chunks, stamp, timeout)
+                        warm_up(target, timeout)
                     samples, _, missing = closed_loop(
                         target, process, block, timeout=timeout, rng=rng,
                         stage_times=name in stage_times, start_index=1 + number * 1000)
@@ -516,6 +516,31 @@ def interleave(targets, processes, seconds, *, timeout, stage_times=(), stop_oth
         for process in processes.values():
             process.resume()
     return results
+
+
+def warm_up(target, timeout, tries=3, settle=0.3):
+    """After a resume: observations until one is answered, then `settle` s (a stopped 1 kHz
+    timer fires its missed ticks at once on the EventsExecutor); none is counted."""
+    for _ in range(tries):
+        stamp, _ = target.publish(0)
+        if target.wait(target.chunks, stamp, timeout) is not None:
+            break
+    time.sleep(settle)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    with open(f'/proc/{pid}/stat') as stream:
+        fields = stream.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def idle_cpu(processes, seconds=IDLE_SECONDS):
+    """{name: percent of one core} each process uses while it gets no observation."""
+    before = {name: cpu_seconds(process.pid) for name, process in processes.items()}
+    time.sleep(seconds)
+    return {name: round(100 * (cpu_seconds(process.pid) - before[name]) / seconds, 1)
+            for name, process in processes.items()}
 
 
 def split_probes(probes, samples):
@@ -555,14 +580,15 @@ def measure(robot, directory, nodes, floors, seconds, *, stop_others=False):
                 timed.append(name)
         for name, process in processes.items():
             robot.wait_ready(targets[name], process, 180)
+        idle = idle_cpu(processes)
         results = interleave(targets, processes, seconds, timeout=1.0, stage_times=timed,
                              stop_others=stop_others)
         rss = {name: rss_bytes(process.pid) / 1e6 for name, process in processes.items()}
     finally:
         for process in processes.values():
             process.stop()
-    return {name: dict(summarize_overhead(*results[name]), rss_mb=round(rss[name], 1))
-            for name in processes}
+    return {name: dict(summarize_overhead(*results[name]), rss_mb=round(rss[name], 1),
+                       idle_cpu_percent=idle[name]) for name in processes}
 
 
 def overhead_run(robot, directory, seconds, skip, quick):
