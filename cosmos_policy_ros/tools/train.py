@@ -74,7 +74,7 @@ from cosmos_policy_ros.engine.training import (
     video_noise_multiplier)
 from cosmos_policy_ros.engine.vae import CosmosVAE
 from cosmos_policy_ros.layout import LATENT_CHANNELS, LatentLayout, VAE_SPATIAL_FACTOR
-from cosmos_policy_ros.normalization import NormStats
+from cosmos_policy_ros.normalization import dataset_statistics, NormStats
 from cosmos_policy_ros.sim.arm import BACKGROUND_RGB, CAMERAS, COLORS, SimConfig, TASKS
 from cosmos_policy_ros.sim.episodes import POLICY_KIND, read_episode_bag, record_demonstrations
 
@@ -138,15 +138,8 @@ def record_fractions(tokens):
 
 def statistics(episodes):
     """Released-format statistics of the recorded actions and joint positions."""
-    stats = {}
-    for prefix, rows in (('actions', np.concatenate([e.actions for e in episodes])),
-                         ('proprio', np.concatenate([e.joints for e in episodes]))):
-        stats[f'{prefix}_min'] = rows.min(axis=0).tolist()
-        stats[f'{prefix}_max'] = rows.max(axis=0).tolist()
-        stats[f'{prefix}_mean'] = rows.mean(axis=0).tolist()
-        stats[f'{prefix}_std'] = rows.std(axis=0).tolist()
-        stats[f'{prefix}_median'] = np.median(rows, axis=0).tolist()
-    return stats
+    return dataset_statistics(np.concatenate([e.actions for e in episodes]),
+                              np.concatenate([e.joints for e in episodes]))
 
 
 class Samples:
