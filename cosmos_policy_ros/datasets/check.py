@@ -27,7 +27,7 @@ from typing import List
 import numpy as np
 
 from cosmos_policy_ros.datasets import formats
-from cosmos_policy_ros.datasets.episode_files import OWN_GROUP
+from cosmos_policy_ros.datasets.formats import OWN_GROUP
 from cosmos_policy_ros.datasets.manifest import (DEMONSTRATIONS, read_manifest, TRAIN, VAL)
 from cosmos_policy_ros.normalization import dataset_statistics, STATISTICS
 

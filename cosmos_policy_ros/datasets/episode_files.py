@@ -25,15 +25,14 @@ import shutil
 import h5py
 import numpy as np
 
-from cosmos_policy_ros.datasets.formats import (DEMO_GROUP, JPEG, JPEG_SUFFIX, MP4, RAW,
-                                                VIDEO_PATHS_GROUP)
+from cosmos_policy_ros.datasets.formats import (DEMO_GROUP, JPEG, JPEG_SUFFIX, MP4,
+                                                OWN_GROUP, RAW, VIDEO_PATHS_GROUP)
 from cosmos_policy_ros.datasets.images import stored_image
 from cosmos_policy_ros.datasets.video import VideoWriter
 from cosmos_policy_ros.tools.sample_episode import encode_jpeg
 
 JPEG_QUALITY = 95  # the reference writers' quality (RL:319-326) and the node's round trip
 MAX_QUEUED = 4  # steps per camera handed to its worker and not yet written
-OWN_GROUP = 'cosmos_policy_ros'
 PARTIAL = '.partial'
 
 

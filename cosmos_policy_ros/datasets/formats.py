@@ -102,6 +102,7 @@ FORMATS = {
         chunk_size=50),
 }
 VIDEO_PATHS_GROUP = 'observations/video_paths'  # ALOHA: camera -> MP4 file name
+OWN_GROUP = 'cosmos_policy_ros'  # this package's group in every file (the classes ignore it)
 
 
 def get_format(name):

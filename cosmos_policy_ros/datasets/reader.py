@@ -14,7 +14,7 @@ from typing import Dict
 import numpy as np
 
 from cosmos_policy_ros.datasets import formats
-from cosmos_policy_ros.datasets.episode_files import OWN_GROUP
+from cosmos_policy_ros.datasets.formats import OWN_GROUP
 from cosmos_policy_ros.datasets.manifest import read_manifest, TRAIN
 from cosmos_policy_ros.datasets.video import read_video
 

@@ -295,6 +295,26 @@ def read_episode_bag(path):
                    actions=actions, success=bool(info['success']), info=info)
 
 
+def dataset_episodes(directory):
+    """The Episodes of a directory exported by cosmos-policy-dataset (its train split, in its
+    order): states = the exported steps, actions = all rows but the last (the last state's
+    action is the command still in force, which no training sample uses), info = the
+    recorded outcome JSON (seed, targets, ...). Demonstrations are imitated; rollouts not
+    (kind POLICY_KIND), as the upstream classes treat them."""
+    # The datasets reader brings h5py (and PyAV for MP4): only this function needs them.
+    from cosmos_policy_ros.datasets.reader import complete_manifest, read_episodes
+    step_period = float(complete_manifest(directory)['step_period'])
+    for exported in read_episodes(directory):
+        text = exported.outcome_text.strip()
+        info = json.loads(text) if text.startswith('{') else {}
+        info.update(success=exported.success, task=exported.task)
+        yield Episode(seed=int(info.get('seed', exported.index)),
+                      kind='demonstration' if exported.demonstration else POLICY_KIND,
+                      task=exported.task, step_period=step_period, images=exported.images,
+                      joints=exported.proprio, actions=exported.actions[:-1],
+                      success=exported.success, info=info)
+
+
 def record_demonstrations(out_dir, count, *, seed=0, fractions=None, horizon=8, config=None,
                           log=None, policy=None, model=None, recovery_every=0):
     """Roll out `demonstration_plan(count, seed=seed)` and write one bag per episode.

@@ -76,7 +76,9 @@ from cosmos_policy_ros.engine.vae import CosmosVAE
 from cosmos_policy_ros.layout import LATENT_CHANNELS, LatentLayout, VAE_SPATIAL_FACTOR
 from cosmos_policy_ros.normalization import dataset_statistics, NormStats
 from cosmos_policy_ros.sim.arm import BACKGROUND_RGB, CAMERAS, COLORS, SimConfig, TASKS
-from cosmos_policy_ros.sim.episodes import POLICY_KIND, read_episode_bag, record_demonstrations
+from cosmos_policy_ros.datasets.reader import text_table as text_table_of
+from cosmos_policy_ros.sim.episodes import (dataset_episodes, POLICY_KIND, read_episode_bag,
+                                            record_demonstrations)
 
 STATE_FILE = 'train_state.pt'
 VAE_STATE_FILE = 'vae_state.pt'
@@ -463,7 +465,7 @@ def rollout_policy(init):
 
 def prepare(args, log=print):
     """Record (with --record), read the bags, encode every kept state once (cached)."""
-    dirs = [Path(d) for d in args.data]
+    dirs = [Path(d) for d in args.data or ()]
     layout = sim_layout(args.chunk_size, args.image_size)
     images = sim_images(args.image_size)
     init = load_init_model(args.init_from, layout) if args.init_from else None
@@ -481,7 +483,8 @@ def prepare(args, log=print):
                               config=SimConfig(image_size=args.image_size), log=log,
                               policy=policy, model=init and init.source.get('dit_sha256'),
                               recovery_every=args.recovery_every)
-    episodes = [episode for d in dirs for episode in load_episodes(d)]
+    episodes = ([episode for d in args.dataset for episode in dataset_episodes(d)]
+                if args.dataset else [episode for d in dirs for episode in load_episodes(d)])
     stats = init.stats if init else statistics(episodes)
     norm = NormStats.from_dict(stats, layout=layout)
     samples = Samples(episodes, layout, norm, args.gamma)
@@ -505,7 +508,9 @@ def prepare(args, log=print):
         torch.save({'digest': digest, 'latents': raw}, latent_path)
     # An --init-from VAE is calibrated already; calibrating again would change its latent scale.
     latents = raw if init else calibrate_vae_latents(vae, raw)
-    text_table = init.text_table if init else t5_embeddings(TASKS, seed=args.seed)
+    text_table = init.text_table if init else (
+        text_table_of(args.dataset[0], TASKS) if args.dataset
+        else t5_embeddings(TASKS, seed=args.seed))
     text = torch.cat([text_table[t].float() for t in TASKS])  # (tasks, 512, 1024)
     return Prepared(episodes, layout, images, stats, samples, vae, latents, text_table, text,
                     digest, vae_history, init)
@@ -670,9 +675,13 @@ def build_parser():
         prog='cosmos-policy-train',
         description='Train a small Cosmos Policy (released model-directory format) on '
                     'planar-reach sim demonstrations, on a CPU.')
-    parser.add_argument('--data', required=True, type=Path, nargs='+',
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--data', type=Path, nargs='+',
                         help='directories of episode bags, all used (--record N writes into '
                              'the last one first)')
+    source.add_argument('--dataset', type=Path, nargs='+',
+                        help='directories exported by cosmos-policy-dataset (the upstream '
+                             'files: demonstrations, rollouts, T5 embeddings of the first)')
     parser.add_argument('--record', type=int, default=0,
                         help='record N demonstration episodes into --data first')
     parser.add_argument('--record-kinds', nargs='+', metavar='KIND[=SHARE]',
@@ -754,6 +763,10 @@ def main(argv=None):
     if args.planning and args.unimitated_policy_share:
         print('cosmos-policy-train: error: --planning draws no policy samples; drop '
               '--unimitated-policy-share', file=sys.stderr)
+        return 2
+    if args.dataset and args.record:
+        print('cosmos-policy-train: error: --record writes bags into --data; it does not go '
+              'with --dataset', file=sys.stderr)
         return 2
     if args.init_from and args.vae_steps:
         print("cosmos-policy-train: error: --init-from keeps its model's VAE; drop --vae-steps",
