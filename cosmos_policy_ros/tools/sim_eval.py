@@ -180,7 +180,7 @@ def sim_settings(mode, *, slowdown=1.0, future_images=False, record_frames=False
 
 
 def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
-                     context=None, wait_for_policy=True):
+                     context=None, wait_for_policy=True, recorder=None):
     """Episodes through the sim node on the ROS graph; returns (traces, future images, last
     diagnostics of the policy node). policy: a PolicyProcess to watch; wait_for_policy: first
     wait until the policy node reports being active."""
@@ -194,7 +194,7 @@ def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
         context = rclpy.Context()
         rclpy.init(args=[], context=context)
     sim = SimRobotNode(env if env is not None else PlanarReachEnv(), settings, context=context,
-                       joint_names=JOINT_NAMES, cameras=CAMERAS)
+                       joint_names=JOINT_NAMES, cameras=CAMERAS, recorder=recorder)
     traces = []
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -220,7 +220,7 @@ def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
 
 def run_policy(model, config, seeds, out, *, mode='lockstep', slowdown=1.0,
                future_images=False, on_episode=None, record_frames=False, overrides=(),
-               env=None, command_delay=0.0, log_name=None):
+               env=None, command_delay=0.0, log_name=None, recorder=None):
     """The policy through policy_node (subprocess) on the sim; returns (traces, future).
 
     command_delay: sim seconds the sim holds each chunk before its controller gets it
@@ -235,7 +235,7 @@ def run_policy(model, config, seeds, out, *, mode='lockstep', slowdown=1.0,
                                 replan_steps=replan_steps_of(config),
                                 command_delay=command_delay)
         traces, future, _ = run_sim_episodes(seeds, settings, on_episode=on_episode,
-                                             policy=policy, env=env)
+                                             policy=policy, env=env, recorder=recorder)
     finally:
         policy.close()
     return traces, future
@@ -483,9 +483,14 @@ def evaluate(args, *, printer=print):
     def show(name):
         return lambda trace: printer(episode_line(name, trace)) if not args.quiet else None
 
+    recorder = None
+    if args.record_rollouts:  # one bag per episode, labelled by the sim (rollout data)
+        from cosmos_policy_ros.ros.episode_recorder import EpisodeRecorder
+        recorder = EpisodeRecorder(args.record_rollouts)
     traces, future = run_policy(model, config, seeds, out, mode=args.mode,
                                 slowdown=args.slowdown, future_images=args.future_images,
-                                on_episode=show('policy'), record_frames=True)
+                                on_episode=show('policy'), record_frames=True,
+                                recorder=recorder)
     results['policy'] = traces
     policy_s = time.monotonic() - started
     if args.realtime_episodes:
@@ -586,6 +591,10 @@ def _eval_args(parser, *, episodes, out, baselines=BASELINES):
                              f'source.gamma, else {DEFAULT_GAMMA})')
     parser.add_argument('--no-plots', action='store_true')
     parser.add_argument('--bench-json', help='also write a bench/results-style JSON here')
+    parser.add_argument('--record-rollouts', metavar='DIR',
+                        help="record the policy's episodes as bags in DIR (its inputs, "
+                             '/action_chunk, /episode_outcome with the sim\'s label) for '
+                             'cosmos-policy-dataset export --rollouts')
     parser.add_argument('--quiet', action='store_true')
 
 
