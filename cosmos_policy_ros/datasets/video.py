@@ -70,7 +70,7 @@ class VideoWriter:
         frame = frame.reformat(width=out_w, height=out_h, format=PIXEL_FORMAT,
                                interpolation='BICUBIC')
         frame.pts = self.count
-        frame.time_base = self._stream.time_base
+        frame.time_base = 1 / self.rate  # not the stream's: the muxer changes that one
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.count += 1
