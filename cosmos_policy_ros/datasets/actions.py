@@ -18,9 +18,9 @@ action topic in log-time order:
 ``resolve(s, now_ns, final)`` answers ``PENDING`` while later messages could still change the
 answer (a stream is decided once a message stamped after ``s + tolerance`` came, or the bag
 time passed ``s + tolerance + WAIT_NS``; chunks once the bag time passed ``s``), else
-``(row float64 (d,), stamp of its message, '')`` or ``(None, 0, reason)``. A malformed message (non-finite values) is
-dropped and counted in ``dropped``; a message that cannot fit the configuration (other names or
-widths) raises ``ValueError`` naming the topic and the log time.
+``(row float64 (d,), stamp of its message, '')`` or ``(None, 0, reason)``. A malformed message
+(non-finite values) is dropped and counted in ``dropped``; a message that cannot fit the
+configuration (other names or widths) raises ``ValueError`` naming the topic and log time.
 """
 import bisect
 from collections import Counter
@@ -67,7 +67,7 @@ class RecordedActions:
             index = {name: i for i, name in enumerate(message.name)}
             missing = [name for name in self.names if name not in index]
             if missing:
-                raise ValueError(f'{where} lacks joint(s) {missing} of the config\'s '
+                raise ValueError(f"{where} lacks joint(s) {missing} of the config's "
                                  f'action_names {list(self.names)}')
             values = np.asarray(message.position, dtype=np.float64)
             if values.size != len(message.name):
@@ -131,7 +131,7 @@ class ExecutedChunks:
                              f'actions ({list(self.names)})')
         if list(message.action_names) and tuple(message.action_names) != self.names:
             raise ValueError(f'{where} names its actions {list(message.action_names)}; the '
-                             f'config\'s action_names are {list(self.names)}')
+                             f"config's action_names are {list(self.names)}")
         values = np.asarray(message.actions, dtype=np.float64)
         if values.size != horizon * dim:
             raise ValueError(f'{where} has {values.size} values, not horizon x action_dim = '

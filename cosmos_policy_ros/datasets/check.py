@@ -261,7 +261,7 @@ def _check_task(report, relative, fmt, holder, entry, demo):
         if isinstance(derived, bytes):
             derived = derived.decode()
     if derived != task:
-        report.problem(relative, f'the class reads its task as {derived!r}, the episode\'s is '
+        report.problem(relative, f"the class reads its task as {derived!r}, the episode's is "
                                  f'{task!r}')
 
 
@@ -283,7 +283,7 @@ def _check_statistics(report, root, data, fmt):
         if key not in stats:
             report.problem(data['statistics'], f'no key {key!r}')
         elif not np.allclose(stats[key], expected[key], rtol=1e-12, atol=0):
-            report.problem(data['statistics'], f'{key} differs from the train demonstrations\''
+            report.problem(data['statistics'], f"{key} differs from the train demonstrations'"
                                                f' statistics (stale file?)')
     labels = {'actions': data.get('action_names', []), 'proprio': data.get('proprio_labels', [])}
     for kind in ('actions', 'proprio'):
@@ -291,7 +291,7 @@ def _check_statistics(report, root, data, fmt):
         for dim in np.flatnonzero(high <= low):
             name = labels[kind][dim] if dim < len(labels[kind]) else dim
             report.problem(data['statistics'], f'{kind} dimension {dim} ({name}) is constant '
-                                               f'({float(low[dim])!r}): the classes\' '
+                                               f"({float(low[dim])!r}): the classes' "
                                                f'normalization divides by max - min = 0')
 
 

@@ -20,10 +20,10 @@ Layout of ``out`` (the upstream config arguments point at its folders):
 Safety: everything is written in ``<out>.partial/`` and renamed to ``out`` only when the
 last episode, the statistics, the embeddings and the manifest are written (the command then
 runs ``check``: a complete dataset can still violate an upstream rule, e.g. a constant action
-dimension, which it reports with a non-zero exit); an interrupted export (error, Ctrl-C, kill) leaves ``<out>.partial`` with its
-journal (the manifest, ``complete: false``). Rerun with the same settings, it continues after
-the last finished episode (files of an unfinished one are removed); with other settings, or
-``restart``, it starts clean.
+dimension, which it reports with a non-zero exit); an interrupted export (error, Ctrl-C,
+kill) leaves ``<out>.partial`` with its journal (the manifest, ``complete: false``). Rerun
+with the same settings, it continues after the last finished episode (files of an unfinished
+one are removed); with other settings, or ``restart``, it starts clean.
 
 Sources: steps.EpisodeBag (bags, through the node's rules) or lerobot.LeRobotEpisode; each
 gives ``steps()`` and then its task, outcome and counts.

@@ -3,7 +3,8 @@
 The ``lerobot`` package itself is not used: it pins torchvision and another torch than this
 package's. The on-disk format (``meta/info.json`` names the version):
 
-* v2.x: ``meta/episodes.jsonl`` ({episode_index, tasks, length}: the task texts), one parquet file per episode at ``info['data_path']`` and one MP4 per
+* v2.x: ``meta/episodes.jsonl`` ({episode_index, tasks, length}: the task texts), one
+  parquet file per episode at ``info['data_path']`` and one MP4 per
   episode and camera at ``info['video_path']`` (``episode_chunk`` = index // chunks_size);
 * v3.0: ``meta/episodes/chunk-*/file-*.parquet`` (episode_index, tasks, length,
   ``data/chunk_index``, ``data/file_index``, ``videos/<key>/{chunk_index,file_index,

@@ -29,7 +29,7 @@ import numpy as np
 from cosmos_policy_ros.control_loop import ControlLoop, NO_TASK, RECEIVED, Skip
 from cosmos_policy_ros.conversions import NS_PER_S, stamp_to_ns
 from cosmos_policy_ros.datasets.actions import action_source, NO_ACTION, PENDING
-from cosmos_policy_ros.datasets.outcomes import OUTCOME_TOPIC, outcome_of_message
+from cosmos_policy_ros.datasets.outcomes import outcome_of_message, OUTCOME_TOPIC
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.tools.bags import BagError, BagReader, read_info
 from cosmos_policy_ros.tools.evaluate import _check_topics, absolute_topic
@@ -130,8 +130,8 @@ class EpisodeBag:
             wanted = [*self.streams, self.action_topic]
             if self.fixed_task is None:
                 if self.task_topic not in info.topics and not self.config.task:
-                    self._fail(self.task_topic, f'no task: the bag has no task topic and the '
-                                                f'config sets no `task`; pass --task')
+                    self._fail(self.task_topic, 'no task: the bag has no task topic and the '
+                                                'config sets no `task`; pass --task')
                 wanted += [self.task_topic] if self.task_topic in info.topics else []
             if self.outcome_topic in info.topics:
                 wanted.append(self.outcome_topic)

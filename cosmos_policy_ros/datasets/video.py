@@ -62,8 +62,8 @@ class VideoWriter:
         out_w, out_h = self.size or (width, height)
         if self._stream is None:
             self._open_stream(out_w, out_h)
-        elif self.size is None and (width, height) != (self._stream.width,
-                                                      self._stream.height):
+        elif self.size is None and (width, height) != (
+                self._stream.width, self._stream.height):
             raise ValueError(f'{self.path.name}: frame {self.count} is {width} x {height}, '
                              f'the first was {self._stream.width} x {self._stream.height}')
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')

@@ -28,7 +28,7 @@ def _common(parser):
     parser.add_argument('--images', default='camera',
                         help="the image pipeline before the crop: 'camera' (the format's "
                              "preset without the flip), 'released' (with it), 'none' (as "
-                             "recorded) or a model directory")
+                             'recorded) or a model directory')
     parser.add_argument('--val-fraction', type=float, default=0.05,
                         help='share of the episodes held out as validation demonstrations')
     parser.add_argument('--split-seed', type=int, default=0)
@@ -41,10 +41,10 @@ def _common(parser):
     text.add_argument('--t5-encoder', type=Path,
                       help='local T5 encoder directory (google-t5/t5-11b) for the tasks')
     text.add_argument('--t5-embeddings', type=Path,
-                      help='existing embeddings (*_t5_embeddings.pkl or a model directory\'s '
+                      help="existing embeddings (*_t5_embeddings.pkl or a model directory's "
                            't5_embeddings.safetensors) holding every task')
     text.add_argument('--t5-stand-in', type=int, metavar='SEED',
-                      help='seeded random stand-in vectors (tests; the sim\'s models)')
+                      help="seeded random stand-in vectors (tests; the sim's models)")
     parser.add_argument('--restart', action='store_true',
                         help='start clean instead of continuing an interrupted export')
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
@@ -66,7 +66,7 @@ def build_parser():
                         help='the bags are rollouts of a deployed policy (actions from its '
                              'ActionChunks), each with an outcome label')
     export.add_argument('--actions-topic',
-                        help='the action topic (default: the config\'s recorded_actions_topic; '
+                        help="the action topic (default: the config's recorded_actions_topic; "
                              'with --rollouts /action_chunk)')
     export.add_argument('--outcome-topic', default='/episode_outcome',
                         help='topic of the outcome message (std_msgs/String or Bool)')

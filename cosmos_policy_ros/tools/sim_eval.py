@@ -593,7 +593,7 @@ def _eval_args(parser, *, episodes, out, baselines=BASELINES):
     parser.add_argument('--bench-json', help='also write a bench/results-style JSON here')
     parser.add_argument('--record-rollouts', metavar='DIR',
                         help="record the policy's episodes as bags in DIR (its inputs, "
-                             '/action_chunk, /episode_outcome with the sim\'s label) for '
+                             "/action_chunk, /episode_outcome with the sim's label) for "
                              'cosmos-policy-dataset export --rollouts')
     parser.add_argument('--quiet', action='store_true')
 

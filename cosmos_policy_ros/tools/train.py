@@ -57,6 +57,7 @@ import time
 import numpy as np
 import torch
 
+from cosmos_policy_ros.datasets.reader import text_table as text_table_of
 from cosmos_policy_ros.engine.checkpoint import convert_vae_state_dict, dit_state_dict, load_vae
 from cosmos_policy_ros.engine.dit import CosmosDiT
 from cosmos_policy_ros.engine.generate import condition_frames
@@ -76,7 +77,6 @@ from cosmos_policy_ros.engine.vae import CosmosVAE
 from cosmos_policy_ros.layout import LATENT_CHANNELS, LatentLayout, VAE_SPATIAL_FACTOR
 from cosmos_policy_ros.normalization import dataset_statistics, NormStats
 from cosmos_policy_ros.sim.arm import BACKGROUND_RGB, CAMERAS, COLORS, SimConfig, TASKS
-from cosmos_policy_ros.datasets.reader import text_table as text_table_of
 from cosmos_policy_ros.sim.episodes import (dataset_episodes, POLICY_KIND, read_episode_bag,
                                             record_demonstrations)
 

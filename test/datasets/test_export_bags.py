@@ -1,4 +1,4 @@
-"""cosmos-policy-dataset export of make-sample bags, every preset, checked by an independent reader.
+"""cosmos-policy-dataset export of make-sample bags, every preset, read by an independent reader.
 
 The reader shares no code with the writer: the bags are read with rosbags' AnyReader, the
 exported files with h5py (the layouts named here literally, as the upstream classes name them),

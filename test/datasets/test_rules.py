@@ -87,7 +87,7 @@ def test_recorded_actions_drop_non_finite_and_refuse_other_widths():
     assert actions.add(_array_item(1, (np.nan, 0.0))) == NON_FINITE
     assert actions.dropped == {NON_FINITE: 1} and actions.stamps == []
     with pytest.raises(ValueError, match='topic /a: the message at log time 2 has 3 values; '
-                                         "the config has 2 actions"):
+                                         'the config has 2 actions'):
         actions.add(_array_item(2, (0.0, 0.0, 0.0)))
 
 
