@@ -3,10 +3,14 @@
     ExportPlan(format, kind, storage, pipeline, ...)   what to write (settings_digest)
     run_export(sources, plan, out)                     -> the manifest (manifest.py)
 
-Layout of ``out`` (the upstream config arguments point at its folders):
+Layout of ``out``, the released experiments' (cosmos_policy_experiment_configs.py: named
+``LIBERO-Cosmos-Policy``, ``RoboCasa-Cosmos-Policy`` or ``ALOHA-Cosmos-Policy`` under
+``BASE_DATASETS_DIR``, it is where their data_dir, t5_text_embeddings_path and
+rollout_data_dir point):
 
-    success_only/                data_dir: the demonstrations (successful episodes) of the
-                                 train split, dataset_statistics.json, t5_embeddings.pkl
+    success_only/                data_dir (ALOHA: preprocessed/): the demonstrations
+                                 (successful episodes) of the train split,
+                                 dataset_statistics.json, t5_embeddings.pkl
         <suite>/episode000000_SCENE_<task words>_demo.hdf5     (libero)
         <suite>/episode000000_demo.hdf5                         (robocasa)
         <task_words>/train/episode000000.hdf5 (+ MP4)           (aloha; val/ beside train/)
@@ -40,7 +44,7 @@ import numpy as np
 from cosmos_policy_ros.datasets import formats, manifest
 from cosmos_policy_ros.datasets.episode_files import EpisodeWriter, PARTIAL
 from cosmos_policy_ros.datasets.images import describe
-from cosmos_policy_ros.datasets.manifest import (DATA_DIR, DEMONSTRATIONS, ROLLOUT_DIR,
+from cosmos_policy_ros.datasets.manifest import (DEMONSTRATIONS, ROLLOUT_DIR,
                                                  ROLLOUTS, TRAIN, VAL, VAL_DIR)
 from cosmos_policy_ros.datasets.outcomes import combine, Labels
 from cosmos_policy_ros.datasets.text import embedding_table, T5_FILE, write_pickle
@@ -100,11 +104,11 @@ class ExportPlan:
     def demo_path(self, index, task, split):
         """The demonstration file of an episode, relative to the dataset."""
         if self.fmt.name == 'aloha':
-            return Path(DATA_DIR, formats.aloha_task_folder(task), split,
+            return Path(self.fmt.data_dir, formats.aloha_task_folder(task), split,
                         f'episode{index:06d}.hdf5')
         name = (formats.libero_file_name(index, task) if self.fmt.name == 'libero'
                 else f'episode{index:06d}_demo.hdf5')
-        return Path(DATA_DIR if split == TRAIN else VAL_DIR, self.suite, name)
+        return Path(self.fmt.data_dir if split == TRAIN else VAL_DIR, self.suite, name)
 
     def places(self, index, task, success, split):
         """(demo path or None, rollout path or None) of a finished episode."""
@@ -118,7 +122,7 @@ class ExportPlan:
     @property
     def text_dir(self):
         """Where the embeddings (and statistics) go: the data_dir, or the root for rollouts."""
-        return Path(DATA_DIR) if self.kind == DEMONSTRATIONS else Path('.')
+        return Path(self.fmt.data_dir) if self.kind == DEMONSTRATIONS else Path('.')
 
 
 class ExportError(ValueError):
@@ -247,7 +251,7 @@ def finish(work, record, plan, sources):
     text_dir = work / plan.text_dir
     text_dir.mkdir(parents=True, exist_ok=True)
     record['tasks'] = tasks
-    record['data_dir'] = DATA_DIR if plan.kind == DEMONSTRATIONS else None
+    record['data_dir'] = plan.fmt.data_dir if plan.kind == DEMONSTRATIONS else None
     record['rollout_data_dir'] = ROLLOUT_DIR if any(e['rollout_file'] for e in episodes) \
         else None
     record['val_dir'] = (VAL_DIR if plan.fmt.name != 'aloha' and any(

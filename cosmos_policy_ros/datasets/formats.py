@@ -59,6 +59,7 @@ class DatasetFormat:
     rollout_actions: str
     rollout_proprio: str
     storages: Tuple[str, ...]         # image storages the class reads, the default first
+    data_dir: str                     # the released experiments' data_dir folder name
     action_dim: int                   # the released models' action width (a convention)
     chunk_size: int                   # the released model's chunk
 
@@ -79,7 +80,8 @@ FORMATS = {
         demo_images={'primary': 'obs/agentview_rgb', 'wrist': 'obs/eye_in_hand_rgb'},
         rollout_images={'primary': 'primary_images', 'wrist': 'wrist_images'},
         demo_actions='actions', demo_proprio='robot_states', rollout_actions='actions',
-        rollout_proprio='proprio', storages=(RAW, JPEG), action_dim=7, chunk_size=16),
+        rollout_proprio='proprio', storages=(RAW, JPEG), data_dir='success_only', action_dim=7,
+        chunk_size=16),
     'robocasa': DatasetFormat(
         name='robocasa', cameras=('primary', 'secondary', 'wrist'),
         demo_images={'primary': 'obs/robot0_agentview_left_rgb',
@@ -88,7 +90,8 @@ FORMATS = {
         rollout_images={'primary': 'primary_images', 'secondary': 'secondary_images',
                         'wrist': 'wrist_images'},
         demo_actions='actions', demo_proprio='robot_states', rollout_actions='actions',
-        rollout_proprio='proprio', storages=(RAW, JPEG), action_dim=7, chunk_size=32),
+        rollout_proprio='proprio', storages=(RAW, JPEG), data_dir='success_only', action_dim=7,
+        chunk_size=32),
     'aloha': DatasetFormat(
         name='aloha', cameras=('primary', 'left_wrist', 'right_wrist'),
         demo_images={'primary': 'observations/images/cam_high',
@@ -98,8 +101,8 @@ FORMATS = {
                         'left_wrist': 'observations/images/cam_left_wrist',
                         'right_wrist': 'observations/images/cam_right_wrist'},
         demo_actions='action', demo_proprio='observations/qpos', rollout_actions='action',
-        rollout_proprio='observations/qpos', storages=(RAW, MP4), action_dim=14,
-        chunk_size=50),
+        rollout_proprio='observations/qpos', storages=(RAW, MP4), data_dir='preprocessed',
+        action_dim=14, chunk_size=50),
 }
 VIDEO_PATHS_GROUP = 'observations/video_paths'  # ALOHA: camera -> MP4 file name
 OWN_GROUP = 'cosmos_policy_ros'  # this package's group in every file (the classes ignore it)

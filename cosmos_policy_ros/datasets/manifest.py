@@ -27,7 +27,7 @@ MANIFEST = 'export.json'
 MANIFEST_VERSION = 1
 TOOL = 'cosmos-policy-dataset'
 DEMONSTRATIONS, ROLLOUTS = 'demonstrations', 'rollouts'
-DATA_DIR, ROLLOUT_DIR, VAL_DIR = 'success_only', 'all_episodes', 'val'
+ROLLOUT_DIR, VAL_DIR = 'all_episodes', 'val'  # (the data_dir is the format's)
 TRAIN, VAL = 'train', 'val'
 
 
