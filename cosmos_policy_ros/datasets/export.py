@@ -53,6 +53,7 @@ from cosmos_policy_ros.normalization import dataset_statistics
 
 STAGING = '.staging'
 STATISTICS_FILE = 'dataset_statistics.json'  # the name the classes load (C:262)
+PIPELINE_FILE = 'image_pipeline.yaml'  # the node's image pipeline (cosmos-policy-convert --images)
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,11 @@ def finish(work, record, plan, sources):
         record['statistics'] = str(plan.text_dir / STATISTICS_FILE)
     write_pickle(text_dir / T5_FILE, embedding_table(tasks, **plan.t5))
     record['t5_embeddings'] = str(plan.text_dir / T5_FILE)
+    record['image_pipeline'] = None
+    if plan.pipeline is not None:
+        import yaml  # the file cosmos-policy-convert --images reads
+        (work / PIPELINE_FILE).write_text(yaml.safe_dump(plan.pipeline.to_dict()))
+        record['image_pipeline'] = PIPELINE_FILE
     first = sources[0]
     record['step_period'] = first.step_period
     record['cameras'] = {camera: plan.fmt.video_names[camera] if plan.fmt.name == 'aloha'

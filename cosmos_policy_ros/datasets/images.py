@@ -12,7 +12,9 @@ vertical flip (a real camera is upright; robosuite renders are not): LIBERO / Ro
 round trip at quality 95 then 224 x 224, ALOHA 256 x 256 then 224 x 224 (PIL bicubic);
 ``released``: the preset as released (flips LIBERO / RoboCasa renders, as the reference's
 regeneration scripts do); ``none``: the frame as recorded (any size); a model directory: its
-model.json pipeline (the sim's model keeps its 64 x 64 renders).
+model.json pipeline (the sim's model keeps its 64 x 64 renders). The export writes the
+pipeline to ``image_pipeline.yaml`` beside the data, for ``cosmos-policy-convert --images``: the
+node then prepares every camera image as the training data was.
 
 Capability layer (datasets/): the pipeline is the engine's (torch is imported with it).
 """
@@ -26,7 +28,8 @@ CHOICES = (CAMERA, RELEASED, NONE)
 
 
 def image_pipeline(choice, format_name):
-    """The ImagePipelineConfig (crop removed) of an --images choice; None for 'none'."""
+    """The node's ImagePipelineConfig of an --images choice (its crop included: the node
+    crops; the stored images stop before it); None for 'none'."""
     if choice == NONE:
         return None
     if choice in (CAMERA, RELEASED):
@@ -39,7 +42,7 @@ def image_pipeline(choice, format_name):
     else:
         raise ValueError(f'--images {choice!r}: choose one of {list(CHOICES)} or a model '
                          f'directory.')
-    return dataclasses.replace(pipeline, crop_area=None)
+    return pipeline
 
 
 def describe(pipeline):
@@ -52,6 +55,8 @@ def describe(pipeline):
     if pipeline.jpeg_quality:
         steps.append(f'JPEG round trip q{pipeline.jpeg_quality}')
     steps.append(f'{pipeline.image_size} x {pipeline.image_size} bicubic')
+    if pipeline.crop_area:
+        steps.append(f'(the node then crops {pipeline.crop_area:g} of the area)')
     return ', '.join(steps)
 
 
@@ -59,4 +64,4 @@ def stored_image(frame, pipeline, camera):
     """uint8 (H, W, 3) camera frame -> the stored uint8 image (a new array)."""
     if pipeline is None:
         return frame
-    return preprocess_image(frame, pipeline, camera)
+    return preprocess_image(frame, dataclasses.replace(pipeline, crop_area=None), camera)

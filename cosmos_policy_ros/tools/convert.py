@@ -23,6 +23,7 @@ import sys
 
 import torch
 
+from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.engine.checkpoint import (dit_state_dict, find_dit_checkpoint,
                                                  vae_state_dict)
 from cosmos_policy_ros.engine.images import ImagePipelineConfig
@@ -167,7 +168,9 @@ def build_parser():
     parser.add_argument('--suite', help=f'layout preset ({", ".join(sorted(PRESETS))}); default: '
                                         'from the statistics file name')
     parser.add_argument('--layout', type=Path, help='a layout YAML for a custom robot')
-    parser.add_argument('--images', help="image-pipeline preset (default: the suite's)")
+    parser.add_argument('--images', help="image-pipeline preset (default: the suite's), or a "
+                                         'YAML file of one (cosmos-policy-dataset writes '
+                                         'image_pipeline.yaml)')
     parser.add_argument('--dit-preset', help='DiT size preset (default 2b, or synthetic.json)')
     parser.add_argument('--vae-preset', help='VAE preset (default wan2.1, or synthetic.json)')
     parser.add_argument('--dtype', choices=sorted(_DTYPES),
@@ -216,7 +219,10 @@ def main(argv=None):
         info = read_synthetic_info(released) if released is not None else None
         layout = _layout(args, files, info)
         images = None
-        if args.images is not None:
+        if args.images is not None and Path(args.images).is_file():
+            images = ImagePipelineConfig.from_dict(read_yaml(args.images, 'image pipeline'),
+                                                   source=args.images)
+        elif args.images is not None:
             images = ImagePipelineConfig.preset(args.images, image_size=layout.image_size)
         planning = args.planning
         if planning is not None and planning.is_dir() and not (planning / '.metadata').is_file():
