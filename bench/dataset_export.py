@@ -25,7 +25,6 @@ a step (for RoboCasa the same streams under its camera names).
 import argparse
 import io
 import json
-import os
 from pathlib import Path
 import shutil
 import subprocess
@@ -140,12 +139,13 @@ def config(path, fmt, compressed):
 
 
 TIMED = '''
-import json, resource, sys, time
+import json, sys, time
 from cosmos_policy_ros.tools.dataset import main
 start, cpu = time.perf_counter(), time.process_time()
 code = main(sys.argv[1:])
-print(json.dumps({'code': code, 'wall_s': time.perf_counter() - start,
-                  'cpu_s': time.process_time() - cpu}))
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+peak = [int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')]
+print(json.dumps({'code': code, 'wall_s': wall, 'cpu_s': cpu, 'peak_rss_kb': peak[0]}))
 '''
 
 
@@ -161,21 +161,19 @@ def text_file(work):
 
 
 def run_export(bag, out, fmt, storage, config_path):
-    """(result of TIMED, peak RSS MB) of one export process."""
+    """(result of TIMED, peak RSS MB) of one export process (its VmHWM: the high-water mark
+    of its own memory since exec, whatever the parent holds)."""
     args = ['export', str(bag), '--config', str(config_path), '--format', fmt, '--out',
             str(out), '--image-storage', storage, '--val-fraction', '0', '--t5-embeddings',
             str(text_file(Path(out).parent)), '--no-progress', '--force']
-    process = subprocess.Popen([sys.executable, '-c', TIMED, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0 or not stdout.strip():
-        raise SystemExit(f'export failed ({process.returncode}): {stderr[-2000:]}')
-    result = json.loads(stdout.strip().splitlines()[-1])
+    process = subprocess.run([sys.executable, '-c', TIMED, *args], capture_output=True,
+                             text=True)
+    if process.returncode != 0 or not process.stdout.strip():
+        raise SystemExit(f'export failed ({process.returncode}): {process.stderr[-2000:]}')
+    result = json.loads(process.stdout.strip().splitlines()[-1])
     if result['code'] != 0:
-        raise SystemExit(f'export reported {result["code"]}: {stderr[-2000:]} {stdout}')
-    return result, usage.ru_maxrss / 1024  # KB -> MB
+        raise SystemExit(f'export reported {result["code"]}: {process.stderr[-2000:]}')
+    return result, result['peak_rss_kb'] / 1024  # KB -> MB
 
 
 def throughput(work, seconds):
@@ -221,12 +219,23 @@ def fidelity(work):
     from cosmos_policy_ros.tools.bags import read_messages
 
     bag = work / 'short_raw'
-    by_stamp = {}
+    wanted = set()  # (topic, stamp) of the sampled steps' camera frames
+    for fmt, storage in VARIANTS:
+        out = work / f'out_{fmt}_{storage}'
+        entry = json.loads((out / 'export.json').read_text())['episodes'][0]
+        with h5py.File(out / entry['demo_file'], 'r') as h5:
+            own = (h5 if fmt == 'aloha' else h5['data/demo_0'])['cosmos_policy_ros']
+            streams, stamps = list(own.attrs['streams']), own['stamps_ns'][::10]
+        names = ROBOCASA_NAMES if fmt == 'robocasa' else CAMERAS
+        wanted.update((f'/{camera}/image_raw', int(s)) for camera, name in names.items()
+                      for s in stamps[:, streams.index(name)])
+    by_stamp = {}  # the vectors, and only the sampled frames (the bag is 5 GB)
     for item in read_messages(bag):
         header = getattr(item.message, 'header', None)
         if header is not None:
-            stamp = header.stamp.sec * 10**9 + header.stamp.nanosec
-            by_stamp[(item.topic, stamp)] = item.message
+            key = (item.topic, header.stamp.sec * 10**9 + header.stamp.nanosec)
+            if not item.topic.endswith('image_raw') or key in wanted:
+                by_stamp[key] = item.message
     report = {}
     for fmt, storage in VARIANTS:
         out = work / f'out_{fmt}_{storage}'

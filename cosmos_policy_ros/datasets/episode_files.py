@@ -104,8 +104,7 @@ class _Camera:
             size = None if pipeline is None else (pipeline.image_size, pipeline.image_size)
             self.video = VideoWriter(self.video_path, writer.rate, size=size,
                                      flip=bool(pipeline and pipeline.flip_vertical))
-            writer.h5.require_group(VIDEO_PATHS_GROUP)[writer.fmt.video_names[self.camera]] = (
-                name.encode())
+            writer.h5[VIDEO_PATHS_GROUP][writer.fmt.video_names[self.camera]] = name.encode()
         if writer.pipeline is not None and writer.pipeline.jpeg_quality:
             frame = stored_image(frame, writer.pipeline, self.camera)  # exact pipeline first
         self.video.add(frame)
@@ -129,6 +128,8 @@ class EpisodeWriter:
         self.staging.mkdir(parents=True, exist_ok=True)
         self.path = self.staging / f'episode{index:06d}.hdf5{PARTIAL}'
         self.h5 = h5py.File(self.path, 'w')
+        if storage == MP4:  # here, not in the camera threads (a check-then-create race)
+            self.h5.create_group(VIDEO_PATHS_GROUP)
         self.cameras = {camera: _Camera(self, camera) for camera in fmt.cameras}
         self.proprio, self.actions, self.stamps, self.action_stamps = [], [], [], []
 

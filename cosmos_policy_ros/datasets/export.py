@@ -62,7 +62,7 @@ class ExportPlan:
 
     fmt: formats.DatasetFormat
     kind: str = DEMONSTRATIONS
-    storage: str = formats.RAW
+    storage: str = formats.RAW       # one of fmt.storages (the CLI's default: the first)
     pipeline: object = None          # images.image_pipeline(...) (None: as recorded)
     val_fraction: float = 0.0
     split_seed: int = 0

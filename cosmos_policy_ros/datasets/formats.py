@@ -101,7 +101,7 @@ FORMATS = {
                         'left_wrist': 'observations/images/cam_left_wrist',
                         'right_wrist': 'observations/images/cam_right_wrist'},
         demo_actions='action', demo_proprio='observations/qpos', rollout_actions='action',
-        rollout_proprio='observations/qpos', storages=(RAW, MP4), data_dir='preprocessed',
+        rollout_proprio='observations/qpos', storages=(MP4, RAW), data_dir='preprocessed',
         action_dim=14, chunk_size=50),
 }
 VIDEO_PATHS_GROUP = 'observations/video_paths'  # ALOHA: camera -> MP4 file name

@@ -23,8 +23,9 @@ def _common(parser):
     parser.add_argument('--format', required=True, choices=('libero', 'robocasa', 'aloha'))
     parser.add_argument('--out', required=True, type=Path, help='dataset directory to write')
     parser.add_argument('--image-storage', choices=('raw', 'jpeg', 'mp4'),
-                        help='raw rows (default), JPEG bytes of quality 95 (libero, robocasa) '
-                             'or MP4 files (aloha)')
+                        help='raw rows (the default of libero, robocasa), JPEG bytes of '
+                             'quality 95 (libero, robocasa) or MP4 files (aloha, its default, '
+                             'as the reference preprocessing stores them)')
     parser.add_argument('--images', default='camera',
                         help="the image pipeline before the crop: 'camera' (the format's "
                              "preset without the flip), 'released' (with it), 'none' (as "
@@ -95,7 +96,7 @@ def _plan(args, kind, inputs, extra):
     from cosmos_policy_ros.datasets.export import ExportPlan
     from cosmos_policy_ros.datasets.outcomes import Labels
     fmt = formats.get_format(args.format)
-    storage = args.image_storage or formats.RAW
+    storage = args.image_storage or fmt.storages[0]
     if storage not in fmt.storages:
         raise ValueError(f'--image-storage {storage}: the {fmt.name} classes read '
                          f'{list(fmt.storages)}')
