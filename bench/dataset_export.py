@@ -1,7 +1,7 @@
 """cosmos-policy-dataset export: throughput, peak memory and fidelity on a three-camera robot.
 
     python bench/dataset_export.py [--short 60] [--long 600] [--only throughput,memory,fidelity]
-        [--work DIR] [--out bench/results/dataset_export.json]
+        [--work DIR] [--out-dir bench/results]   # dataset_{throughput,memory,fidelity}.json
 
 The episode (ALOHA's rig): three cameras of 480 x 640 at 30 Hz (cam_high, cam_left_wrist,
 cam_right_wrist), 14 joint positions at 100 Hz, the 14 commanded positions at 30 Hz and the
@@ -295,13 +295,39 @@ def fidelity(work):
     return report
 
 
+TITLES = {
+    'throughput': 'cosmos-policy-dataset export: real-time factor of a 3-camera 480x640 30 Hz '
+                  'episode',
+    'memory': 'cosmos-policy-dataset export: peak RSS, 10-minute vs 1-minute episode',
+    'fidelity': 'cosmos-policy-dataset export read back: vectors exact, images against the '
+                "node's pipeline"}
+
+
+def headline(section, rows, args):
+    if section == 'throughput':
+        return ', '.join(f'{name.replace("_", " ")} {row["real_time_factor"]}x real time'
+                         for name, row in rows.items())
+    if section == 'memory':
+        return (f'peak RSS {rows["long"]["peak_rss_mb"]:.0f} MB ({args.long:g} s) vs '
+                f'{rows["short"]["peak_rss_mb"]:.0f} MB ({args.short:g} s): '
+                f'x{rows["long_over_short"]}')
+    exact = all(row['max_abs_vector_difference'] == 0 for row in rows.values())
+    psnr = [row['images']['psnr_db']['min'] for row in rows.values()
+            if 'psnr_db' in row['images']]
+    bit = [name for name, row in rows.items()
+           if row['images']['exact_steps'] == row['images']['steps'] > 0]
+    return (f'actions/proprio {"exact" if exact else "DIFFER"}; images bit-exact: '
+            f'{", ".join(bit)}; MP4 min PSNR {min(psnr):.1f} dB')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--short', type=float, default=60.0, help='episode seconds')
     parser.add_argument('--long', type=float, default=600.0, help='memory: the long episode')
     parser.add_argument('--only', default='throughput,fidelity,memory')
     parser.add_argument('--work', type=Path, default=None, help='scratch directory')
-    parser.add_argument('--out', type=Path, default=None, help='the JSON record to write')
+    parser.add_argument('--out-dir', type=Path, default=None,
+                        help='write dataset_<section>.json records here (bench/results)')
     args = parser.parse_args(argv)
     sections = args.only.split(',')
     work = Path(tempfile.mkdtemp(prefix='dataset_bench_', dir=args.work))
@@ -315,20 +341,16 @@ def main(argv=None):
             results['memory'] = memory(work, args.short, args.long)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(results, indent=1))
-    if args.out:
-        speed = results.get('throughput', {})
-        headline = ', '.join(f'{name} {row["real_time_factor"]}x' for name, row in speed.items())
-        if 'memory' in results:
-            headline += (f'; peak RSS {args.long / 60:g} min / {args.short / 60:g} min = '
-                         f'{results["memory"]["long_over_short"]}')
+    print(json.dumps(results, indent=1, default=float))
+    for section in sections if args.out_dir else ():
+        path = args.out_dir / f'dataset_{section}.json'
         fields = script_record(
-            args.out, title='cosmos-policy-dataset export: real-time factor, peak memory, '
-                            'fidelity',
+            path, title=TITLES[section],
             preset=f'3 cameras 480x640 at 30 Hz, 14 joints, {args.short:g} s episode',
-            headline='real time x: ' + headline)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**fields, **results}, indent=1) + '\n')
+            headline=headline(section, results[section], args))
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**fields, 'episode_s': args.short, 'rows': results[section]},
+                                   indent=1, default=float) + '\n')
     return 0
 
 
