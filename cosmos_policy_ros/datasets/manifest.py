@@ -16,7 +16,10 @@ and the package's trainer read it. Fields:
     tasks                          every task text, sorted
     episodes                       per episode: index, source, task, success, score, split,
                                    steps, skipped_steps, surplus_frames, dropped_messages,
-                                   demo_file, rollout_file (relative paths or null)
+                                   demo_file, rollout_file (relative paths or null), files
+                                   (every file it placed: what a rerun keeps)
+    image_pipeline                 image_pipeline.yaml (the node's pipeline of the images) or
+                                   null (stored as recorded)
     upstream_change                the one-line upstream change the dataset needs, or null
 """
 import hashlib
