@@ -87,6 +87,6 @@ def report_lines(config, files, presets):
     shown = [f'{name} {_value(value)} (preset: {_value(before)})'
              for name, value, before in changed[:MAX_SHOWN]]
     more = f'; and {len(changed) - MAX_SHOWN} more' if len(changed) > MAX_SHOWN else ''
-    lines.append(f'{len(changed)} value{"s" if len(changed) != 1 else ""} differ from {where}: '
-                 + '; '.join(shown) + more)
+    count = '1 value differs' if len(changed) == 1 else f'{len(changed)} values differ'
+    lines.append(f'{count} from {where}: ' + '; '.join(shown) + more)
     return lines

@@ -29,6 +29,7 @@ from cosmos_policy_ros.evaluation.parity import check_parity
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.node_config import load_parameter_file
 from cosmos_policy_ros.policy_loading import load_policy_for
+from cosmos_policy_ros.sim.harness import RELEASED_HINT
 
 MODEL_LAYOUT = {'preset': 'aloha', 'image_size': 64}  # small images: the demo runs on a CPU
 
@@ -114,13 +115,7 @@ def run(args):
     print(f'  plots              {eval_dir / "actions.png"}, {eval_dir / "value.png"}, '
           f'{eval_dir / "latency.png"}')
     print(f'  parity             {"OK" if parity.ok else "FAILED"}')
-    print('\nWith a real checkpoint:\n'
-          '  cosmos-policy-convert --released <Cosmos-Policy-ALOHA-Predict2-2B dir> '
-          '--tokenizer <tokenizer.pth> --out /models/aloha\n'
-          '  ros2 launch cosmos_policy_ros policy.launch.py config:=aloha.yaml '
-          'model:=/models/aloha\n'
-          '  cosmos-policy-replay eval <your bag> --config config/aloha.yaml '
-          '--model /models/aloha')
+    print('\n' + RELEASED_HINT)
     return 0 if parity.ok and printed > 0 else 1
 
 

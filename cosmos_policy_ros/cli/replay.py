@@ -85,6 +85,10 @@ def add_make_sample_parser(subparsers):
     parser.add_argument('--preset', choices=sorted(ROBOTS), default=defaults.preset,
                         help='layout preset: cameras, joints and action space; topics and '
                              'joint names are those of config/<preset>.yaml')
+    parser.add_argument('--config', default=None, metavar='YAML',
+                        help="take topics and joint names from this node parameter file (your "
+                             "copy of the preset; its cameras must be the preset's) (default: "
+                             'the installed config/<preset>.yaml)')
     parser.add_argument('--duration', type=_positive, default=defaults.duration,
                         metavar='S', help='episode length in seconds')
     parser.add_argument('--camera-rate', type=_positive, default=defaults.camera_rate,
@@ -109,7 +113,7 @@ def run_make_sample(args):
                            camera_rate=args.camera_rate, joint_rate=args.joint_rate,
                            action_rate=args.action_rate, image_size=args.image_size,
                            seed=args.seed, compressed=args.compressed,
-                           params_file=preset_params_file(args.preset))  # config/<preset>.yaml
+                           params_file=args.config or preset_params_file(args.preset))
     info = make_sample(args.out, config, storage=args.storage, compression=args.compression)
     print(info.format())
     print(f'size:      {bag_size(args.out) / 1e6:.2f} MB')
