@@ -2,8 +2,8 @@
 paths) and the values that differ from the preset they were copied from.
 
     parameter files read: /home/me/my_aloha.yaml
-    2 values differ from the preset aloha.yaml (/opt/.../share/cosmos_policy_ros/config/aloha.yaml):
-    rate 12.5 (preset: 25.0); policy_factory 'cosmos_policy_ros.testing:load_fake_policy' (preset: ...)
+    2 values differ from the preset aloha.yaml (/opt/.../config/aloha.yaml): policy_factory
+        'cosmos_policy_ros.testing:load_fake_policy' (preset: ...); rate 12.5 (preset: 25.0)
 
 The preset is the one of the files read when it is an installed preset, else the preset whose
 values are closest (fewest differences). `model_path` is left out (logged with the policy

@@ -189,7 +189,7 @@ def test_a_name_where_a_list_belongs_is_named_as_such(key):
     parameters = {'model_path': 'm', 'cameras': ['wrist'], 'proprio_sources': ['arm'],
                   'proprio.arm.joints': ['j1']}
     parameters[key] = 'primary'
-    with pytest.raises(ValueError, match=f"^parameters: `{key}` must be a list of names, e.g. "
+    with pytest.raises(ValueError, match=f'^parameters: `{key}` must be a list of names, e.g. '
                                          f"\\[primary\\]. Got 'primary'.$"):
         config_from_parameters(parameters)
 

@@ -69,8 +69,8 @@ def test_a_preset_among_the_files_read_wins_over_a_closer_one(tmp_path):
                                 overrides={'model_path': '/m', 'cameras': ['primary']})
     assert ('cameras', ('primary',), ('left_wrist', 'right_wrist', 'primary')) in (
         differences(other, config))
-    assert ('camera.left_wrist.topic', None, 'left_wrist/image_raw') in differences(other,
-                                                                                   config)
+    missing = ('camera.left_wrist.topic', None, 'left_wrist/image_raw')
+    assert missing in differences(other, config)
     line = report_lines(other, [], [ROOT / 'config' / 'demo.yaml'])[1]
     assert "cameras ['primary'] (preset: ['left_wrist', 'right_wrist', 'primary'])" in line
     assert "camera.left_wrist.topic (not set) (preset: 'left_wrist/image_raw')" in line

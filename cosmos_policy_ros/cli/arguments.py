@@ -20,4 +20,3 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if isinstance(default, (list, tuple)):
             default = ' '.join(str(item) for item in default) or 'none'
         return f'{text} (default: {str(default).replace("%", "%%")})'
-

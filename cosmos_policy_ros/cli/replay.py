@@ -21,13 +21,13 @@ import sys
 
 import yaml
 
+from cosmos_policy_ros import package_files
 from cosmos_policy_ros.bags.playback import parse_remaps, PlayConfig
 from cosmos_policy_ros.bags.reader import read_info
 from cosmos_policy_ros.bags.sample_episode import EpisodeConfig, make_sample, preset_params_file
 from cosmos_policy_ros.bags.sample_robots import ROBOTS
 from cosmos_policy_ros.bags.storage import bag_size, BagError
 from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
-from cosmos_policy_ros import package_files
 from cosmos_policy_ros.evaluation.evaluate import evaluate, format_report, no_chunk_reasons
 from cosmos_policy_ros.node_config import load_parameter_file
 from cosmos_policy_ros.parameter_report import report_lines
@@ -59,7 +59,8 @@ def _positive(text):
 # --- info --------------------------------------------------------------------------------------
 def add_info_parser(subparsers):
     parser = subparsers.add_parser(
-        'info', formatter_class=DefaultsHelpFormatter, help='list the topics, types and message counts of a bag',
+        'info', formatter_class=DefaultsHelpFormatter,
+        help='list the topics, types and message counts of a bag',
         description='List the topics, types and message counts of a rosbag2 bag (directory, '
                     '.mcap or .db3), like `ros2 bag info`.')
     parser.add_argument('bag', help='bag directory or storage file')
@@ -75,7 +76,8 @@ def run_info(args):
 def add_make_sample_parser(subparsers):
     defaults = EpisodeConfig()
     parser = subparsers.add_parser(
-        'make-sample', formatter_class=DefaultsHelpFormatter, help='write a small synthetic episode bag',
+        'make-sample', formatter_class=DefaultsHelpFormatter,
+        help='write a small synthetic episode bag',
         description='Write a small synthetic episode (cameras of the layout preset, joint '
                     'states, recorded demonstrator actions, task) as a rosbag2 bag. The same '
                     'arguments give a byte-identical bag.')
@@ -86,7 +88,7 @@ def add_make_sample_parser(subparsers):
                         help='layout preset: cameras, joints and action space; topics and '
                              'joint names are those of config/<preset>.yaml')
     parser.add_argument('--config', default=None, metavar='YAML',
-                        help="take topics and joint names from this node parameter file (your "
+                        help='take topics and joint names from this node parameter file (your '
                              "copy of the preset; its cameras must be the preset's) (default: "
                              'the installed config/<preset>.yaml)')
     parser.add_argument('--duration', type=_positive, default=defaults.duration,
@@ -123,7 +125,8 @@ def run_make_sample(args):
 # --- play --------------------------------------------------------------------------------------
 def add_play_parser(subparsers):
     parser = subparsers.add_parser(
-        'play', formatter_class=DefaultsHelpFormatter, help='publish a bag on the ROS graph with /clock, optionally recording outputs',
+        'play', formatter_class=DefaultsHelpFormatter,
+        help='publish a bag on the ROS graph with /clock, optionally recording outputs',
         description='Publish the messages of a bag on their topics at real time (or a rate '
                     'factor) with /clock = bag time, so a node with use_sim_time:=true runs as '
                     "on the robot. Optionally record the node's outputs into a new bag.")
@@ -188,7 +191,8 @@ def run_play(args):
 # --- eval --------------------------------------------------------------------------------------
 def add_eval_parser(subparsers):
     parser = subparsers.add_parser(
-        'eval', formatter_class=DefaultsHelpFormatter, help='run a bag through the policy offline (no ROS graph): chunks, metrics, plots',
+        'eval', formatter_class=DefaultsHelpFormatter,
+        help='run a bag through the policy offline (no ROS graph): chunks, metrics, plots',
         description='Feed a bag through the same conversions, sync buffer, replanning and '
                     'safety rules the node uses, run the policy at the control rate on bag '
                     'time (deterministic seeds), and write the chunks as a bag, per-tick CSVs, '

@@ -70,7 +70,7 @@ def _common(parser):
     parser.add_argument('--episodes', type=int, default=10, help='episodes to run')
     parser.add_argument('--first-seed', type=int, default=DEFAULT_FIRST_SEED,
                         help='seed of the first episode (the others follow it); far from the '
-                             "training seeds")
+                             'training seeds')
     parser.add_argument('--mode', choices=('lockstep', 'realtime'), default='lockstep',
                         help="lockstep: the sim waits for the node's answer at each step "
                              '(repeatable); realtime: the sim follows the wall clock')
@@ -148,7 +148,7 @@ def build_parser():
                     'yourself (docs/sim-eval.md).')
     _common(run)
     run.add_argument('--command-source', choices=('action_chunk', 'joint_trajectory'),
-                     default='action_chunk', help='which of the node\'s outputs to execute')
+                     default='action_chunk', help="which of the node's outputs to execute")
     _eval_args(sub.add_parser(
         'eval', help='closed-loop evaluation', formatter_class=DefaultsHelpFormatter,
         description='Closed-loop evaluation: the policy drives the simulated arm through '
@@ -156,12 +156,12 @@ def build_parser():
                     'next to the baselines on the same seeds; writes summary.json, '
                     'episodes.csv, ticks.csv, figures and the node log to --out '
                     '(docs/sim-eval.md).'), episodes=50, out='output/sim_eval')
-    _eval_args(sub.add_parser(
+    demo = sub.add_parser(
         'demo', help='the closed-loop demo', formatter_class=DefaultsHelpFormatter,
         description='The closed-loop demo (part 1 of scripts/demo.sh): a short evaluation '
                     'that prints one line per episode and a table of the policy against the '
-                    'baselines, then how to use a released checkpoint.'),
-        episodes=8, out='output/sim_demo')
+                    'baselines, then how to use a released checkpoint.')
+    _eval_args(demo, episodes=8, out='output/sim_demo')
     sub.add_parser('stitching', help='stitching methods x injected latency '
                                      '(cosmos-policy-sim stitching --help)',
                    formatter_class=DefaultsHelpFormatter,

@@ -50,9 +50,10 @@ def write_value_plot(path, traces, *, limit=VALUE_PLOT_EPISODES):
     fig, (value_ax, distance_ax) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     for trace in shown:
         steps = np.arange(len(trace.distances)) * trace.step_period
+        outcome = 'success' if trace.success else 'fail'
         line, = value_ax.plot([c.step * trace.step_period for c in trace.chunks],
                               [c.value for c in trace.chunks], marker='o', markersize=3,
-                              label=f'seed {trace.seed} ({"success" if trace.success else "fail"})')
+                              label=f'seed {trace.seed} ({outcome})')
         distance_ax.plot(steps, trace.distances, color=line.get_color())
     subset = (f'all {len(traces)} episodes' if len(shown) == len(traces) else
               f'the first {len(shown)} of {len(traces)} episodes')

@@ -99,11 +99,11 @@ def format_table(summary):
     it is computed), a row per controller; '-' where a value does not exist (no success, no
     value estimate)."""
     widths = [max(len(name), len(unit) + 2) + 2 for name, unit, _, _ in TABLE_COLUMNS]
-    lines = ['  ' + f'{"controller":{CONTROLLER_WIDTH}s}' + ''.join(
-        f'{name:>{width}s}' for (name, _, _, _), width in zip(TABLE_COLUMNS, widths)),
-        '  ' + ' ' * CONTROLLER_WIDTH + ''.join(
-            f'{"(" + unit + ")":>{width}s}' for (_, unit, _, _), width in zip(TABLE_COLUMNS,
-                                                                             widths))]
+    names = ''.join(f'{name:>{width}s}' for (name, _, _, _), width in zip(TABLE_COLUMNS, widths))
+    units = ''.join(f'{"(" + unit + ")":>{width}s}'
+                    for (_, unit, _, _), width in zip(TABLE_COLUMNS, widths))
+    lines = ['  ' + f'{"controller":{CONTROLLER_WIDTH}s}' + names,
+             '  ' + ' ' * CONTROLLER_WIDTH + units]
     for name, data in summary['controllers'].items():
         cells = []
         for (_, _, key, spec), width in zip(TABLE_COLUMNS, widths):

@@ -330,5 +330,5 @@ def test_cli_eval_names_a_name_given_where_a_list_belongs(constructed_bag, tmp_p
                         str(tmp_path / 'out'), '-p', 'cameras:=primary'])
     err = capsys.readouterr().err
     assert code == 2
-    assert err == (f"error: {params}: `cameras` must be a list of names, e.g. [primary]. Got "
+    assert err == (f'error: {params}: `cameras` must be a list of names, e.g. [primary]. Got '
                    f"'primary'.\n")

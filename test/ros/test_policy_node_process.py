@@ -548,7 +548,7 @@ def test_the_parameter_files_read_and_the_edits_are_logged(write_setup, start_no
     node = start_node(mine, '-p', f'model_path:={fake}',
                       '-p', 'policy_factory:=cosmos_policy_ros.testing:load_fake_policy')
     expected = (f'parameter files read: {mine}',
-                f"2 values differ from the preset aloha.yaml ({preset}): policy_factory "
+                f'2 values differ from the preset aloha.yaml ({preset}): policy_factory '
                 f"'cosmos_policy_ros.testing:load_fake_policy' (preset: "
                 f"'cosmos_policy_ros.engine.policy:load_policy'); rate 12.5 (preset: 25.0)",
                 'active: control loop at 12.5 Hz')

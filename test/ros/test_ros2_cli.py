@@ -288,7 +288,7 @@ def test_an_edited_copy_of_a_preset_is_the_one_in_effect(cli, tmp_path):
         mine = tmp_path / 'my_robot.yaml'
         assert f'parameter file: {mine} (your file)' in launched.output
         assert f'parameter files read: {mine}' in launched.output
-        assert (f"3 values differ from the preset aloha.yaml ({preset}): camera.primary.topic "
+        assert (f'3 values differ from the preset aloha.yaml ({preset}): camera.primary.topic '
                 f"'top/image' (preset: 'cam_high/image_raw'); policy_factory") in (
             launched.output)
         assert 'rate 12.5 (preset: 25.0)' in launched.output
