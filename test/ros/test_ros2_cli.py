@@ -131,6 +131,14 @@ def cli(ros_env, tmp_path, harness):
     once('daemon', 'stop')
 
 
+def _demo_frame(client, harness):
+    """One observation for demo.yaml (three cameras, 14 joints), stamped now."""
+    stamp = harness.now_ns()
+    for camera in ('left_wrist', 'right_wrist', 'primary'):
+        client.image(f'{camera}/image_raw', stamp, np.full((16, 16, 3), 80, np.uint8))
+    client.joints('joint_states', stamp, harness.ALOHA_JOINTS, np.linspace(-0.5, 0.5, 14))
+
+
 def _preset_files(tmp_path, preset):
     layout = 'aloha' if preset == 'demo' else preset
     model = tmp_path / f'fake_{preset}.yaml'
@@ -227,16 +235,10 @@ def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory
                 return False
             return True
 
-        def publish():
-            stamp = harness.now_ns()
-            for camera in ('left_wrist', 'right_wrist', 'primary'):
-                client.image(f'{camera}/image_raw', stamp, np.full((16, 16, 3), 80, np.uint8))
-            client.joints('joint_states', stamp, harness.ALOHA_JOINTS,
-                          np.linspace(-0.5, 0.5, 14))
-
         start_echo()
         try:
-            assert client.spin_until(echoed, DEADLINE, every=publish, period=0.2), (
+            assert client.spin_until(echoed, DEADLINE, period=0.2,
+                                     every=lambda: _demo_frame(client, harness)), (
                 'no chunk echoed:\n' + ''.join(printed) + launched.output)
         finally:
             if echoes[-1].poll() is None:
@@ -341,18 +343,12 @@ def test_ctrl_c_during_a_slow_shutdown_ends_cleanly(cli, tmp_path, client_factor
         assert _until_output(launched, 'active: control loop'), launched.output
         client = client_factory()
 
-        def publish():
-            stamp = harness.now_ns()
-            for camera in ('left_wrist', 'right_wrist', 'primary'):
-                client.image(f'{camera}/image_raw', stamp, np.full((16, 16, 3), 80, np.uint8))
-            client.joints('joint_states', stamp, harness.ALOHA_JOINTS,
-                          np.linspace(-0.5, 0.5, 14))
-
         def inferring():
             parts = client.latest_diagnostics()
             return parts and parts['policy'][2]['inference_in_flight'] == 'true'
 
-        assert client.spin_until(inferring, DEADLINE, every=publish, period=0.2), (
+        assert client.spin_until(inferring, DEADLINE, period=0.2,
+                                 every=lambda: _demo_frame(client, harness)), (
             launched.output)
     finally:
         os.killpg(launched.process.pid, signal.SIGINT)
