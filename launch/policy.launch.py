@@ -81,6 +81,10 @@ def _node(context):
         arguments=['--ros-args', '--log-level', value['log_level']],
         output='screen',
         emulate_tty=True,
+        # On Ctrl-C launch sends SIGINT, then SIGTERM and SIGKILL after these many seconds; the
+        # node waits up to 10 s for a running inference (policy_node.STOP_TIMEOUT) before it
+        # exits, so it is not killed in the middle of a clean stop.
+        sigterm_timeout='15', sigkill_timeout='15',
     )
     return [LogInfo(msg=f'parameter file: {config} ({what})'), node,
             RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_check_exit))]
