@@ -274,9 +274,13 @@ class NodeConfig:
     stitching: str = param(
         'none', 'How a new chunk takes over from the executing one (docs/stitching.md): none: '
                 'hard switch; blend: cross-fade over stitching_overlap steps; inpaint: sample it '
-                "knowing the executing chunk's commands up to the takeover; inpaint+blend: both",
+                "knowing the executing chunk's commands up to the takeover; inpaint+blend: both; "
+                'ramp: the first steps after the takeover (as many as elapsed during the '
+                'latency, at least 1, at most stitching_overlap) on the straight line from the '
+                "last committed command to the new chunk's next step",
         choices=STITCHING_METHODS, runtime=True)
-    stitching_overlap: int = param(2, 'Cross-fade steps of the blend stitching methods',
+    stitching_overlap: int = param(2, 'Steps of the cross-fade (blend methods), at most '
+                                      'those of the ramp',
                                    unit='steps', low=0, high=100000, runtime=True)
     latency_margin: float = param(
         0.0, 'Added to the measured inference latency (90th percentile of the last 20, ROS '

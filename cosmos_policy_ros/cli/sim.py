@@ -112,7 +112,7 @@ def stitching_parser():
     parser.add_argument('--latencies', nargs='+', type=float, default=list(DEFAULT_LATENCIES),
                         help="injected latency as a fraction of a chunk's execution time")
     parser.add_argument('--overlap', type=int, default=DEFAULT_OVERLAP,
-                        help='stitching_overlap of the blend methods (steps)')
+                        help='stitching_overlap of the blend methods and ramp (steps)')
     parser.add_argument('--mode', choices=('lockstep', 'realtime'), default='lockstep',
                         help='clock mode of the sim (see cosmos-policy-sim eval --help)')
     parser.add_argument('--model', help='model directory (default: the shipped trained model)')
@@ -121,6 +121,8 @@ def stitching_parser():
     parser.add_argument('--bench-json',
                         help='also write the record here (bench/results; default: none)')
     parser.add_argument('--plot', help='write the trajectory plot here (png; default: none)')
+    parser.add_argument('--interval-plot',
+                        help='write the figures with intervals here (png; default: none)')
     parser.add_argument('--offline-episodes', type=int, default=0,
                         help='also measure offline on this many recorded expert bags')
     return parser
@@ -133,7 +135,8 @@ def cmd_stitching(argv, printer=print):
         out=args.out, episodes=args.episodes, first_seed=args.first_seed,
         methods=tuple(args.methods), latencies=tuple(args.latencies), overlap=args.overlap,
         mode=args.mode, model=args.model, config=args.config, bench_json=args.bench_json,
-        plot=args.plot, offline_episodes=args.offline_episodes,
+        plot=args.plot, interval_plot=args.interval_plot,
+        offline_episodes=args.offline_episodes,
         command=' '.join(['cosmos-policy-sim stitching', *argv]))
     return run_stitching(request, runner=run_sim_episodes, printer=printer)
 

@@ -1,6 +1,6 @@
 """Figures of the closed loop: an evaluation's success per episode, the policy's value against the
 distance to the goal, a filmstrip of real and predicted frames; the stitching grid's executed
-commands per method."""
+commands per method, and its figures with their intervals."""
 from pathlib import Path
 
 import matplotlib
@@ -143,6 +143,45 @@ def write_stitching_plot(path, results, *, fraction, seed_index=None, joint=PLOT
     axes[0, 0].legend(fontsize=7, loc='best')
     axes[-1, 0].set_xlabel(f'episode time (s); red: switches; dotted: each chunk from its '
                            f'stamp; latency {100 * fraction:.0f} % of a chunk')
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_interval_plot(path, cells, *, figures=('jump_ratio_p90', 'jump_ratio_max',
+                                                 'rms_jerk_mean', 'success_rate')):
+    """One panel per figure: each method's estimate and interval per latency.
+
+    cells: the record's cell dicts (method, latency_fraction, intervals {figure: [estimate,
+    low, high]}).
+    """
+    methods = list(dict.fromkeys(c['method'] for c in cells))
+    fractions = sorted({c['latency_fraction'] for c in cells})
+    fig, axes = plt.subplots(1, len(figures), figsize=(3.6 * len(figures), 3.2), squeeze=False)
+    width = 0.8 / max(1, len(methods))
+    for ax, figure in zip(axes[0], figures):
+        for m, method in enumerate(methods):
+            xs, values, errors = [], [], [[], []]
+            for f, fraction in enumerate(fractions):
+                cell = next((c for c in cells if c['method'] == method
+                             and c['latency_fraction'] == fraction), None)
+                if cell is None:
+                    continue
+                estimate, low, high = cell['intervals'][figure]
+                if estimate is None or not np.isfinite(estimate):
+                    continue
+                xs.append(f + (m - (len(methods) - 1) / 2) * width)
+                values.append(estimate)
+                errors[0].append(estimate - low)
+                errors[1].append(high - estimate)
+            ax.errorbar(xs, values, yerr=errors, fmt='o', ms=4, capsize=3, label=method)
+        ax.set_xticks(range(len(fractions)))
+        ax.set_xticklabels([f'{100 * f:.0f} %' for f in fractions])
+        ax.set_xlabel('injected latency (of a chunk)')
+        ax.set_title(figure, fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle('estimate and 95 % bootstrap interval over episodes', fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -1,7 +1,8 @@
 """One stitching measurement (``cosmos-policy-sim stitching``): the grid of every stitching
-method x injected latency through policy_node (``sim/stitching_grid.py``), optionally offline
-on recorded bags (``sim/stitching_offline.py``), written as JSON (and a bench/results record)
-with a trajectory figure."""
+method x injected latency through policy_node (``sim/stitching_grid.py``; every figure with a
+bootstrap interval, each method against ``none`` paired: ``sim/stitching_figures.py``),
+optionally offline on recorded bags (``sim/stitching_offline.py``), written as JSON (and a
+bench/results record) with a trajectory figure and a figure of the intervals."""
 from dataclasses import dataclass
 import json
 from pathlib import Path
@@ -32,6 +33,7 @@ class StitchingRequest:
     config: Optional[str] = None
     bench_json: Optional[str] = None
     plot: Optional[str] = None
+    interval_plot: Optional[str] = None  # the figures with their intervals (png)
     offline_episodes: int = 0
     command: str = 'cosmos-policy-sim stitching'  # how the record says it was made
 
@@ -68,9 +70,14 @@ def run_stitching(request: StitchingRequest, *, runner: EpisodeRunner, printer=p
     if request.plot:
         from cosmos_policy_ros.sim.plots import write_stitching_plot  # matplotlib: figure only
         write_stitching_plot(request.plot, results, fraction=max(request.latencies))
+    if request.interval_plot:
+        from cosmos_policy_ros.sim.plots import write_interval_plot  # matplotlib: figure only
+        write_interval_plot(request.interval_plot, record['cells'])
     printer('')
     printer(format_grid(record))
+    printer(record['headline'])
     printer(f'\nwrote {out / "stitching_grid.json"}'
             + (f', {request.bench_json}' if request.bench_json else '')
-            + (f', {request.plot}' if request.plot else ''))
+            + (f', {request.plot}' if request.plot else '')
+            + (f', {request.interval_plot}' if request.interval_plot else ''))
     return record

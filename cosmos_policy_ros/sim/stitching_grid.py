@@ -19,7 +19,10 @@ cell. Metrics per cell (sim/metrics.py, per episode, then pooled):
   steps of one chunk whose row changed); pooled over every switch of every episode: median,
   mean, 90th percentile, max;
 * RMS jerk of the joint positions (third difference / p^3), mean over episodes;
-* success rate, and mean time to success over the successful episodes.
+* success rate, and mean time to success over the successful episodes;
+
+each with a 95 % bootstrap interval over episodes, and every method against ``none`` at the
+same latency on the same seeds, paired (sim/stitching_figures.py, sim/intervals.py).
 
 Offline on recorded bags (``--offline-episodes N``, 0: skip): N episodes of the scripted
 expert on the sim (30 steps each) are recorded as bags (the sim's topics: both cameras,
@@ -46,6 +49,7 @@ from cosmos_policy_ros.node_config import load_parameter_file
 from cosmos_policy_ros.sim import metrics
 from cosmos_policy_ros.sim.harness import EpisodeRunner, run_policy
 from cosmos_policy_ros.sim.model import model_label, sim_layout
+from cosmos_policy_ros.sim.stitching_figures import cell_figures, headline, versus_baseline
 
 DEFAULT_LATENCIES = (0.0, 0.25, 0.5)
 
@@ -60,35 +64,31 @@ def latency_steps(fraction, execute_steps):
     return int(round(fraction * execute_steps))
 
 
+def episode_record(trace):
+    """One EpisodeTrace as sim.stitching_figures' per-episode record."""
+    jumps = metrics.boundary_jumps(trace.plans, trace.commands)
+    return {'ratios': [r for r in jumps['ratios'] if math.isfinite(r)],
+            'jumps': list(jumps['jumps']),
+            'jerk': metrics.rms_jerk(np.array(trace.positions), trace.step_period),
+            'success': float(trace.success),
+            'time': trace.success_step * trace.step_period if trace.success else math.nan}
+
+
 def cell_metrics(traces):
-    """The metrics of one (method, latency) cell from its EpisodeTraces (module docstring)."""
-    ratios, jerks, times = [], [], []
-    for trace in traces:
-        jumps = metrics.boundary_jumps(trace.plans, trace.commands)
-        ratios += [r for r in jumps['ratios'] if math.isfinite(r)]
-        jerk = metrics.rms_jerk(np.array(trace.positions), trace.step_period)
-        if math.isfinite(jerk):
-            jerks.append(jerk)
-        if trace.success:
-            times.append(trace.success_step * trace.step_period)
-
-    def stat(values, fn):
-        return float(fn(values)) if values else math.nan
-
+    """The metrics of one (method, latency) cell from its EpisodeTraces (module docstring):
+    every figure of sim.stitching_figures.FIGURES, and `intervals` {figure: [estimate, low,
+    high]} (95 % bootstrap over episodes)."""
+    episodes = [episode_record(trace) for trace in traces]
+    figures = cell_figures(episodes)
     return {
         'episodes': len(traces),
         'successes': int(sum(t.success for t in traces)),
-        'success_rate': stat([float(t.success) for t in traces], np.mean),
-        'time_to_success_mean': stat(times, np.mean),
-        'rms_jerk_mean': stat(jerks, np.mean),
-        'switches': len(ratios),
-        'jump_ratio_median': stat(ratios, np.median),
-        'jump_ratio_mean': stat(ratios, np.mean),
-        'jump_ratio_p90': stat(ratios, lambda v: np.percentile(v, 90)),
-        'jump_ratio_max': stat(ratios, np.max),
+        **{name: interval.estimate for name, interval in figures.items()},
+        'switches': sum(len(e['ratios']) for e in episodes),
         'conditioned_chunks': sum(1 for t in traces for c in t.chunks if c.conditioned_steps),
         'blended_chunks': sum(1 for t in traces for c in t.chunks if c.blended_steps),
         'chunks': sum(len(t.chunks) for t in traces),
+        'intervals': {name: interval.as_list() for name, interval in figures.items()},
     }
 
 
@@ -130,15 +130,12 @@ def grid_record(results, settings, *, seeds, model, description, command):
         steps = latency_steps(fraction, settings['execute_steps'])
         cells.append(dict(method=method, latency_fraction=fraction, latency_steps=steps,
                           latency_s=steps * settings['step_period'], **cell_metrics(traces)))
-    none = {c['latency_fraction']: c for c in cells if c['method'] == 'none'}
-    best = [c for c in cells if c['method'] != 'none']
-    lines = []
-    for fraction, base in sorted(none.items()):
-        others = [c for c in best if c['latency_fraction'] == fraction]
-        if others:
-            pick = min(others, key=lambda c: _nan_last(c['jump_ratio_median']))
-            lines.append(f'{100 * fraction:.0f} %: none {base["jump_ratio_median"]:.2f} -> '
-                         f'{pick["method"]} {pick["jump_ratio_median"]:.2f}')
+    episodes = {key: [episode_record(t) for t in traces] for key, traces in results.items()}
+    for cell in cells:
+        baseline = episodes.get(('none', cell['latency_fraction']))
+        if cell['method'] != 'none' and baseline is not None:
+            cell['vs_none'] = {name: interval.as_list() for name, interval in versus_baseline(
+                episodes[(cell['method'], cell['latency_fraction'])], baseline).items()}
     return {
         'name': 'stitching_closed_loop', 'status': 'ok',
         'title': 'Stitching methods x injected latency in the closed loop (policy_node on the '
@@ -147,15 +144,11 @@ def grid_record(results, settings, *, seeds, model, description, command):
         'preset': (f'planar_reach, {settings["mode"]}, {len(seeds)} episodes per cell from seed '
                    f'{seeds[0]}, overlap {settings["overlap"]}, execute_steps '
                    f'{settings["execute_steps"]} x {settings["step_period"]:g} s'),
-        'headline': 'median boundary jump / median within-chunk step, ' + '; '.join(lines),
+        'headline': headline(cells),
         **records.provenance(),
         'command': command, 'model': model_label(model), 'model_description': description,
         'seeds': list(seeds), 'settings': settings, 'cells': cells,
     }
-
-
-def _nan_last(value):
-    return value if value is not None and math.isfinite(value) else math.inf
 
 
 def format_grid(record):
