@@ -104,8 +104,7 @@ class ConsoleHealth:
         if state == before:
             return []
         if state == WATCHDOG_TRIPPED:
-            cause = (f'; last skip: {snapshot.last_skip_detail}' if snapshot.last_skip_detail
-                     else '')
+            cause = '; no task yet' if not snapshot.task else ''
             return [('error', f'watchdog: ERROR, no chunk published for '
                               f'{snapshot.seconds_since_chunk:.1f} s (watchdog_timeout '
                               f'{snapshot.watchdog_timeout:g} s){cause}; see /diagnostics')]

@@ -124,12 +124,12 @@ def test_every_watchdog_change_is_logged_once():
         ('error', 'watchdog: ERROR, no chunk published for 10.4 s (watchdog_timeout 10 s); '
                   'see /diagnostics'),
         ('info', 'watchdog: ok again, chunks are published')]
-    # The ERROR line names why the last tick gave no chunk.
+    # Without a task, the ERROR line says so.
     health = ConsoleHealth(quiet_after=1000, summary_every=1000)
-    _lines(health, 0, Snapshot())
-    assert _lines(health, 1, Snapshot(seconds_since_chunk=12.0, last_skip_detail='stale: x')) == [
+    _lines(health, 0, Snapshot(task=''))
+    assert _lines(health, 1, Snapshot(seconds_since_chunk=12.0, task='')) == [
         ('error', 'watchdog: ERROR, no chunk published for 12.0 s (watchdog_timeout 10 s); '
-                  'last skip: stale: x; see /diagnostics')]
+                  'no task yet; see /diagnostics')]
 
 
 def test_a_missing_task_is_named_at_once_and_where_to_give_it():
