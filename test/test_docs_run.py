@@ -228,3 +228,6 @@ def test_every_block_runs_as_written(page, tmp_path, ros_env):
     finally:
         if background is not None and background[1].poll() is None:
             os.killpg(background[1].pid, signal.SIGKILL)
+        if any('ros2 ' in block.text for block in runnable) and shutil.which('ros2'):
+            # The graph verbs started a ros2 daemon in this test's domain: end it.
+            subprocess.run(['ros2', 'daemon', 'stop'], env=env, capture_output=True, timeout=60)
