@@ -46,7 +46,9 @@ def build_parser():
                                         'from the statistics file name')
     parser.add_argument('--layout', type=Path,
                         help='a layout YAML for a custom robot (default: the --suite preset)')
-    parser.add_argument('--images', help="image-pipeline preset (default: the suite's)")
+    parser.add_argument('--images', help="image-pipeline preset (default: the suite's), or a "
+                                         'YAML file of one (cosmos-policy-dataset writes '
+                                         'image_pipeline.yaml)')
     parser.add_argument('--dit-preset', help='DiT size preset (default 2b, or synthetic.json)')
     parser.add_argument('--vae-preset', help='VAE preset (default wan2.1, or synthetic.json)')
     parser.add_argument('--dtype', choices=sorted(DTYPES),

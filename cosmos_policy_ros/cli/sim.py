@@ -22,6 +22,7 @@ import numpy as np
 
 from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.execution import STITCHING_METHODS
+from cosmos_policy_ros.ros.episode_recorder import EpisodeRecorder
 from cosmos_policy_ros.ros.sim_node import run_sim_episodes
 from cosmos_policy_ros.sim.baselines import BASELINES
 from cosmos_policy_ros.sim.harness import (DEFAULT_FIRST_SEED, EvalRequest, evaluate,
@@ -52,15 +53,21 @@ def eval_request(args):
         bench_json=args.bench_json, quiet=args.quiet)
 
 
+def episode_recorder(args):
+    """--record-rollouts DIR: one bag per policy episode, labelled by the sim."""
+    return EpisodeRecorder(args.record_rollouts) if args.record_rollouts else None
+
+
 def cmd_eval(args):
-    evaluate(eval_request(args), runner=run_sim_episodes)
+    evaluate(eval_request(args), runner=run_sim_episodes, recorder=episode_recorder(args))
     return 0
 
 
 def cmd_demo(args):
     print('cosmos_policy_ros closed-loop demo: Cosmos Policy drives a simulated planar arm '
           'through policy_node')
-    summary = evaluate(eval_request(args), runner=run_sim_episodes)
+    summary = evaluate(eval_request(args), runner=run_sim_episodes,
+                       recorder=episode_recorder(args))
     print('\nThe model: ' + summary['meta']['model_description'] + '.')
     print(RELEASED_HINT)
     return 0
@@ -97,6 +104,10 @@ def _eval_args(parser, *, episodes, out, baselines=BASELINES):
     parser.add_argument('--no-plots', action='store_true', help='write no PNG figures')
     parser.add_argument('--bench-json',
                         help='also write a bench/results-style JSON here (default: none)')
+    parser.add_argument('--record-rollouts', metavar='DIR',
+                        help="record the policy's episodes as bags in DIR (its inputs, "
+                             "/action_chunk, /episode_outcome with the sim's label) for "
+                             'cosmos-policy-dataset export --rollouts (default: none)')
     parser.add_argument('--quiet', action='store_true', help='no line per episode')
 
 

@@ -7,14 +7,19 @@
 What a run does, its objective and its files: ``training/__init__.py`` and docs/sim.md.
 """
 import argparse
+import dataclasses
 from pathlib import Path
 import sys
+from types import SimpleNamespace
 
 from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.training.dit_phase import train
 from cosmos_policy_ros.training.options import TrainOptions
 
-DEFAULTS = TrainOptions(data=('-',), work_dir=Path('-'))  # every option's default
+# Every option's default: TrainOptions' field defaults (one home).
+DEFAULTS = SimpleNamespace(**{
+    field.name: field.default if field.default_factory is dataclasses.MISSING
+    else field.default_factory() for field in dataclasses.fields(TrainOptions)})
 
 
 def build_parser():
@@ -22,9 +27,13 @@ def build_parser():
         prog='cosmos-policy-train', formatter_class=DefaultsHelpFormatter,
         description='Train a small Cosmos Policy (released model-directory format) on '
                     'planar-reach sim demonstrations, on a CPU.')
-    parser.add_argument('--data', required=True, type=Path, nargs='+',
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--data', type=Path, nargs='+', default=DEFAULTS.data,
                         help='directories of episode bags, all used (--record N writes into '
                              'the last one first)')
+    source.add_argument('--dataset', type=Path, nargs='+', default=DEFAULTS.dataset,
+                        help='directories exported by cosmos-policy-dataset (the upstream '
+                             'files: demonstrations, rollouts, T5 embeddings of the first)')
     parser.add_argument('--record', type=int, default=DEFAULTS.record,
                         help='record N demonstration episodes into --data first')
     parser.add_argument('--record-kinds', nargs='+', metavar='KIND[=SHARE]',

@@ -14,6 +14,7 @@ import shutil
 from safetensors.torch import save_file
 import torch
 
+from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.engine.checkpoint import (dit_state_dict, find_dit_checkpoint,
                                                  vae_state_dict)
 from cosmos_policy_ros.engine.images import ImagePipelineConfig
@@ -167,13 +168,16 @@ def convert_released(*, out, released=None, checkpoint=None, tokenizer=None, sta
                      dtype=None, num_steps=None, name=None, overwrite=False, log=print):
     """`convert` from what cosmos-policy-convert is given: a released directory or the files,
     the layout (a LatentLayout, a YAML file, a suite, or found as `resolve_layout` says), an
-    image-pipeline preset name, a dtype name of DTYPES. Returns the ModelSpec."""
+    image-pipeline preset name or YAML file, a dtype name of DTYPES. Returns the ModelSpec."""
     files = released_inputs(released, checkpoint=checkpoint, tokenizer=tokenizer,
                             statistics=statistics, t5_embeddings=t5_embeddings)
     info = read_synthetic_info(released) if released is not None else None
     if layout is None:
         layout = resolve_layout(files, layout_file=layout_file, suite=suite, info=info)
-    if images is not None:
+    if images is not None and Path(images).is_file():  # e.g. cosmos-policy-dataset's YAML
+        images = ImagePipelineConfig.from_dict(read_yaml(images, 'image pipeline'),
+                                               source=str(images))
+    elif images is not None:
         images = ImagePipelineConfig.preset(images, image_size=layout.image_size)
     if planning is not None:
         planning = Path(planning)

@@ -33,12 +33,12 @@ from tqdm import tqdm
 
 from cosmos_policy_ros.bags.arrays import action_stream_arrays
 from cosmos_policy_ros.bags.reader import BagReader
-from cosmos_policy_ros.bags.storage import BagError
 from cosmos_policy_ros.bags.typestore import make_typestore, ns_to_stamp
 from cosmos_policy_ros.bags.writer import BagWriter
 from cosmos_policy_ros.conversions import NS_PER_S as NS, stamp_to_ns
 from cosmos_policy_ros.evaluation import metrics
-from cosmos_policy_ros.evaluation.offline_node import absolute_topic, CHUNK, OfflineNode, Tick
+from cosmos_policy_ros.evaluation.offline_node import (absolute_topic, check_topics, CHUNK,
+                                                       OfflineNode, Tick)
 
 TICK_MODES = ('control', 'observations')
 CHUNK_TOPIC, VALUE_TOPIC = '/action_chunk', '/value'
@@ -88,7 +88,7 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
     typestore = make_typestore()
     with BagReader(bag) as reader:
         info = reader.info
-        _check_topics(info, node.streams, actions_topic)
+        check_topics(info, node.streams, actions_topic)
         not_compared = None if actions_topic else _no_actions_reason(info, node.streams)
         start_ns, end_ns = reader.window_ns(start_s, end_s)
         start_ns = info.start_ns if start_ns is None else start_ns
@@ -173,23 +173,6 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
     if error is not None:
         raise error
     return report
-
-
-def _check_topics(info, streams, actions_topic):
-    available = sorted(info.topics)
-    for topic, readers in streams.items():
-        for stream in readers:
-            if topic not in info.topics:
-                raise BagError(f'bag {info.path} has no topic {topic} (input stream '
-                               f'{stream.name!r}); it has {available}. Set the topic in the '
-                               f'configuration (camera.<name>.topic, proprio.<name>.topic).')
-            if info.topics[topic].msgtype != stream.msg_type:
-                raise BagError(f'topic {topic} in bag {info.path} is '
-                               f'{info.topics[topic].msgtype}; the configuration reads '
-                               f'{stream.msg_type} there (input stream {stream.name!r}).')
-    if actions_topic is not None and actions_topic not in info.topics:
-        raise BagError(f'bag {info.path} has no recorded-actions topic {actions_topic}; it has '
-                       f'{available}.')
 
 
 def _no_actions_reason(info, streams):

@@ -3,11 +3,12 @@ import argparse
 
 import pytest
 
-from cosmos_policy_ros.cli import convert, demo, replay, sim, synthetic, train
+from cosmos_policy_ros.cli import convert, dataset, demo, replay, sim, synthetic, train
 from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 
 PARSERS = {
     'cosmos-policy-convert': convert.build_parser,
+    'cosmos-policy-dataset': dataset.build_parser,
     'cosmos-policy-demo': demo.build_parser,
     'cosmos-policy-replay': replay.build_parser,
     'cosmos-policy-sim': sim.build_parser,
@@ -36,13 +37,16 @@ def test_every_option_has_help_with_its_default(name, parser):
     assert isinstance(parser.formatter_class, type) and issubclass(
         parser.formatter_class, DefaultsHelpFormatter), name
     formatter = parser._get_formatter()
+    one_of = {id(action) for group in parser._mutually_exclusive_groups if group.required
+              for action in group._group_actions}  # one of them must be given: no default
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
         label = f'{name} {"/".join(action.option_strings) or action.dest}'
         assert action.help, f'{label} has no help'
         text = formatter._get_help_string(action) % {'default': action.default}
-        if not action.option_strings or action.required or isinstance(action.default, bool):
+        if (not action.option_strings or action.required or isinstance(action.default, bool)
+                or id(action) in one_of):
             continue  # positional, required, or a flag: no default to tell
         if action.default is None:
             assert 'default' in text, f'{label}: its help does not say what happens without it'
