@@ -18,6 +18,7 @@ import sys
 from tqdm import tqdm
 
 from cosmos_policy_ros.bags.storage import bag_size
+from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.datasets import formats, images
 from cosmos_policy_ros.datasets.check import check_dataset
 from cosmos_policy_ros.datasets.export import ExportPlan, run_export, total_seconds
@@ -32,7 +33,8 @@ PROG = 'cosmos-policy-dataset'
 
 def _common(parser):
     """Options of every export (bags or LeRobot)."""
-    parser.add_argument('--format', required=True, choices=('libero', 'robocasa', 'aloha'))
+    parser.add_argument('--format', required=True, choices=('libero', 'robocasa', 'aloha'),
+                        help='the upstream dataset format to write')
     parser.add_argument('--out', required=True, type=Path, help='dataset directory to write')
     parser.add_argument('--image-storage', choices=('raw', 'jpeg', 'mp4'),
                         help='raw rows (the default of libero, robocasa), JPEG bytes of '
@@ -44,7 +46,8 @@ def _common(parser):
                              'recorded) or a model directory')
     parser.add_argument('--val-fraction', type=float, default=0.05,
                         help='share of the episodes held out as validation demonstrations')
-    parser.add_argument('--split-seed', type=int, default=0)
+    parser.add_argument('--split-seed', type=int, default=0,
+                        help='seed of the train / validation split')
     parser.add_argument('--suite', default='robot',
                         help='LIBERO / RoboCasa: the folder of the demonstration files')
     parser.add_argument('--no-rollout-copy', action='store_true',
@@ -66,11 +69,13 @@ def _common(parser):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROG, description=(
-        'Recorded episodes (ROS 2 bags, LeRobot datasets) -> Cosmos Policy training data in '
-        'the upstream HDF5 formats (LIBERO, RoboCasa, ALOHA).'))
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=DefaultsHelpFormatter,
+        description='Recorded episodes (ROS 2 bags, LeRobot datasets) -> Cosmos Policy training '
+                    'data in the upstream HDF5 formats (LIBERO, RoboCasa, ALOHA).')
     commands = parser.add_subparsers(dest='command', required=True)
-    export = commands.add_parser('export', help='episode bags -> a dataset directory')
+    export = commands.add_parser('export', help='episode bags -> a dataset directory',
+                                 formatter_class=DefaultsHelpFormatter)
     export.add_argument('bags', nargs='+', type=Path, help='episode bags (directories or '
                         '.mcap / .db3 files), one episode each')
     export.add_argument('--config', required=True, type=Path,
@@ -84,13 +89,17 @@ def build_parser():
     export.add_argument('--outcome-topic', default='/episode_outcome',
                         help='topic of the outcome message (std_msgs/String or Bool)')
     export.add_argument('--label', choices=('success', 'failure'),
-                        help='the outcome of every bag (checked against recorded ones)')
+                        help='the outcome of every bag (checked against recorded ones; '
+                             'default: the recorded outcomes)')
     export.add_argument('--labels', type=Path,
-                        help='CSV with columns bag, success[, score]: an outcome per bag')
-    export.add_argument('--task', help='the task of every bag (instead of its task topic)')
+                        help='CSV with columns bag, success[, score]: an outcome per bag '
+                             '(default: none)')
+    export.add_argument('--task',
+                        help='the task of every bag (default: its task topic)')
     _common(export)
     lerobot = commands.add_parser('import-lerobot',
-                                  help='a LeRobot dataset (v2.x / v3.0) -> a dataset directory')
+                                  help='a LeRobot dataset (v2.x / v3.0) -> a dataset directory',
+                                  formatter_class=DefaultsHelpFormatter)
     lerobot.add_argument('dataset', type=Path, help='the LeRobot dataset directory')
     lerobot.add_argument('--camera', action='append', default=[], metavar='NAME=FEATURE',
                          help='a camera of the format and its LeRobot image feature, e.g. '
@@ -98,8 +107,9 @@ def build_parser():
     lerobot.add_argument('--state', default='observation.state', help='proprio feature')
     lerobot.add_argument('--action', default='action', help='action feature')
     _common(lerobot)
-    check = commands.add_parser('check', help='validate a dataset directory')
-    check.add_argument('directory', type=Path)
+    check = commands.add_parser('check', help='validate a dataset directory',
+                                formatter_class=DefaultsHelpFormatter)
+    check.add_argument('directory', type=Path, help='the dataset directory to validate')
     return parser
 
 

@@ -8,7 +8,6 @@ loading it (memory-mapped, no inference) before it replaces anything at --out.
 ``convert_released`` takes what the command line gives (a released directory or the files, a
 suite or a layout); ``convert`` the resolved inputs.
 """
-import hashlib
 from pathlib import Path
 import shutil
 
@@ -19,7 +18,7 @@ from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.engine.checkpoint import (dit_state_dict, find_dit_checkpoint,
                                                  vae_state_dict)
 from cosmos_policy_ros.engine.images import ImagePipelineConfig
-from cosmos_policy_ros.engine.model_dir import (FILES, model_files, ModelSpec,
+from cosmos_policy_ros.engine.model_dir import (file_sha256, FILES, model_files, ModelSpec,
                                                 PLANNING_DIT_FILE, read_spec, write_spec)
 from cosmos_policy_ros.engine.planning import PlanningConfig
 from cosmos_policy_ros.engine.policy import DEFAULT_STEPS
@@ -93,7 +92,7 @@ def convert(*, checkpoint, tokenizer, statistics, t5_embeddings, out, layout, im
         log(f'[convert] T5 embeddings {t5_embeddings}')
         embeddings = TextEmbeddings.from_pickle(t5_embeddings)
         embeddings.save(staging / FILES['text_embeddings'])
-        digest = _sha256(staging / FILES['dit'])
+        digest = file_sha256(staging / FILES['dit'])
         steps = num_steps if num_steps is not None else DEFAULT_STEPS.get(layout.name, 5)
         spec = ModelSpec(
             model_id=f'{name or layout.name}@{digest[:12]}',
@@ -132,14 +131,6 @@ def _save(tensors, path, dtype):
         tensors = {key: value.to(dtype) if value.is_floating_point() else value
                    for key, value in tensors.items()}
     save_file({key: value.contiguous() for key, value in tensors.items()}, str(path))
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def released_inputs(released=None, **files):

@@ -28,10 +28,15 @@ from cosmos_policy_ros.sim.report import write_report
 
 DEFAULT_FIRST_SEED = 100000  # evaluation seeds: far from the ones training episodes use
 RELEASED_HINT = (
-    'With a released checkpoint (on a real robot):\n'
+    'With a released checkpoint (on a real robot; README, "Quick start"):\n'
     '  cosmos-policy-convert --released <Cosmos-Policy-ALOHA-Predict2-2B dir> '
     '--tokenizer <tokenizer.pth> --out /models/aloha\n'
-    '  ros2 launch cosmos_policy_ros policy.launch.py config:=aloha.yaml model:=/models/aloha')
+    '  cp config/aloha.yaml my_robot.yaml     # your copy of the preset: edit its topics, '
+    'joints, limits\n'
+    '  ros2 launch cosmos_policy_ros policy.launch.py config:=./my_robot.yaml '
+    'model:=/models/aloha\n'
+    '  cosmos-policy-replay eval <your bag> --config my_robot.yaml --model /models/aloha '
+    '--recorded-actions <its actions topic>')
 EpisodeRunner = Callable[..., Tuple[list, dict, dict]]
 
 
