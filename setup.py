@@ -11,6 +11,7 @@ from setuptools import find_packages, setup
 PACKAGE = 'cosmos_policy_ros'
 ENGINE = ['torch', 'diffusers', 'safetensors']
 TOOLS = ['rosbags', 'rosbags-image', 'matplotlib', 'tqdm']
+DATASETS = ['h5py', 'av', 'pyarrow']  # cosmos-policy-dataset (with ENGINE and TOOLS)
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,7 +44,8 @@ setup(
     extras_require={
         'engine': ENGINE,
         'tools': TOOLS,
-        'all': ENGINE + TOOLS,
+        'datasets': DATASETS,
+        'all': ENGINE + TOOLS + DATASETS,
         'test': ['pytest<9.1', 'pytest-timeout', 'flake8'],
     },
     zip_safe=False,

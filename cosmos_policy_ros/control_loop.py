@@ -10,11 +10,11 @@ the one clock read is the inference stopwatch (``clock``, an argument too, for t
     set_task(text)              a new task: the policy is reset before the next inference
     tick(now_ns, ...)           the tick decision: a ``Job`` (an observation to infer on) or a
                                 ``Skip`` with its reason (inference_busy, no_task,
-                                chunk_executing, or the sync query's reason); a tick is a
-                                timer's or an arrival's (a message just stored: an inference
-                                starts there only 1 / rate after the last one started, and
-                                only on a set stamped at or before now: rate_bound,
-                                ahead_of_clock)
+                                chunk_executing, dropped, or the sync query's reason); a
+                                tick is a timer's or an arrival's (a message just stored: an
+                                inference starts there only 1 / rate after the last one
+                                started, and only on a set stamped at or before now:
+                                rate_bound, ahead_of_clock)
     complete(job, now)          run_inference (reset on a new task, infer, timed), then
     finish(job, output, ...)    the finish decision: ``Finished`` with the ``Chunk`` to publish,
                                 or with the reason it is rejected (deactivated, task_changed,
@@ -54,14 +54,15 @@ from cosmos_policy_ros.execution import (ChunkTiming, known_prefix, LatencyEstim
 from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.node_config import bind_layout
 from cosmos_policy_ros.safety import check_chunk, JUMP
-from cosmos_policy_ros.sync import (current_proprio, observation_from_set, SyncBuffer,
-                                    ZERO_STAMP)
+from cosmos_policy_ros.sync import (current_proprio, MISSING, observation_from_set,
+                                    SyncBuffer, ZERO_STAMP)
 
 RECEIVED = 'received'  # input_counts reason of every message received
 # Why a tick gives no job (besides the sync query's reasons, see sync.py).
 INFERENCE_BUSY = 'inference_busy'
 NO_TASK = 'no_task'
 CHUNK_EXECUTING = 'chunk_executing'
+DROPPED = 'dropped'  # a stream's messages arrive, but every one so far was dropped
 RATE_BOUND = 'rate_bound'  # an arrival tick: the last inference started under 1 / rate ago
 AHEAD_OF_CLOCK = 'ahead_of_clock'  # an arrival tick: the set is stamped after now
 # Why a finished chunk is not published (besides the safety check's reasons, see safety.py).
@@ -277,6 +278,7 @@ class ControlLoop:
         self.streams = tuple(input_streams(config))
         self.buffer = make_sync_buffer(config)
         self.input_counts = ReasonCounts()  # (stream, RECEIVED or drop reason) -> messages
+        self.last_drops = {}  # stream -> 'reason: detail' of its last dropped message
         self.task = config.task
         self.executing = None  # (reference stamp ns, executed steps) of the last chunk
         self.executed = None  # (ChunkTiming, (K, d) float64 published actions) of that chunk
@@ -328,6 +330,7 @@ class ControlLoop:
         reason, detail = stream.ingest(msg, self)
         self.input_counts.add(stream.name, RECEIVED)
         if reason:
+            self.last_drops[stream.name] = f'{reason}: {detail}'
             self.input_counts.add(stream.name, reason)
         return reason, detail
 
@@ -381,7 +384,7 @@ class ControlLoop:
             else:
                 result = self.buffer.query(now_ns, reference_ns=reference_ns)
             if not result.ok:
-                return Skip(result.reason, result.detail)
+                return self._no_set(result)
             if arrival and result.reference_stamp_ns > now_ns:
                 return Skip(AHEAD_OF_CLOCK)
             seed = config.seed_for(result.reference_stamp_ns)
@@ -400,6 +403,21 @@ class ControlLoop:
             self._reset_pending = False
             self._last_start_ns = now_ns
             return job
+
+    def _no_set(self, result):
+        """The Skip of a failed sync query. A stream that holds nothing although its messages
+        arrive (every one dropped) is named with the last drop's reason: the skip is `dropped`
+        when that is so for every empty stream, else `missing`."""
+        if result.reason != MISSING:
+            return Skip(result.reason, result.detail)
+        empty = self.buffer.empty_streams()
+        dropped = [name for name in empty if name in self.last_drops]
+        if not empty or not dropped:
+            return Skip(result.reason, result.detail)
+        silent = [name for name in empty if name not in self.last_drops]
+        parts = [f'no message yet from {", ".join(silent)}'] if silent else []
+        parts += [f'{name}: arriving but dropped: {self.last_drops[name]}' for name in dropped]
+        return Skip(MISSING if silent else DROPPED, '; '.join(parts))
 
     def _plan_known(self, now_ns, reference_ns, config):
         """(expected latency ns, known actions or None) of an inference starting at `now_ns`

@@ -76,6 +76,16 @@ def config_file(name):
     return find_file(Path('config', name))
 
 
+def preset_files():
+    """The parameter presets (config/*.yaml) of the installed package (or of the checkout),
+    sorted by name; [] when none is found."""
+    for directory in search_paths('config'):
+        presets = sorted(directory.glob('*.yaml'))
+        if presets:
+            return presets
+    return []
+
+
 def policy_node_executable():
     """<prefix>/lib/cosmos_policy_ros/policy_node: the launcher colcon installs beside the
     package's share directory (a built workspace; ValueError without one)."""

@@ -1,23 +1,30 @@
 """Launch the Cosmos Policy node.
 
-    ros2 launch cosmos_policy_ros policy.launch.py config:=aloha.yaml model:=/models/aloha
+    ros2 launch cosmos_policy_ros policy.launch.py config:=./my_robot.yaml model:=/models/aloha
 
-Arguments: config (a parameter file: a path, or a file name in this package's config/),
-model (a model directory; overrides the file's model_path), namespace, use_sim_time,
-log_level, autostart (configure and activate the lifecycle node by itself; false leaves it
-unconfigured for `ros2 lifecycle set` or a lifecycle manager), policy_factory (overrides the
-file's; `cosmos_policy_ros.testing:load_fake_policy` for a dry run without a model).
+Arguments: config (a parameter file: a path to your own file, e.g. an edited copy of a preset,
+or the name of a preset in this package's config/), model (a model directory; overrides the
+file's model_path), namespace, use_sim_time, log_level, autostart (configure and activate the
+lifecycle node by itself; false leaves it unconfigured for `ros2 lifecycle set` or a lifecycle
+manager), policy_factory (overrides the file's; `cosmos_policy_ros.testing:load_fake_policy`
+for a dry run without a model).
+
+The launch logs the parameter file it passes (full path); the node logs it again with the
+values that differ from the preset. When the node exits with an error (a failed configure,
+exit code 1), `ros2 launch` exits with code 1 too, so a script can tell a failed start.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
 ARGUMENTS = (
-    ('config', 'demo.yaml', 'Parameter file: a path, or a file name in cosmos_policy_ros/config'),
+    ('config', 'demo.yaml', 'Parameter file: a path to your own file (an edited copy of a '
+                            'preset), or the name of a preset in cosmos_policy_ros/config'),
     ('model', '', 'Model directory (overrides model_path of the config file when set)'),
     ('namespace', '', 'Namespace of the node and its topics'),
     ('use_sim_time', 'false', 'Follow /clock (rosbag replay) instead of the system clock'),
@@ -28,10 +35,30 @@ ARGUMENTS = (
 )
 
 
+class NodeFailed(RuntimeError):
+    """The node exited with an error: launch reports it and exits with code 1."""
+
+
 def _resolve_config(name):
-    if os.path.isabs(name) or os.path.exists(name):
-        return os.path.abspath(name)
-    return os.path.join(get_package_share_directory('cosmos_policy_ros'), 'config', name)
+    """(absolute path, what it is): a path to an existing file, else a preset name."""
+    presets = os.path.join(get_package_share_directory('cosmos_policy_ros'), 'config')
+    if os.path.isfile(name):
+        return os.path.abspath(name), 'your file'
+    if os.sep in name or not name:
+        raise NodeFailed(f'config:={name}: no such file (relative paths are from '
+                         f'{os.getcwd()})')
+    path = os.path.join(presets, name)
+    if not os.path.isfile(path):
+        known = sorted(f for f in os.listdir(presets) if f.endswith('.yaml'))
+        raise NodeFailed(f'config:={name}: not a file here ({os.getcwd()}) nor a preset of '
+                         f'{presets}: {", ".join(known)}')
+    return path, 'the installed preset: copy it to edit it, then config:=<your copy>'
+
+
+def _check_exit(event, context):
+    if event.returncode != 0:
+        raise NodeFailed(f'{event.action.name} exited with code {event.returncode} (see its log '
+                         f'above)')
 
 
 def _node(context):
@@ -44,16 +71,23 @@ def _node(context):
         overrides['model_path'] = value['model']
     if value['policy_factory']:
         overrides['policy_factory'] = value['policy_factory']
-    return [LifecycleNode(
+    config, what = _resolve_config(value['config'])
+    node = LifecycleNode(
         package='cosmos_policy_ros',
         executable='policy_node',
         name='cosmos_policy',
         namespace=value['namespace'],
-        parameters=[_resolve_config(value['config']), overrides],
+        parameters=[config, overrides],
         arguments=['--ros-args', '--log-level', value['log_level']],
         output='screen',
         emulate_tty=True,
-    )]
+        # On Ctrl-C launch sends SIGINT, then SIGTERM and SIGKILL after these many seconds; the
+        # node waits up to 10 s for a running inference (policy_node.STOP_TIMEOUT) before it
+        # exits, so it is not killed in the middle of a clean stop.
+        sigterm_timeout='15', sigkill_timeout='15',
+    )
+    return [LogInfo(msg=f'parameter file: {config} ({what})'), node,
+            RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_check_exit))]
 
 
 def generate_launch_description():

@@ -60,6 +60,13 @@ def test_engine_imports_without_rclpy():
     assert result.returncode == 0, 'engine modules need rclpy:\n' + result.stderr
 
 
+def test_datasets_import_without_rclpy():
+    datasets = ['cosmos_policy_ros.datasets'] + _modules('cosmos_policy_ros.datasets.')
+    assert 'cosmos_policy_ros.datasets.steps' in datasets
+    result = _import_with_poison(datasets, ['rclpy', 'cosmos_policy_ros.ros'])
+    assert result.returncode == 0, 'datasets modules need rclpy:\n' + result.stderr
+
+
 def test_poisoned_import_is_detected():
     # Negative control: a module that imports torch must fail under the core rule.
     result = _import_with_poison(['json', 'torch.nn'], ['torch'])

@@ -9,6 +9,7 @@ training/, engine/) and in ros/.
     train.py      cosmos-policy-train      training/
     sim.py        cosmos-policy-sim        run, eval, demo, stitching (sim/, ros/sim_node)
     demo.py       scripts/demo.sh part 2   replay + parity (ros/live_replay, evaluation/parity)
+    arguments.py  the help formatter every parser uses (each option's help shows its default)
 
 Layer: the top; imports anything below, nothing imports it (but entry_points, by name).
 """

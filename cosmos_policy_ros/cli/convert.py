@@ -16,29 +16,39 @@ import argparse
 from pathlib import Path
 import sys
 
+from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.engine.conversion import convert_released, DTYPES
 from cosmos_policy_ros.layout import PRESETS
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog='cosmos-policy-convert',
+        prog='cosmos-policy-convert', formatter_class=DefaultsHelpFormatter,
         description='Convert released Cosmos Policy files into one model directory '
                     '(safetensors, memory-mappable) that CosmosPolicy and the node load.')
     source = parser.add_argument_group('inputs (a released directory, or each file)')
     source.add_argument('--released', type=Path,
-                        help='a downloaded nvidia/Cosmos-Policy-*-Predict2-2B directory')
-    source.add_argument('--checkpoint', type=Path, help='policy .pt file or DCP directory')
-    source.add_argument('--tokenizer', type=Path, help='Wan2.1 tokenizer.pth')
-    source.add_argument('--statistics', type=Path, help='*_dataset_statistics.json')
-    source.add_argument('--t5-embeddings', type=Path, help='*_t5_embeddings.pkl')
+                        help='a downloaded nvidia/Cosmos-Policy-*-Predict2-2B directory '
+                             '(default: none; then give each file)')
+    source.add_argument('--checkpoint', type=Path,
+                        help="policy .pt file or DCP directory (default: --released's)")
+    source.add_argument('--tokenizer', type=Path,
+                        help="Wan2.1 tokenizer.pth (default: --released's)")
+    source.add_argument('--statistics', type=Path,
+                        help="*_dataset_statistics.json (default: --released's)")
+    source.add_argument('--t5-embeddings', type=Path,
+                        help="*_t5_embeddings.pkl (default: --released's)")
     source.add_argument('--planning', type=Path,
-                        help='optional planning model (.pt, DCP or released directory)')
+                        help='optional planning model (.pt, DCP or released directory; '
+                             'default: none)')
     parser.add_argument('--out', required=True, type=Path, help='model directory to write')
     parser.add_argument('--suite', help=f'layout preset ({", ".join(sorted(PRESETS))}); default: '
                                         'from the statistics file name')
-    parser.add_argument('--layout', type=Path, help='a layout YAML for a custom robot')
-    parser.add_argument('--images', help="image-pipeline preset (default: the suite's)")
+    parser.add_argument('--layout', type=Path,
+                        help='a layout YAML for a custom robot (default: the --suite preset)')
+    parser.add_argument('--images', help="image-pipeline preset (default: the suite's), or a "
+                                         'YAML file of one (cosmos-policy-dataset writes '
+                                         'image_pipeline.yaml)')
     parser.add_argument('--dit-preset', help='DiT size preset (default 2b, or synthetic.json)')
     parser.add_argument('--vae-preset', help='VAE preset (default wan2.1, or synthetic.json)')
     parser.add_argument('--dtype', choices=sorted(DTYPES),

@@ -23,11 +23,13 @@ import time
 
 from cosmos_policy_ros import package_files
 from cosmos_policy_ros.bags.sample_episode import EpisodeConfig, make_sample
+from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.evaluation.evaluate import evaluate, format_report
 from cosmos_policy_ros.evaluation.parity import check_parity
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.node_config import load_parameter_file
 from cosmos_policy_ros.policy_loading import load_policy_for
+from cosmos_policy_ros.sim.harness import RELEASED_HINT
 
 MODEL_LAYOUT = {'preset': 'aloha', 'image_size': 64}  # small images: the demo runs on a CPU
 
@@ -113,27 +115,28 @@ def run(args):
     print(f'  plots              {eval_dir / "actions.png"}, {eval_dir / "value.png"}, '
           f'{eval_dir / "latency.png"}')
     print(f'  parity             {"OK" if parity.ok else "FAILED"}')
-    print('\nWith a real checkpoint:\n'
-          '  cosmos-policy-convert --released <Cosmos-Policy-ALOHA-Predict2-2B dir> '
-          '--tokenizer <tokenizer.pth> --out /models/aloha\n'
-          '  ros2 launch cosmos_policy_ros policy.launch.py config:=aloha.yaml '
-          'model:=/models/aloha\n'
-          '  cosmos-policy-replay eval <your bag> --config config/aloha.yaml '
-          '--model /models/aloha')
+    print('\n' + RELEASED_HINT)
     return 0 if parity.ok and printed > 0 else 1
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog='cosmos-policy-demo', description=__doc__.split(
-        '\n')[0])
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='cosmos-policy-demo', description=__doc__.split('\n')[0],
+        formatter_class=DefaultsHelpFormatter)
     parser.add_argument('--out', default='output/demo', help='output directory')
-    parser.add_argument('--duration', type=float, default=10.0, help='episode seconds')
-    parser.add_argument('--rate', type=float, default=1.0, help='replay rate factor')
+    parser.add_argument('--duration', type=float, default=10.0,
+                        help='length of the synthetic episode, seconds')
+    parser.add_argument('--rate', type=float, default=1.0,
+                        help='replay speed: bag seconds per wall second')
     parser.add_argument('--lockstep', action='store_true',
                         help="play in lockstep with the node's answers instead (ignores --rate)")
-    parser.add_argument('--config', default=None, help='node parameter file (default: '
-                                                       'share/cosmos_policy_ros/config/demo.yaml)')
-    args = parser.parse_args(argv)
+    parser.add_argument('--config', default=None,
+                        help='node parameter file (default: the installed config/demo.yaml)')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         return run(args)
     except (RuntimeError, ValueError, OSError) as error:

@@ -7,6 +7,7 @@ dependency is not installed, says in one line what to install instead of a trace
     cosmos-policy-replay   the tools (pip extra `tools`); `play` needs ROS 2, `eval` the engine
     cosmos-policy-train    the engine (trains the simulated arm's model)
     cosmos-policy-sim      ROS 2 and the engine (the simulated arm, closed-loop eval)
+    cosmos-policy-dataset  the engine, the tools and the `datasets` extra (h5py, PyAV, pyarrow)
 
 Stdlib only: each console-script module is imported when its script runs.
 """
@@ -18,7 +19,8 @@ ROS_HINT = ('ROS 2 (rclpy) is not importable: source a ROS 2 distro (Jazzy or Ki
             'has no ROS)')
 # Top-level module name -> the pip extra of this package that installs it.
 EXTRAS = {'torch': 'engine', 'diffusers': 'engine', 'safetensors': 'engine',
-          'rosbags': 'tools', 'matplotlib': 'tools', 'tqdm': 'tools'}
+          'rosbags': 'tools', 'matplotlib': 'tools', 'tqdm': 'tools',
+          'h5py': 'datasets', 'av': 'datasets', 'pyarrow': 'datasets'}
 ROS_MODULES = ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces', 'lifecycle_msgs',
                'diagnostic_msgs', 'sensor_msgs', 'std_msgs', 'geometry_msgs',
                'trajectory_msgs', 'rosgraph_msgs', 'builtin_interfaces', 'ament_index_python',
@@ -76,3 +78,7 @@ def train():
 
 def sim():
     return run('cosmos-policy-sim', 'cosmos_policy_ros.cli.sim')
+
+
+def dataset():
+    return run('cosmos-policy-dataset', 'cosmos_policy_ros.cli.dataset')

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 import sys
 
+from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.engine.synthetic_checkpoints import (CHECKPOINT_FORMATS, SIZES,
                                                             write_synthetic_model)
 from cosmos_policy_ros.layout import LatentLayout, PRESETS
@@ -28,7 +29,7 @@ def _layout(suite):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog='cosmos-policy-synthetic',
+        prog='cosmos-policy-synthetic', formatter_class=DefaultsHelpFormatter,
         description='Write a synthetic Cosmos Policy model directory (released file formats, '
                     'small random networks).')
     parser.add_argument('--out', required=True, type=Path, help='output directory')
@@ -36,12 +37,12 @@ def build_parser():
                         help=f'layout preset ({", ".join(sorted(PRESETS))}) or a layout YAML')
     parser.add_argument('--size', required=True, choices=sorted(SIZES),
                         help='network size preset')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
     parser.add_argument('--dtype', choices=('bf16', 'fp32'), default='bf16',
-                        help='weight dtype in the files (default bf16)')
+                        help='weight dtype in the files')
     parser.add_argument('--format', dest='checkpoint_format', choices=CHECKPOINT_FORMATS,
                         default='pt', help='policy checkpoint as one .pt file or a model/ DCP '
-                                           'directory (default pt)')
+                                           'directory')
     parser.add_argument('--force', action='store_true', help='replace existing files')
     return parser
 

@@ -8,17 +8,17 @@ loading it (memory-mapped, no inference) before it replaces anything at --out.
 ``convert_released`` takes what the command line gives (a released directory or the files, a
 suite or a layout); ``convert`` the resolved inputs.
 """
-import hashlib
 from pathlib import Path
 import shutil
 
 from safetensors.torch import save_file
 import torch
 
+from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.engine.checkpoint import (dit_state_dict, find_dit_checkpoint,
                                                  vae_state_dict)
 from cosmos_policy_ros.engine.images import ImagePipelineConfig
-from cosmos_policy_ros.engine.model_dir import (FILES, model_files, ModelSpec,
+from cosmos_policy_ros.engine.model_dir import (file_sha256, FILES, model_files, ModelSpec,
                                                 PLANNING_DIT_FILE, read_spec, write_spec)
 from cosmos_policy_ros.engine.planning import PlanningConfig
 from cosmos_policy_ros.engine.policy import DEFAULT_STEPS
@@ -92,7 +92,7 @@ def convert(*, checkpoint, tokenizer, statistics, t5_embeddings, out, layout, im
         log(f'[convert] T5 embeddings {t5_embeddings}')
         embeddings = TextEmbeddings.from_pickle(t5_embeddings)
         embeddings.save(staging / FILES['text_embeddings'])
-        digest = _sha256(staging / FILES['dit'])
+        digest = file_sha256(staging / FILES['dit'])
         steps = num_steps if num_steps is not None else DEFAULT_STEPS.get(layout.name, 5)
         spec = ModelSpec(
             model_id=f'{name or layout.name}@{digest[:12]}',
@@ -133,14 +133,6 @@ def _save(tensors, path, dtype):
     save_file({key: value.contiguous() for key, value in tensors.items()}, str(path))
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def released_inputs(released=None, **files):
     """{role: Path} of INPUT_FILES: found in a released directory (`released`), where the given
     files (checkpoint=, tokenizer=, statistics=, t5_embeddings=; None: not given) override what
@@ -176,13 +168,16 @@ def convert_released(*, out, released=None, checkpoint=None, tokenizer=None, sta
                      dtype=None, num_steps=None, name=None, overwrite=False, log=print):
     """`convert` from what cosmos-policy-convert is given: a released directory or the files,
     the layout (a LatentLayout, a YAML file, a suite, or found as `resolve_layout` says), an
-    image-pipeline preset name, a dtype name of DTYPES. Returns the ModelSpec."""
+    image-pipeline preset name or YAML file, a dtype name of DTYPES. Returns the ModelSpec."""
     files = released_inputs(released, checkpoint=checkpoint, tokenizer=tokenizer,
                             statistics=statistics, t5_embeddings=t5_embeddings)
     info = read_synthetic_info(released) if released is not None else None
     if layout is None:
         layout = resolve_layout(files, layout_file=layout_file, suite=suite, info=info)
-    if images is not None:
+    if images is not None and Path(images).is_file():  # e.g. cosmos-policy-dataset's YAML
+        images = ImagePipelineConfig.from_dict(read_yaml(images, 'image pipeline'),
+                                               source=str(images))
+    elif images is not None:
         images = ImagePipelineConfig.preset(images, image_size=layout.image_size)
     if planning is not None:
         planning = Path(planning)

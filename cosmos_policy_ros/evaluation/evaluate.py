@@ -33,15 +33,17 @@ from tqdm import tqdm
 
 from cosmos_policy_ros.bags.arrays import action_stream_arrays
 from cosmos_policy_ros.bags.reader import BagReader
-from cosmos_policy_ros.bags.storage import BagError
 from cosmos_policy_ros.bags.typestore import make_typestore, ns_to_stamp
 from cosmos_policy_ros.bags.writer import BagWriter
 from cosmos_policy_ros.conversions import NS_PER_S as NS, stamp_to_ns
 from cosmos_policy_ros.evaluation import metrics
-from cosmos_policy_ros.evaluation.offline_node import absolute_topic, CHUNK, OfflineNode, Tick
+from cosmos_policy_ros.evaluation.offline_node import (absolute_topic, check_topics, CHUNK,
+                                                       OfflineNode, Tick)
 
 TICK_MODES = ('control', 'observations')
 CHUNK_TOPIC, VALUE_TOPIC = '/action_chunk', '/value'
+# Message types the recorded demonstrator actions may have (bags/arrays.action_stream_arrays).
+ACTION_TYPES = ('sensor_msgs/msg/JointState', 'std_msgs/msg/Float64MultiArray')
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
     typestore = make_typestore()
     with BagReader(bag) as reader:
         info = reader.info
-        _check_topics(info, node.streams, actions_topic)
+        check_topics(info, node.streams, actions_topic)
+        not_compared = None if actions_topic else _no_actions_reason(info, node.streams)
         start_ns, end_ns = reader.window_ns(start_s, end_s)
         start_ns = info.start_ns if start_ns is None else start_ns
         end_ns = info.end_ns + 1 if end_ns is None else end_ns
@@ -164,28 +167,22 @@ def evaluate(bag, policy, config, out_dir, *, tick_mode='control', start_s=None,
                           reference_ns=int(reference_ns))
                      for reference_ns in sorted(set(references) - evaluated))
     summary, files = _write_results(out_dir, ticks, node, recorded, config, policy,
-                                    plots=plots, error=error, origin_ns=start_ns)
+                                    plots=plots, error=error, origin_ns=start_ns,
+                                    not_compared=not_compared)
     report = EvalReport(out_dir, tuple(ticks), summary, error is None, files)
     if error is not None:
         raise error
     return report
 
 
-def _check_topics(info, streams, actions_topic):
-    available = sorted(info.topics)
-    for topic, readers in streams.items():
-        for stream in readers:
-            if topic not in info.topics:
-                raise BagError(f'bag {info.path} has no topic {topic} (input stream '
-                               f'{stream.name!r}); it has {available}. Set the topic in the '
-                               f'configuration (camera.<name>.topic, proprio.<name>.topic).')
-            if info.topics[topic].msgtype != stream.msg_type:
-                raise BagError(f'topic {topic} in bag {info.path} is '
-                               f'{info.topics[topic].msgtype}; the configuration reads '
-                               f'{stream.msg_type} there (input stream {stream.name!r}).')
-    if actions_topic is not None and actions_topic not in info.topics:
-        raise BagError(f'bag {info.path} has no recorded-actions topic {actions_topic}; it has '
-                       f'{available}.')
+def _no_actions_reason(info, streams):
+    """Why nothing is compared with recorded actions, and how to get the comparison."""
+    candidates = sorted(f'{topic} ({entry.msgtype})' for topic, entry in info.topics.items()
+                        if entry.msgtype in ACTION_TYPES and topic not in streams)
+    where = (f'; topics in this bag that may hold them: {", ".join(candidates)}' if candidates
+             else '; this bag has no JointState or Float64MultiArray topic besides the inputs')
+    return ('no recorded actions: the config sets no `recorded_actions_topic` and no '
+            '--recorded-actions TOPIC was given' + where)
 
 
 def _progress_bar(progress, total_s):
@@ -222,7 +219,7 @@ def _write_chunk(writer, typestore, tick):
 
 
 def _write_results(out_dir, ticks, node, recorded, config, policy, *, plots, error,
-                   origin_ns):
+                   origin_ns, not_compared=None):
     files = {'chunks': out_dir / 'chunks'}
     chunks = [tick for tick in ticks if tick.status == CHUNK]
     statuses = Counter(tick.status for tick in ticks)
@@ -240,6 +237,8 @@ def _write_results(out_dir, ticks, node, recorded, config, policy, *, plots, err
         'num_candidates': config.num_candidates,
         'execute_steps': node.binding.execute_steps,
     }
+    if not_compared:
+        summary['actions'] = {'not_compared': not_compared}
     files['ticks'] = out_dir / 'ticks.csv'
     metrics.write_csv(files['ticks'], {
         'time_s': metrics.relative_seconds(np.array([t.time_ns for t in ticks], np.int64),
@@ -266,15 +265,18 @@ def _write_results(out_dir, ticks, node, recorded, config, policy, *, plots, err
             recorded_stream = action_stream_arrays(recorded, names=names)[:2]
             rec_stamps, rec_values = recorded_stream
             if rec_values.shape[1] != actions.shape[2]:
-                summary['actions'] = {'error': f'the recorded actions have '
-                                               f'{rec_values.shape[1]} values, the chunks '
-                                               f'{actions.shape[2]}: not compared'}
+                summary['actions'] = {'not_compared': f'the recorded actions have '
+                                                      f'{rec_values.shape[1]} values, the '
+                                                      f'chunks {actions.shape[2]}'}
                 recorded_stream = None
             else:
                 match = metrics.match_actions(stamps, actions, config.step_period, rec_stamps,
                                               rec_values, executed=node.binding.execute_steps)
                 summary['actions'] = metrics.summarize(
                     match, action_names=node.binding.action_names)
+        elif 'actions' not in summary:
+            summary['actions'] = {'not_compared': 'the recorded-actions topic has no message in '
+                                                  'the evaluated window'}
         files['chunks_csv'] = out_dir / 'chunks.csv'
         if match is not None:
             table = metrics.tick_table(stamps, match, values=values, latencies_s=latencies,
@@ -309,11 +311,21 @@ def _plots(out_dir, stamps, actions, values, latencies, recorded_stream, config,
     return files
 
 
+def no_chunk_reasons(summary, prefix=''):
+    """'prefix' + the reasons ticks gave no chunk, with their counts ('' when none did)."""
+    reasons = {status: count for status, count in summary['ticks_by_status'].items()
+               if status != CHUNK}
+    if not reasons:
+        return ''
+    return prefix + ', '.join(f'{status} {count}' for status, count in sorted(
+        reasons.items(), key=lambda item: -item[1]))
+
+
 def format_report(report):
     """A few lines summarizing an EvalReport for the terminal."""
     summary = report.summary
-    lines = [f'{summary["ticks"]} ticks, {summary["chunks"]} chunks '
-             f'({", ".join(f"{k}: {v}" for k, v in summary["ticks_by_status"].items())})']
+    lines = [f'{summary["ticks"]} ticks, {summary["chunks"]} chunks' + no_chunk_reasons(
+        summary, '; ticks without a chunk, by reason: ')]
     if summary.get('latency_s', {}).get('count'):
         latency = summary['latency_s']
         lines.append(f'latency: mean {latency["mean"]:.3f} s, p95 {latency["p95"]:.3f} s, '
@@ -324,5 +336,7 @@ def format_report(report):
     if 'mae_mean' in actions:
         lines.append(f'actions vs recorded: MAE {actions["mae_mean"]:.4f}, RMSE '
                      f'{actions["rmse_mean"]:.4f} over {actions["compared_actions"]} actions')
+    elif 'not_compared' in actions:
+        lines.append(f'actions vs recorded: NOT COMPARED: {actions["not_compared"]}')
     lines += [f'{name:12s} {path}' for name, path in report.files.items()]
     return '\n'.join(lines)

@@ -11,6 +11,7 @@ from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
+from cosmos_policy_ros.bags.storage import BagError
 from cosmos_policy_ros.control_loop import Chunk, ControlLoop, INFERENCE_ERROR, RECEIVED, Skip
 
 CHUNK = 'chunk'  # status of a tick that produced a chunk
@@ -19,6 +20,25 @@ CHUNK = 'chunk'  # status of a tick that produced a chunk
 def absolute_topic(topic):
     """A node topic as it appears in a bag recorded in the root namespace."""
     return topic if topic.startswith('/') else '/' + topic
+
+
+def check_topics(info, streams, actions_topic):
+    """BagError unless the bag (`info`) has every input stream's topic with the type the
+    configuration reads there, and the recorded-actions topic (when not None)."""
+    available = sorted(info.topics)
+    for topic, readers in streams.items():
+        for stream in readers:
+            if topic not in info.topics:
+                raise BagError(f'bag {info.path} has no topic {topic} (input stream '
+                               f'{stream.name!r}); it has {available}. Set the topic in the '
+                               f'configuration (camera.<name>.topic, proprio.<name>.topic).')
+            if info.topics[topic].msgtype != stream.msg_type:
+                raise BagError(f'topic {topic} in bag {info.path} is '
+                               f'{info.topics[topic].msgtype}; the configuration reads '
+                               f'{stream.msg_type} there (input stream {stream.name!r}).')
+    if actions_topic is not None and actions_topic not in info.topics:
+        raise BagError(f'bag {info.path} has no recorded-actions topic {actions_topic}; it has '
+                       f'{available}.')
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,8 @@ def message_class(msgtype, topic):
 class Progress:
     """A one-line progress report, rewritten in place on a terminal."""
 
-    def __init__(self, stream=sys.stderr, clock=time.monotonic):
-        self.stream = stream
+    def __init__(self, stream=None, clock=time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr  # the one current at the call
         self.clock = clock
         self.tty = hasattr(stream, 'isatty') and stream.isatty()
         self._last = -math.inf
@@ -197,10 +197,10 @@ class Recorder:
 class Player:
     """Publishes a bag on a private rclpy context (see the module docstring)."""
 
-    def __init__(self, config: PlayConfig, *, out=sys.stdout, err=sys.stderr,
+    def __init__(self, config: PlayConfig, *, out=None, err=None,
                  clock=time.monotonic):
         self.config = config
-        self.out = out
+        self.out = out if out is not None else sys.stdout  # the one current at the call
         self.clock = clock
         self.progress = Progress(err, clock)
         self.bag = BagReader(config.bag).open()
@@ -504,7 +504,7 @@ class Player:
         return recorded
 
 
-def play(config: PlayConfig, *, out=sys.stdout, err=sys.stderr):
+def play(config: PlayConfig, *, out=None, err=None):
     """Run the player until the window ends (or forever with loop); returns an exit code.
 
     SIGINT/SIGTERM end it cleanly with exit code 0 (rclpy's handlers shut the context down;

@@ -15,8 +15,10 @@ loop for a job and hands it to the inference thread; the thread runs it through 
 publishes the chunk the loop returns. Subscription callbacks hand messages to the loop
 (inputs.py), so they keep being served while the policy runs. With `autostart` (default true)
 the node configures and activates itself; a failed configure then ends the process with exit
-code 1. `executor` picks the rclpy executor; `stage_timing` (debug) publishes the times of
-each chunk's trip through the node (stage_timing.py).
+code 1. The process ends with the one that started it (process_lifetime.py: a launch stopped
+in any way never leaves the policy running). `executor` picks the rclpy executor;
+`stage_timing` (debug) publishes the times of each chunk's trip through the node
+(stage_timing.py).
 """
 import faulthandler
 import signal
@@ -35,10 +37,12 @@ try:
 except ImportError:  # rclpy before Jazzy: executor events is refused (SlicedEventsExecutor)
     EventsExecutor = None
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.logging import get_logger
 
-from cosmos_policy_ros import allocator
+from cosmos_policy_ros import allocator, package_files, process_lifetime
 from cosmos_policy_ros.control_loop import Job
 from cosmos_policy_ros.health import NodeHealth
+from cosmos_policy_ros.parameter_report import parameter_files, report_lines
 from cosmos_policy_ros.policy_loading import load_control_loop, steady_median
 from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import DiagnosticsReporter
@@ -58,8 +62,10 @@ class PolicyNode(LifecycleNode):
     subscriptions and the chunk publishers; `health()` is what /diagnostics reports.
     """
 
-    def __init__(self, node_name=NODE_NAME, **kwargs):
+    def __init__(self, node_name=NODE_NAME, *, argv=(), **kwargs):
+        """argv: the process's command line (its --params-file paths are logged at configure)."""
         super().__init__(node_name, **kwargs)
+        self._parameter_files = parameter_files([*argv, *(kwargs.get('cli_args') or ())])
         params.declare_parameters(self)
         self._lock = threading.RLock()  # lifecycle transitions, the control timer
         self._state = 'unconfigured'
@@ -137,6 +143,8 @@ class PolicyNode(LifecycleNode):
 
     def _configure(self):
         config = params.read_config(self)
+        for line in report_lines(config, self._parameter_files, package_files.preset_files()):
+            self.get_logger().info(line)
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
         if config.keep_freed_memory and not allocator.keep_freed_memory():
@@ -371,6 +379,7 @@ def main(args=None):
     `kill -USR1 <pid>` prints every thread's Python stack to stderr (for a node that seems stuck).
     """
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    process_lifetime.absorb_stop_signals()  # before rclpy.init, whose handler chains to it
     try:
         rclpy.init(args=args)
     except Exception as error:  # e.g. an unparsable --params-file
@@ -378,8 +387,16 @@ def main(args=None):
         return 2
     node = None
     code = 0
+
+    def parent_gone(pid):
+        get_logger(NODE_NAME).warning(
+            f'the process that started this node (pid {pid}, e.g. ros2 launch) has ended: '
+            f'stopping, so that no policy outlives its launch')
+        process_lifetime.stop_self()
+
+    watch = process_lifetime.ParentWatch(parent_gone).start()
     try:
-        node = PolicyNode()
+        node = PolicyNode(argv=sys.argv if args is None else args)
         started = True
         if node.autostart:
             started = (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -399,9 +416,11 @@ def main(args=None):
         if rclpy.ok():
             raise  # a real failure, not a shutdown racing with start-up
     finally:
+        watch.stop()
         if node is not None:
             node.close()
         rclpy.try_shutdown()
+        process_lifetime.ignore_stop_signals()  # through the interpreter's finalization
     return code
 
 

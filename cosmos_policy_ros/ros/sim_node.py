@@ -73,9 +73,10 @@ class SimRobotNode:
 
     def __init__(self, env, settings: SimSettings = SimSettings(), *, context=None,
                  node_name='planar_reach_sim', joint_names: Sequence[str] = (),
-                 cameras: Sequence[str] = ()):
+                 cameras: Sequence[str] = (), recorder=None):
         self.env = env
         self.settings = settings
+        self.recorder = recorder  # an EpisodeRecorder: one bag per episode (rollouts), or None
         self.joint_names = tuple(joint_names)
         self.cameras = tuple(cameras)
         self.node = rclpy.create_node(node_name, context=context)
@@ -131,6 +132,7 @@ class SimRobotNode:
 
     def _on_chunk(self, msg):
         self.chunks_received += 1
+        self._record('/action_chunk', self.now_ns, msg)
         if self.settings.command_delay > 0:
             self._delayed.append((self.now_ns + round(self.settings.command_delay * NS), msg))
         else:
@@ -193,7 +195,11 @@ class SimRobotNode:
         self.now_ns = int(ns)
         self._clock_pub.publish(msg)
 
-    def publish_observation(self, ns, images=None):
+    def _record(self, topic, ns, msg):
+        if self.recorder is not None:
+            self.recorder.record(topic, ns, msg)
+
+    def publish_observation(self, ns, images=None, resend=False):
 
         images = self.env.render() if images is None else images
         for name in self.cameras:
@@ -203,11 +209,15 @@ class SimRobotNode:
             for key, value in rgb_to_image_fields(images[name]).items():
                 setattr(msg, key, value)
             self._image_pub[name].publish(msg)
+            if not resend:
+                self._record(f'/cameras/{name}/image', ns, msg)
         joints = JointState()
         self._stamp(joints.header, ns)
         joints.name = list(self.joint_names)
         joints.position = [float(v) for v in self.env.joint_positions()]
         self._joint_pub.publish(joints)
+        if not resend:
+            self._record('/joint_states', ns, joints)
         self.obs_sent += 1
         return images
 
@@ -286,6 +296,8 @@ class SimRobotNode:
         trace = EpisodeTrace(seed=int(seed), task=env.task, start_ns=start_ns,
                              step_period=period)
         self.publish_task(env.task)
+        if self.recorder is not None:
+            self._start_recording(seed, start_ns, env.task)
         lockstep = settings.mode == 'lockstep'
         if lockstep and self._ticks_base is None:
             self._wait(lambda v: 'ticks' in v and self._idle(v), 'its tick count')
@@ -303,7 +315,8 @@ class SimRobotNode:
                 if self._decision_due(step, trace):
                     self._wait(lambda v: self._received_all(v, env.task),
                                f'receiving observation {self.obs_sent} (task {env.task!r})',
-                               resend=lambda: self.publish_observation(now_ns, images))
+                               resend=lambda: self.publish_observation(now_ns, images,
+                                                                       resend=True))
                     self.publish_clock(now_ns)
                     self.clock_ticks += 1
                     expected = self._ticks_base + self.clock_ticks
@@ -347,8 +360,21 @@ class SimRobotNode:
         summary = {'seed': trace.seed, 'task': trace.task, 'success': trace.success,
                    'steps': trace.steps, 'chunks': len(trace.chunks), 'refused': trace.refused}
         self._episode_pub.publish(String(data=json.dumps(summary)))
+        if self.recorder is not None:
+            self._record('/episode_outcome', self.now_ns, String(data=json.dumps(summary)))
+            self.recorder.finish()
         self.episodes.append(trace)
         return trace
+
+    def _start_recording(self, seed, start_ns, task):
+        """Open the episode's bag: the node's inputs, its chunks and the outcome."""
+        topics = {f'/cameras/{name}/image': 'sensor_msgs/msg/Image' for name in self.cameras}
+        topics.update({'/joint_states': 'sensor_msgs/msg/JointState',
+                       '/task': 'std_msgs/msg/String',
+                       '/action_chunk': 'cosmos_policy_ros/msg/ActionChunk',
+                       '/episode_outcome': 'std_msgs/msg/String'})
+        self.recorder.start(f'episode_{int(seed):06d}', topics, latched=('/task',))
+        self._record('/task', start_ns, String(data=task))
 
     def _decision_due(self, step, trace):
         """Lockstep: whether the policy node may start a chunk at this step (then /clock is
@@ -372,22 +398,25 @@ class SimRobotNode:
         self._pending = []
 
     def close(self):
+        if self.recorder is not None:
+            self.recorder.abort()  # an unfinished episode's bag keeps what it has, no outcome
         self.executor.shutdown()
         self.node.destroy_node()
 
 
 def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
-                     context=None, wait_for_policy=True):
+                     context=None, wait_for_policy=True, recorder=None):
     """Episodes through the sim node on the ROS graph; returns (traces, future images, last
     diagnostics of the policy node): the episode runner of sim/harness.py. policy: a
-    PolicyProcess to watch; wait_for_policy: first
-    wait until the policy node reports being active."""
+    PolicyProcess to watch; wait_for_policy: first wait until the policy node reports being
+    active; recorder: an EpisodeRecorder (ros/episode_recorder.py) writing each episode as a
+    rollout bag, or None."""
     own = context is None
     if own:
         context = rclpy.Context()
         rclpy.init(args=[], context=context)
     sim = SimRobotNode(env if env is not None else PlanarReachEnv(), settings, context=context,
-                       joint_names=JOINT_NAMES, cameras=CAMERAS)
+                       joint_names=JOINT_NAMES, cameras=CAMERAS, recorder=recorder)
     traces = []
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -6,8 +6,11 @@ The ROS side, the sim node stepping episodes on the graph, comes in as ``runner`
 runner, ``ros.sim_node.run_sim_episodes``): this module stays below ros/, and its logic can be
 driven without a graph.
 
-    runner(seeds, settings, *, policy=None, on_episode=None, env=None)
+    runner(seeds, settings, *, policy=None, on_episode=None, env=None, recorder=None)
         -> (traces, future images by stamp, the policy node's last diagnostics)
+
+``recorder`` (ros/episode_recorder.py, made by the caller): each policy episode recorded as a
+rollout bag labelled by the sim, for ``cosmos-policy-dataset export --rollouts``.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +28,15 @@ from cosmos_policy_ros.sim.report import write_report
 
 DEFAULT_FIRST_SEED = 100000  # evaluation seeds: far from the ones training episodes use
 RELEASED_HINT = (
-    'With a released checkpoint (on a real robot):\n'
+    'With a released checkpoint (on a real robot; README, "Quick start"):\n'
     '  cosmos-policy-convert --released <Cosmos-Policy-ALOHA-Predict2-2B dir> '
     '--tokenizer <tokenizer.pth> --out /models/aloha\n'
-    '  ros2 launch cosmos_policy_ros policy.launch.py config:=aloha.yaml model:=/models/aloha')
+    '  cp config/aloha.yaml my_robot.yaml     # your copy of the preset: edit its topics, '
+    'joints, limits\n'
+    '  ros2 launch cosmos_policy_ros policy.launch.py config:=./my_robot.yaml '
+    'model:=/models/aloha\n'
+    '  cosmos-policy-replay eval <your bag> --config my_robot.yaml --model /models/aloha '
+    '--recorded-actions <its actions topic>')
 EpisodeRunner = Callable[..., Tuple[list, dict, dict]]
 
 
@@ -57,12 +65,13 @@ def sim_settings(mode, *, slowdown=1.0, future_images=False, record_frames=False
 
 def run_policy(model, config, seeds, out, *, runner: EpisodeRunner, mode='lockstep',
                slowdown=1.0, future_images=False, on_episode=None, record_frames=False,
-               overrides=(), env=None, command_delay=0.0, log_name=None):
+               overrides=(), env=None, command_delay=0.0, log_name=None, recorder=None):
     """The policy through policy_node (child process) on the sim; returns (traces, future).
 
     runner: the episode runner (module docstring); command_delay: sim seconds the sim holds
     each chunk before its controller gets it (SimSettings); log_name: the node's log file in
-    `out` (default policy_node_<mode>.log).
+    `out` (default policy_node_<mode>.log); recorder: the runner's episode recorder (each
+    episode as a rollout bag), or None.
     """
     overrides = list(overrides) + (['publish_future_images:=true'] if future_images else [])
     policy = PolicyProcess(model, config, Path(out) / (log_name or f'policy_node_{mode}.log'),
@@ -73,7 +82,7 @@ def run_policy(model, config, seeds, out, *, runner: EpisodeRunner, mode='lockst
                                 replan_steps=replan_steps_of(config),
                                 command_delay=command_delay)
         traces, future, _ = runner(seeds, settings, on_episode=on_episode, policy=policy,
-                                   env=env)
+                                   env=env, recorder=recorder)
     finally:
         policy.close()
     return traces, future
@@ -103,9 +112,10 @@ class EvalRequest:
         return list(range(self.first_seed, self.first_seed + self.episodes))
 
 
-def evaluate(request: EvalRequest, *, runner: EpisodeRunner, printer=print):
+def evaluate(request: EvalRequest, *, runner: EpisodeRunner, recorder=None, printer=print):
     """Run `request`: the policy through the node (and, with realtime_episodes, again in real
-    time), the baselines; write the report, figures and bench record; return the summary."""
+    time), the baselines; write the report, figures and bench record; return the summary.
+    recorder: records the (lockstep) policy episodes as rollout bags (run_policy)."""
     out = Path(request.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     model, description = resolve_model(request.model, out)
@@ -122,7 +132,8 @@ def evaluate(request: EvalRequest, *, runner: EpisodeRunner, printer=print):
 
     traces, future = run_policy(model, config, seeds, out, runner=runner, mode=request.mode,
                                 slowdown=request.slowdown, future_images=request.future_images,
-                                on_episode=show('policy'), record_frames=True)
+                                on_episode=show('policy'), record_frames=True,
+                                recorder=recorder)
     results['policy'] = traces
     policy_s = time.monotonic() - started
     if request.realtime_episodes:

@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 PLOT_JOINT = 0  # shoulder: the joint the stitching figure shows
+VALUE_PLOT_EPISODES = 10  # episodes value.png draws (the first ones; the title says how many)
 
 
 def write_plots(results, out, *, future=None, policy_name='policy'):
@@ -32,22 +33,7 @@ def write_plots(results, out, *, future=None, policy_name='policy'):
 
     traces = results.get(policy_name, [])
     if traces:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        twin = ax.twinx()
-        for trace in traces[:6]:
-            steps = np.arange(len(trace.distances)) * trace.step_period
-            line, = twin.plot(steps, trace.distances, alpha=0.4, linestyle='--')
-            ax.plot([c.step * trace.step_period for c in trace.chunks],
-                    [c.value for c in trace.chunks], marker='o', color=line.get_color(),
-                    label=f'seed {trace.seed} ({"ok" if trace.success else "fail"})')
-        ax.set_xlabel('episode time (s)')
-        ax.set_ylabel('predicted value (solid)')
-        twin.set_ylabel('distance to goal (dashed)')
-        ax.legend(fontsize=7, loc='upper right')
-        fig.tight_layout()
-        fig.savefig(out / 'value.png', dpi=80)
-        plt.close(fig)
-        written.append(out / 'value.png')
+        written.append(write_value_plot(out / 'value.png', traces))
         framed = [t for t in traces if t.frames]
         if framed:
             path = out / 'filmstrip.png'
@@ -56,31 +42,64 @@ def write_plots(results, out, *, future=None, policy_name='policy'):
     return written
 
 
+def write_value_plot(path, traces, *, limit=VALUE_PLOT_EPISODES):
+    """Two panels over episode time, one per quantity: the policy's value estimate per chunk
+    (top) and the distance to the goal (bottom); one colour per episode, named in the legend;
+    the first `limit` episodes, and the title says so when there are more."""
+    shown = traces[:limit]
+    fig, (value_ax, distance_ax) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
+    for trace in shown:
+        steps = np.arange(len(trace.distances)) * trace.step_period
+        outcome = 'success' if trace.success else 'fail'
+        line, = value_ax.plot([c.step * trace.step_period for c in trace.chunks],
+                              [c.value for c in trace.chunks], marker='o', markersize=3,
+                              label=f'seed {trace.seed} ({outcome})')
+        distance_ax.plot(steps, trace.distances, color=line.get_color())
+    subset = (f'all {len(traces)} episodes' if len(shown) == len(traces) else
+              f'the first {len(shown)} of {len(traces)} episodes')
+    value_ax.set_title(f'policy: {subset}, one colour per episode', fontsize=10)
+    value_ax.set_ylabel('predicted value\n(one dot per chunk)')
+    distance_ax.set_ylabel('distance to goal')
+    distance_ax.set_xlabel('episode time (s)')
+    value_ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.01, 0.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def write_filmstrip(path, trace, future, *, columns=6, camera='primary'):
     """Rows: the real frame at each chunk's observation, the node's predicted future frame for
-    that chunk (when published), and the real frame one chunk later."""
+    that chunk, and the real frame one chunk later. Without predicted frames (the node
+    publishes them with publish_future_images: `--future-images`) that row is left out and the
+    caption says how to get it."""
     chunks = trace.chunks[:columns]
     if not chunks or not trace.frames:
         return None
     size = max(96, trace.frames[0].shape[0])  # small sim images are scaled up
     horizon = len(chunks[0].actions) if chunks[0].actions is not None else 8
-    blank = np.full((size, size, 3), 255, np.uint8)
     label_w = 70
-    canvas = Image.new('RGB', (label_w + len(chunks) * (size + 4), 3 * (size + 4) + 14),
-                       'white')
-    draw = ImageDraw.Draw(canvas)
     published = any(future.get(chunk.stamp_ns, {}).get(camera) is not None for chunk in chunks)
-    rows = ('now', 'predicted' if published else 'predicted\n(not\npublished)',
-            f'real +{horizon}')
+    rows = ['now'] + (['predicted'] if published else []) + [f'real +{horizon}']
+    caption = 14 if published else 28
+    canvas = Image.new('RGB', (label_w + len(chunks) * (size + 4),
+                               len(rows) * (size + 4) + caption), 'white')
+    draw = ImageDraw.Draw(canvas)
+    if not published:
+        draw.text((2, len(rows) * (size + 4) + 16), 'no predicted frames: run with '
+                  '--future-images for that row', fill='black')
     for row, text in enumerate(rows):
         draw.text((2, 14 + row * (size + 4) + size // 2 - 5), text, fill='black')
+    blank = np.full((size, size, 3), 255, np.uint8)
     for column, chunk in enumerate(chunks):
         x = label_w + column * (size + 4)
         draw.text((x, 1), f'step {chunk.step}', fill='black')
         later = min(chunk.step + horizon, len(trace.frames) - 1)
-        predicted = future.get(chunk.stamp_ns, {}).get(camera)
-        images = [trace.frames[min(chunk.step, len(trace.frames) - 1)],
-                  predicted if predicted is not None else blank, trace.frames[later]]
+        images = [trace.frames[min(chunk.step, len(trace.frames) - 1)]]
+        if published:
+            predicted = future.get(chunk.stamp_ns, {}).get(camera)
+            images.append(predicted if predicted is not None else blank)
+        images.append(trace.frames[later])
         for row, image in enumerate(images):
             tile = Image.fromarray(np.asarray(image, np.uint8))
             tile = tile.resize((size, size), Image.NEAREST)

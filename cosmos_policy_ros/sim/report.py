@@ -82,19 +82,35 @@ def write_report(results, out, *, gamma, meta):
     return summary
 
 
+# The console table's columns: (heading, unit or how it is computed, summary key, format).
+TABLE_COLUMNS = (
+    ('success', 'episodes', 'success_rate', '.0%'),
+    ('time to success', 's, mean', 'time_to_success_mean', '.2f'),
+    ('RMS jerk', 'rad/s^3', 'rms_jerk_mean', '.1f'),
+    ('boundary jump', 'in-chunk steps', 'boundary_jump_ratio_mean', '.2f'),
+    ('value vs return', 'Spearman', 'value_spearman', '.2f'),
+    ('latency', 's, mean', 'latency_mean', '.3f'),
+)
+CONTROLLER_WIDTH = 16
+
+
 def format_table(summary):
-    lines = [f'  {"controller":15s} {"success":>8s} {"t_success":>9s} {"jerk":>8s} '
-             f'{"jump/step":>9s} {"value~G":>8s} {"latency":>8s}']
+    """The console table: two heading lines (each column's name in words, then its unit or how
+    it is computed), a row per controller; '-' where a value does not exist (no success, no
+    value estimate)."""
+    widths = [max(len(name), len(unit) + 2) + 2 for name, unit, _, _ in TABLE_COLUMNS]
+    names = ''.join(f'{name:>{width}s}' for (name, _, _, _), width in zip(TABLE_COLUMNS, widths))
+    units = ''.join(f'{"(" + unit + ")":>{width}s}'
+                    for (_, unit, _, _), width in zip(TABLE_COLUMNS, widths))
+    lines = ['  ' + f'{"controller":{CONTROLLER_WIDTH}s}' + names,
+             '  ' + ' ' * CONTROLLER_WIDTH + units]
     for name, data in summary['controllers'].items():
-        def fmt(value, spec):
-            return format(value, spec) if value is not None and math.isfinite(value) else '-'
-        lines.append(
-            f'  {name:15s} {100 * data["success_rate"]:7.0f}% '
-            f'{fmt(data["time_to_success_mean"], "8.2f")}s '
-            f'{fmt(data["rms_jerk_mean"], "8.1f")} '
-            f'{fmt(data["boundary_jump_ratio_mean"], "9.2f")} '
-            f'{fmt(data["value_spearman"], "8.2f")} '
-            f'{fmt(data["latency_mean"], "7.3f")}s')
+        cells = []
+        for (_, _, key, spec), width in zip(TABLE_COLUMNS, widths):
+            value = data[key]
+            text = format(value, spec) if value is not None and math.isfinite(value) else '-'
+            cells.append(f'{text:>{width}s}')
+        lines.append(f'  {name:{CONTROLLER_WIDTH}s}' + ''.join(cells))
     return '\n'.join(lines)
 
 

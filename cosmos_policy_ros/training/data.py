@@ -2,15 +2,18 @@
 statistics, and every sample as indices into per-state arrays (``Samples``): the states kept,
 the (current, future) pair of each sample, its value targets, whether its actions are imitated.
 """
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cosmos_policy_ros.datasets.reader import complete_manifest, read_episodes
 from cosmos_policy_ros.engine.images import preprocess_images
 from cosmos_policy_ros.engine.training import value_targets
+from cosmos_policy_ros.normalization import dataset_statistics
 from cosmos_policy_ros.sim.arm import CAMERAS, COLORS, TASKS
-from cosmos_policy_ros.sim.episodes import POLICY_KIND, read_episode_bag
+from cosmos_policy_ros.sim.episodes import Episode, POLICY_KIND, read_episode_bag
 
 FAILURE_STRIDE = 4  # states kept of a failed episode (every 4th; divides the chunk size)
 
@@ -42,15 +45,8 @@ def record_fractions(tokens):
 
 def statistics(episodes):
     """Released-format statistics of the recorded actions and joint positions."""
-    stats = {}
-    for prefix, rows in (('actions', np.concatenate([e.actions for e in episodes])),
-                         ('proprio', np.concatenate([e.joints for e in episodes]))):
-        stats[f'{prefix}_min'] = rows.min(axis=0).tolist()
-        stats[f'{prefix}_max'] = rows.max(axis=0).tolist()
-        stats[f'{prefix}_mean'] = rows.mean(axis=0).tolist()
-        stats[f'{prefix}_std'] = rows.std(axis=0).tolist()
-        stats[f'{prefix}_median'] = np.median(rows, axis=0).tolist()
-    return stats
+    return dataset_statistics(np.concatenate([e.actions for e in episodes]),
+                              np.concatenate([e.joints for e in episodes]))
 
 
 class Samples:
@@ -120,3 +116,21 @@ def encode_states(vae, pixels, batch=32, log=print):
         out.append(vae.encode_conditioning(pixels[start:start + batch]).float())
         log(f'[train] encoded {min(start + batch, len(pixels))}/{len(pixels)} states')
     return torch.cat(out)
+
+
+def dataset_episodes(directory):
+    """The Episodes of a directory exported by cosmos-policy-dataset (its train split, in its
+    order): states = the exported steps, actions = all rows but the last (the last state's
+    action is the command still in force, which no training sample uses), info = the
+    recorded outcome JSON (seed, targets, ...). Demonstrations are imitated; rollouts not
+    (kind POLICY_KIND), as the upstream classes treat them."""
+    step_period = float(complete_manifest(directory)['step_period'])
+    for exported in read_episodes(directory):
+        text = exported.outcome_text.strip()
+        info = json.loads(text) if text.startswith('{') else {}
+        info.update(success=exported.success, task=exported.task)
+        yield Episode(seed=int(info.get('seed', exported.index)),
+                      kind='demonstration' if exported.demonstration else POLICY_KIND,
+                      task=exported.task, step_period=step_period, images=exported.images,
+                      joints=exported.proprio, actions=exported.actions[:-1],
+                      success=exported.success, info=info)

@@ -3,7 +3,6 @@
 (engine/conversion.verify_model_dir), then moved into place. A policy (``write_model``), or an
 --init-from policy's directory with its planning network added (``write_planning_model``)."""
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 import shutil
@@ -12,8 +11,8 @@ from safetensors.torch import save_file
 import torch
 
 from cosmos_policy_ros.engine.conversion import verify_model_dir
-from cosmos_policy_ros.engine.model_dir import (FILES, ModelSpec, PLANNING_DIT_FILE, read_spec,
-                                                write_spec)
+from cosmos_policy_ros.engine.model_dir import (file_sha256, FILES, ModelSpec, PLANNING_DIT_FILE,
+                                                read_spec, write_spec)
 from cosmos_policy_ros.engine.planning import PlanningConfig
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.text import TextEmbeddings
@@ -40,7 +39,7 @@ def write_model(out, net, vae, layout, images, stats, text_table, *, source, num
               str(staging / FILES['vae']))
     (staging / FILES['statistics']).write_text(json.dumps(stats, indent=2) + '\n')
     TextEmbeddings.from_dict(dict(text_table)).save(staging / FILES['text_embeddings'])
-    digest = hashlib.sha256((staging / FILES['dit']).read_bytes()).hexdigest()
+    digest = file_sha256(staging / FILES['dit'])
     spec = ModelSpec(model_id=f'{layout.name}@{digest[:12]}', layout=layout,
                      dit_preset=net.config.name, vae_preset=vae.config.name, images=images,
                      sampler=SamplerConfig(num_steps=num_steps),
@@ -59,7 +58,7 @@ def write_planning_model(out, init_dir, planning_net, *, source, planning=SIM_PL
     shutil.copytree(init_dir, staging)
     save_dit(planning_net, staging / PLANNING_DIT_FILE, PLANNING_DTYPE)
     spec = read_spec(init_dir)
-    digest = hashlib.sha256((staging / PLANNING_DIT_FILE).read_bytes()).hexdigest()
+    digest = file_sha256(staging / PLANNING_DIT_FILE)
     spec = dataclasses.replace(spec, planning=planning, source={
         **spec.source, 'planning_net': {**source, 'planning_dit_sha256': digest}})
     write_spec(staging, spec)

@@ -10,6 +10,7 @@ class TrainOptions:
     """A run's settings; the field names are the options' (``--vae-steps`` -> vae_steps)."""
 
     data: Sequence[Path] = field(default_factory=tuple)  # episode-bag directories, all used
+    dataset: Sequence[Path] = field(default_factory=tuple)  # cosmos-policy-dataset exports
     work_dir: Optional[Path] = None  # training state and latent cache (for --resume)
     record: int = 0                  # record N demonstration episodes into the last --data
     record_kinds: Optional[Sequence[str]] = None  # KIND[=SHARE] tokens (data.record_fractions)
@@ -41,8 +42,11 @@ class TrainOptions:
     quiet: bool = False
 
     def __post_init__(self):
-        if not self.data:
-            raise ValueError('--data: give at least one directory of episode bags.')
+        if bool(self.data) == bool(self.dataset):
+            raise ValueError('give --data (directories of episode bags) or --dataset '
+                             '(directories exported by cosmos-policy-dataset), one of them.')
+        if self.dataset and self.record:
+            raise ValueError('--record writes bags into --data; it does not go with --dataset')
         if self.work_dir is None:
             raise ValueError('--work-dir is required (training state and latent cache).')
         for name in ('steps', 'batch_size', 'save_every', 'num_steps', 'vae_batch_size'):

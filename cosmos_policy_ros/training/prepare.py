@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from cosmos_policy_ros.datasets.text import text_table as text_table_of
 from cosmos_policy_ros.engine.checkpoint import dit_state_dict, load_vae
 from cosmos_policy_ros.engine.images import ImagePipelineConfig
 from cosmos_policy_ros.engine.model_dir import model_files, read_spec
@@ -22,8 +23,8 @@ from cosmos_policy_ros.normalization import NormStats
 from cosmos_policy_ros.sim.arm import SimConfig, TASKS
 from cosmos_policy_ros.sim.episodes import POLICY_KIND, record_demonstrations
 from cosmos_policy_ros.sim.model import sim_layout
-from cosmos_policy_ros.training.data import (encode_states, load_episodes, record_fractions,
-                                             Samples, statistics)
+from cosmos_policy_ros.training.data import (dataset_episodes, encode_states, load_episodes,
+                                             record_fractions, Samples, statistics)
 from cosmos_policy_ros.training.optimization import weights_digest
 from cosmos_policy_ros.training.vae_phase import build_vae, train_vae
 
@@ -95,7 +96,7 @@ def rollout_policy(init):
 
 def prepare(options, log=print):
     """Record (with --record), read the bags, encode every kept state once (cached)."""
-    dirs = [Path(d) for d in options.data]
+    dirs = [Path(d) for d in options.data or ()]
     layout = sim_layout(options.chunk_size, options.image_size)
     images = sim_images(options.image_size)
     init = load_init_model(options.init_from, layout) if options.init_from else None
@@ -113,7 +114,8 @@ def prepare(options, log=print):
                               config=SimConfig(image_size=options.image_size), log=log,
                               policy=policy, model=init and init.source.get('dit_sha256'),
                               recovery_every=options.recovery_every)
-    episodes = [episode for d in dirs for episode in load_episodes(d)]
+    episodes = ([episode for d in options.dataset for episode in dataset_episodes(d)]
+                if options.dataset else [episode for d in dirs for episode in load_episodes(d)])
     stats = init.stats if init else statistics(episodes)
     norm = NormStats.from_dict(stats, layout=layout)
     samples = Samples(episodes, layout, norm, options.gamma)
@@ -137,7 +139,9 @@ def prepare(options, log=print):
         torch.save({'digest': digest, 'latents': raw}, latent_path)
     # An --init-from VAE is calibrated already; calibrating again would change its latent scale.
     latents = raw if init else calibrate_vae_latents(vae, raw)
-    text_table = init.text_table if init else t5_embeddings(TASKS, seed=options.seed)
+    text_table = init.text_table if init else (
+        text_table_of(options.dataset[0], TASKS) if options.dataset
+        else t5_embeddings(TASKS, seed=options.seed))
     text = torch.cat([text_table[t].float() for t in TASKS])  # (tasks, 512, 1024)
     return Prepared(episodes, layout, images, stats, samples, vae, latents, text_table, text,
                     digest, vae_history, init)

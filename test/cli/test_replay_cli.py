@@ -22,6 +22,20 @@ def test_make_sample_and_info(tmp_path, capsys):
     assert '/eef_pose' in capsys.readouterr().out
 
 
+def test_make_sample_takes_the_topics_of_a_given_parameter_file(tmp_path):
+    from cosmos_policy_ros.package_files import config_file
+
+    mine = tmp_path / 'my_robot.yaml'
+    mine.write_text(config_file('aloha.yaml').read_text().replace('cam_high/image_raw',
+                                                                  'top/image'))
+    out = tmp_path / 'sample'
+    assert replay.main(['make-sample', str(out), '--config', str(mine), '--duration', '0.5',
+                        '--image-size', '16']) == 0
+    topics = read_info(out).topics
+    assert '/top/image' in topics and '/cam_high/image_raw' not in topics
+    assert '/cam_left_wrist/image_raw' in topics
+
+
 def test_errors_print_one_line_and_exit_2(tmp_path, capsys):
     assert replay.main(['info', str(tmp_path / 'missing')]) == 2
     assert capsys.readouterr().err.strip() == f'error: bag {tmp_path / "missing"} does not exist'

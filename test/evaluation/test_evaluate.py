@@ -277,3 +277,58 @@ def test_observation_ticks_take_their_own_frame_with_a_wide_tolerance(constructe
                        tick_mode='observations', plots=False, references={T0 + 123})
     assert [(tick.status, tick.reference_ns) for tick in missing.ticks] == [
         ('reference_not_found', T0 + 123)]
+
+
+def _cli_params(tmp_path, **changes):
+    fake = tmp_path / 'fake.yaml'
+    fake.write_text('layout: {preset: aloha}\n')
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': _parameters(
+        model_path=str(fake), **changes)}}))
+    return params
+
+
+def test_cli_eval_says_plainly_when_it_cannot_compare(constructed_bag, tmp_path, capsys):
+    params = _cli_params(tmp_path, recorded_actions_topic='')
+    code = replay_main(['eval', str(constructed_bag), '--config', str(params), '--out',
+                        str(tmp_path / 'out'), '--no-plots'])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    reason = ('no recorded actions: the config sets no `recorded_actions_topic` and no '
+              '--recorded-actions TOPIC was given; topics in this bag that may hold them: '
+              '/recorded_actions (sensor_msgs/msg/JointState)')
+    assert f'actions vs recorded: NOT COMPARED: {reason}' in out
+    summary = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
+    assert summary['actions'] == {'not_compared': reason}
+    # The parameter file it read, and how it differs from the closest preset.
+    assert f'parameter files read: {params}' in out and 'differ from the preset' in out
+    # With the option, the comparison is made.
+    assert replay_main(['eval', str(constructed_bag), '--config', str(params), '--out',
+                        str(tmp_path / 'out2'), '--no-plots',
+                        '--recorded-actions', '/recorded_actions']) == 0
+    assert 'actions vs recorded: MAE' in capsys.readouterr().out
+
+
+def test_cli_eval_exits_4_listing_the_reasons_when_no_chunk_was_produced(
+        constructed_bag, tmp_path, capsys):
+    params = _cli_params(tmp_path, task='')  # the bag has no task either
+    code = replay_main(['eval', str(constructed_bag), '--config', str(params), '--out',
+                        str(tmp_path / 'out'), '--no-plots'])
+    captured = capsys.readouterr()
+    assert code == 4, captured.out + captured.err
+    ticks = int(3.5 * 5)  # every 0.2 s of the 3.5 s bag
+    assert f'{ticks} ticks, 0 chunks; ticks without a chunk, by reason: no_task {ticks}' in (
+        captured.out)
+    assert captured.err.startswith(f'error: no chunk was produced in {ticks} ticks: no_task '
+                                   f'{ticks} (the first: no_task: no task: set the `task` '
+                                   f'parameter or publish on task)')
+
+
+def test_cli_eval_names_a_name_given_where_a_list_belongs(constructed_bag, tmp_path, capsys):
+    params = _cli_params(tmp_path)
+    code = replay_main(['eval', str(constructed_bag), '--config', str(params), '--out',
+                        str(tmp_path / 'out'), '-p', 'cameras:=primary'])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (f'error: {params}: `cameras` must be a list of names, e.g. [primary]. Got '
+                   f"'primary'.\n")

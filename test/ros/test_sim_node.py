@@ -2,12 +2,16 @@
 through the real policy_node deterministic, and the shipped trained model solving the task.
 
 No timing assertions: every wait is a condition with a generous deadline (a failure guard)."""
+import json
 import math
 import time
 
+import h5py
 import numpy as np
 import pytest
 
+from cosmos_policy_ros.cli.dataset import main as dataset_main
+from cosmos_policy_ros.ros.episode_recorder import EpisodeRecorder
 from cosmos_policy_ros.ros.sim_node import run_sim_episodes
 from cosmos_policy_ros.sim.arm import (CAMERAS, JOINT_NAMES, PlanarReachEnv, SimConfig)
 from cosmos_policy_ros.sim.baselines import run_baseline
@@ -183,10 +187,25 @@ def test_the_shipped_model_solves_the_task_in_lockstep(tmp_path):
     if model is None:
         pytest.skip('no trained model shipped (cosmos_policy_ros/models/planar_reach)')
     seeds = list(range(DEFAULT_FIRST_SEED, DEFAULT_FIRST_SEED + 10))
+    recorder = EpisodeRecorder(tmp_path / 'rollouts')  # cosmos-policy-sim eval --record-rollouts
     traces, _ = run_policy(model, node_config_path(), seeds, tmp_path,
-                           runner=run_sim_episodes)
+                           runner=run_sim_episodes, recorder=recorder)
     successes = sum(trace.success for trace in traces)
     assert successes >= MIN_SHIPPED_SUCCESSES, [(t.seed, t.success, t.steps) for t in traces]
     hold = run_baseline('hold', seeds)
     assert successes > sum(trace.success for trace in hold)
     assert not any(trace.refused for trace in traces)
+    # The recorded episodes export as rollouts labelled by the sim (/episode_outcome); the
+    # action of each step is the command the sim's controller executed then.
+    out = tmp_path / 'dataset'
+    assert dataset_main(['export', *map(str, recorder.paths), '--rollouts', '--config',
+                         str(node_config_path()), '--format', 'libero', '--images',
+                         'none', '--out', str(out), '--t5-embeddings',
+                         str(model / 't5_embeddings.safetensors'), '--no-progress']) == 0
+    record = json.loads((out / 'export.json').read_text())
+    assert [e['success'] for e in record['episodes']] == [t.success for t in traces]
+    for trace, entry in zip(traces, record['episodes']):
+        assert entry['steps'] == trace.steps and not entry['skipped_steps']
+        with h5py.File(out / entry['rollout_file'], 'r') as h5:
+            assert np.array_equal(h5['actions'][:], np.stack(trace.commands))
+            assert h5.attrs['success'] == trace.success

@@ -54,5 +54,42 @@ def test_baselines_report_and_plots(tmp_path):
     assert {p.name for p in written} == {'success.png', 'value.png', 'filmstrip.png'}
     assert all(p.stat().st_size > 1000 for p in written)
     table = format_table(summary)
-    assert 'expert              100%' in table and 'hold                  0%' in table
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
+    assert rows['expert'][0] == '100%' and rows['hold'][:2] == ['0%', '-']  # no success
+    assert table.splitlines()[0].split() == [
+        'controller', 'success', 'time', 'to', 'success', 'RMS', 'jerk', 'boundary', 'jump',
+        'value', 'vs', 'return', 'latency']
     assert bench_headline(summary).startswith('success: expert 100%, random ')
+
+
+def test_the_figures_show_what_they_say(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from cosmos_policy_ros.sim.plots import write_filmstrip, write_value_plot
+
+    traces = run_baseline('expert', [5, 6, 7], record_frames=True)
+    # value.png: one panel per quantity; a subset is stated in the title.
+    captured = {}
+    close = plt.close
+
+    def keep(fig):  # what the figure holds, read as it is closed
+        captured['axes'] = [(ax.get_title(), ax.get_ylabel(), len(ax.get_lines()))
+                            for ax in fig.axes]
+        close(fig)
+
+    monkeypatch.setattr(plt, 'close', keep)
+    write_value_plot(tmp_path / 'value.png', traces, limit=2)
+    (title, value_label, value_lines), (_, distance_label, distance_lines) = captured['axes']
+    assert title.startswith('policy: the first 2 of 3 episodes')
+    assert 'value' in value_label and distance_label == 'distance to goal'
+    assert value_lines == distance_lines == 2
+    # The filmstrip: no empty row without predicted frames, a third row with them.
+    trace = traces[0]
+    size = max(96, trace.frames[0].shape[0])
+    write_filmstrip(tmp_path / 'two.png', trace, {})
+    future = {chunk.stamp_ns: {'primary': trace.frames[0]} for chunk in trace.chunks}
+    write_filmstrip(tmp_path / 'three.png', trace, future)
+    two = Image.open(tmp_path / 'two.png').size[1]
+    three = Image.open(tmp_path / 'three.png').size[1]
+    assert three - two == size + 4 - 14  # one more row of tiles, a shorter caption
