@@ -14,22 +14,23 @@ beside the node, in the same run.
 """
 import argparse
 import sys
+from types import SimpleNamespace
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
 from cosmos_policy_ros.allocator import keep_freed_memory
 from cosmos_policy_ros.msg import ActionChunk
+from cosmos_policy_ros.node_config import NodeConfig, parameter_fields
+from cosmos_policy_ros.ros.inputs import input_qos
+from cosmos_policy_ros.ros.outputs import output_qos
 
 CAMERAS = ('left_wrist', 'right_wrist', 'primary')
-INPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                       reliability=ReliabilityPolicy.BEST_EFFORT,
-                       durability=DurabilityPolicy.VOLATILE)
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                        reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.VOLATILE)
+# The node's QoS with its default parameters (the node suite leaves them as they are).
+NODE_DEFAULTS = SimpleNamespace(**{name: default for name, default, _
+                                   in parameter_fields(NodeConfig)})
+INPUT_QOS, OUTPUT_QOS = input_qos(NODE_DEFAULTS), output_qos(NODE_DEFAULTS)
 KEPT_STAMPS = 64  # incomplete sets remembered (a lost message must not grow the table)
 
 
