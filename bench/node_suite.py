@@ -1,6 +1,6 @@
 """The node suite: policy_node's own cost, measured from outside through its topics.
 
-    . scripts/setup_env.sh && python bench/run.py --suite node              # ~15 min
+    . scripts/setup_env.sh && python bench/run.py --suite node              # ~18 min
     . scripts/setup_env.sh && python bench/run.py --suite node --soak 600 --skip overhead
                                                          # the 10-minute soak: node_soak600.json
 
