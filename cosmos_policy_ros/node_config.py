@@ -505,13 +505,13 @@ def bind_layout(config, layout):
                          jump_indices=jump_indices)
 
 
-def _flatten(mapping, prefix=''):
+def flatten_parameters(mapping, prefix=''):
     """{'camera': {'wrist': {'topic': 'x'}}} -> {'camera.wrist.topic': 'x'} (as ROS does)."""
     flat = {}
     for key, value in mapping.items():
         name = f'{prefix}{key}'
         if isinstance(value, dict):
-            flat.update(_flatten(value, name + '.'))
+            flat.update(flatten_parameters(value, name + '.'))
         else:
             flat[name] = value
     return flat
@@ -523,7 +523,7 @@ def config_from_parameters(parameters, *, source='parameters'):
     The offline evaluator reads the node's parameter file with this (see
     load_parameter_file); unknown names raise ValueError naming them.
     """
-    flat = _flatten(dict(parameters))
+    flat = flatten_parameters(dict(parameters))
     known = {name for name, _, _ in parameter_fields(NodeConfig)}
     known |= {'cameras', 'proprio_sources', 'autostart', 'use_sim_time'}
     nested = {}
@@ -556,6 +556,14 @@ def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
     `qos_overrides.*` entries are for rcl, not the node, and are skipped.
     overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
     """
+    parameters = parameter_file_values(path, node_name=node_name)
+    parameters.update(overrides or {})
+    return config_from_parameters(parameters, source=str(path))
+
+
+def parameter_file_values(path, *, node_name='cosmos_policy'):
+    """{dotted name: value} a ROS parameter file gives the node `node_name` (the sections of
+    load_parameter_file, `qos_overrides.*` left out); ValueError naming the file."""
     data = read_yaml(path, 'parameter file')
     sections = [key for key in (data if isinstance(data, dict) else {})
                 if key == '/**' or key.strip('/').split('/')[-1] == node_name]
@@ -564,10 +572,8 @@ def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
     for key in sections:
         section = data[key]
         if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
-            parameters.update(_flatten(section['ros__parameters']))
+            parameters.update(flatten_parameters(section['ros__parameters']))
     if not parameters:
         raise ValueError(f'{path}: no `/**` or `{node_name}` section with ros__parameters.')
-    parameters = {name: value for name, value in parameters.items()
-                  if not name.startswith('qos_overrides.')}
-    parameters.update(overrides or {})
-    return config_from_parameters(parameters, source=str(path))
+    return {name: value for name, value in parameters.items()
+            if not name.startswith('qos_overrides.')}

@@ -8,13 +8,12 @@ log_level, autostart (configure and activate the lifecycle node by itself; false
 unconfigured for `ros2 lifecycle set` or a lifecycle manager), policy_factory (overrides the
 file's; `cosmos_policy_ros.testing:load_fake_policy` for a dry run without a model).
 """
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+
+from cosmos_policy_ros.ros.launch_files import resolve_config
 
 ARGUMENTS = (
     ('config', 'demo.yaml', 'Parameter file: a path, or a file name in cosmos_policy_ros/config'),
@@ -26,12 +25,6 @@ ARGUMENTS = (
     ('policy_factory', '', "Policy factory 'module:function' (overrides the config file's when "
                            'set), e.g. cosmos_policy_ros.testing:load_fake_policy'),
 )
-
-
-def _resolve_config(name):
-    if os.path.isabs(name) or os.path.exists(name):
-        return os.path.abspath(name)
-    return os.path.join(get_package_share_directory('cosmos_policy_ros'), 'config', name)
 
 
 def _node(context):
@@ -49,7 +42,7 @@ def _node(context):
         executable='policy_node',
         name='cosmos_policy',
         namespace=value['namespace'],
-        parameters=[_resolve_config(value['config']), overrides],
+        parameters=[resolve_config(value['config']), overrides],
         arguments=['--ros-args', '--log-level', value['log_level']],
         output='screen',
         emulate_tty=True,

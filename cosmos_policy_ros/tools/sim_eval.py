@@ -129,14 +129,16 @@ def node_config_path(arg=None):
 
 # --- the policy through policy_node --------------------------------------------------------------
 class PolicyProcess:
-    """policy_node as a subprocess (use_sim_time), its output in `log`."""
+    """policy_node (or another of the package's ROS scripts, e.g. policy_server) as a
+    subprocess (use_sim_time), its output in `log`; ros_args: more ROS arguments (remaps)."""
 
-    def __init__(self, model, config, log, *, overrides=(), env=None):
+    def __init__(self, model, config, log, *, overrides=(), env=None, script='policy_node',
+                 ros_args=()):
         _, prefix = _share_dir()
         self.log = open(log, 'w')
-        args = [str(prefix / 'lib' / 'cosmos_policy_ros' / 'policy_node'), '--ros-args',
+        args = [str(prefix / 'lib' / 'cosmos_policy_ros' / script), '--ros-args',
                 '--params-file', str(config), '-p', f'model_path:={model}',
-                '-p', 'use_sim_time:=true']
+                '-p', 'use_sim_time:=true', *ros_args]
         for override in overrides:
             args += ['-p', override]
         self.process = subprocess.Popen(args, env=env or dict(os.environ), stdout=self.log,
@@ -144,8 +146,8 @@ class PolicyProcess:
 
     def check(self):
         if self.process.poll() is not None:
-            raise RuntimeError(f'policy_node exited with code {self.process.returncode}; see '
-                               f'{self.log.name}')
+            raise RuntimeError(f'{Path(self.process.args[0]).name} exited with code '
+                               f'{self.process.returncode}; see {self.log.name}')
 
     def close(self):
         if self.process.poll() is None:

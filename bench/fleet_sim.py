@@ -1,0 +1,386 @@
+"""The policy server on N simulated arms: batched vs one at a time vs N separate policy_nodes.
+
+    . scripts/setup_env.sh && python bench/fleet_sim.py            # N = 1, 2, 4, 8 (~25 min)
+    python bench/fleet_sim.py --arms 1,2 --rounds 1 --realtime-rounds 1 --out /tmp/fleet.json
+
+For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
+(ros/fleet_sim.py: one /clock, config/sim.yaml per arm) through each policy side in turn:
+
+  batched         one policy_server (fleet/), every arm's ticks batched (max_batch 8)
+  batched_window  the same with a 10 ms batch_window (does waiting for the others help?)
+  sequential      the same server running the same requests one at a time (max_batch 1)
+  separate        N policy_node processes, one per arm (N models)
+
+first `--rounds` lockstep rounds (arm i, round r: seed first_seed + 8 r + i, every arm starting
+at arm 0's seed slot, so an arm's episodes do not depend on N), then `--realtime-rounds` real
+time rounds on the same seeds. Reported per N and side: aggregate chunks per wall second
+(lockstep: the sim waits for every chunk, so this is the whole system's throughput), per-arm
+latency (the chunk's inference_time: queued + computed, as the robot node measures it) p50/p99
+in real time, per-arm success, the resident memory of the policy side (peak RSS, VmHWM, summed
+over processes; and PSS, which counts shared library pages once), and every arm's lockstep
+episodes against its single-robot run (`separate`: each policy_node alone): the same chunk
+stamps, seeds and success, each episode's first chunk (the same observation) within 1e-5
+relative (`compare`: later chunks carry rounding through the closed loop). The engine alone
+(CosmosPolicy.infer_batch, batch 1/2/4/8) is timed too. Targets (issue 25) and whether each is
+met go into the record (bench/results/fleet_sim.json) and SUMMARY.md.
+"""
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # harness.py beside this file
+    sys.path.insert(0, str(HERE))
+import harness  # noqa: E402, I100
+
+SIDES = {  # name -> (policy side, max_batch, batch_window s)
+    'batched': ('server', 8, 0.0),
+    'batched_window': ('server', 8, 0.01),
+    'sequential': ('server', 1, 0.0),
+    'separate': ('separate', 1, 0.0),
+}
+SEED_STRIDE = 8  # arm i, round r: first_seed + SEED_STRIDE * r + i (the same for every N)
+TOLERANCE = 1e-5  # relative action difference allowed against the single-robot run
+TARGETS = {'throughput_batched_over_sequential_n4': 1.5, 'p99_latency_n4_over_n1': 3.0,
+           'memory_n8_over_n1': 1.3}
+START_TIMEOUT = 900.0  # seconds for N processes to load the model on a loaded 2-core machine
+
+
+def process_memory(pid):
+    """{'rss', 'hwm', 'pss'} bytes of a process (VmRSS, VmHWM: peak RSS, Pss)."""
+    fields = {}
+    with open(f'/proc/{pid}/status') as stream:
+        for line in stream:
+            key, _, value = line.partition(':')
+            if key in ('VmRSS', 'VmHWM'):
+                fields[key] = int(value.split()[0]) * 1024
+    pss = 0
+    try:
+        with open(f'/proc/{pid}/smaps_rollup') as stream:
+            for line in stream:
+                if line.startswith('Pss:'):
+                    pss = int(line.split()[1]) * 1024
+    except OSError:
+        pss = math.nan
+    return {'rss': fields['VmRSS'], 'hwm': fields['VmHWM'], 'pss': pss}
+
+
+class MemoryWatch:
+    """Samples the memory of processes every `period` s; the peaks summed over them."""
+
+    def __init__(self, pids, period=1.0):
+        self.pids, self.period = list(pids), period
+        self.peak_rss = self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        try:
+            memory = [process_memory(pid) for pid in self.pids]
+        except (OSError, KeyError):
+            return  # a process ended
+        self.peak_rss = max(self.peak_rss, sum(m['rss'] for m in memory))
+        self.peak_pss = max(self.peak_pss, sum(m['pss'] for m in memory))
+        self.hwm = sum(m['hwm'] for m in memory)
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def stop(self):
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        return {'peak_rss_mb': self.peak_rss / 1e6, 'peak_pss_mb': self.peak_pss / 1e6,
+                'vmhwm_mb': getattr(self, 'hwm', 0) / 1e6}
+
+
+def percentile(values, percent):
+    return float(np.percentile(values, percent)) if len(values) else math.nan
+
+
+def seeds_of(round_index, arms, first_seed):
+    return [first_seed + SEED_STRIDE * round_index + i for i in range(arms)]
+
+
+def trace_record(trace):
+    """What the record keeps of one arm's episode (chunk actions for the comparison)."""
+    return {'seed': trace.seed, 'success': bool(trace.success), 'steps': trace.steps,
+            'chunks': [{'step': c.step, 'stamp_ns': c.stamp_ns, 'seed': c.seed,
+                        'inference_time': c.inference_time, 'arrival_delay': c.arrival_delay,
+                        'actions': np.asarray(c.actions, dtype=np.float64).tolist()}
+                       for c in trace.chunks]}
+
+
+def phase_summary(episodes, wall):
+    """Aggregate chunks/s, per-arm success and latency of a phase: episodes[arm] = records."""
+    chunks = sum(len(e['chunks']) for arm in episodes for e in arm)
+    per_arm = []
+    for arm in episodes:
+        latency = [c['inference_time'] for e in arm for c in e['chunks']]
+        arrival = [c['arrival_delay'] for e in arm for c in e['chunks']]
+        per_arm.append({'success': sum(e['success'] for e in arm), 'episodes': len(arm),
+                        'latency_p50_s': percentile(latency, 50),
+                        'latency_p99_s': percentile(latency, 99),
+                        'arrival_p50_s': percentile(arrival, 50),
+                        'arrival_p99_s': percentile(arrival, 99)})
+    latency_all = [c['inference_time'] for arm in episodes for e in arm for c in e['chunks']]
+    return {'wall_s': wall, 'chunks': chunks, 'chunks_per_s': chunks / wall if wall else 0.0,
+            'latency_p50_s': percentile(latency_all, 50),
+            'latency_p99_s': percentile(latency_all, 99),
+            'worst_arm_latency_p99_s': max(a['latency_p99_s'] for a in per_arm),
+            'success': [a['success'] for a in per_arm], 'per_arm': per_arm}
+
+
+def run_side(name, arms, args, model, config, out):
+    """One policy side with `arms` arms: lockstep rounds, real-time rounds, memory."""
+    import rclpy
+
+    from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
+    from cosmos_policy_ros.tools import sim_eval
+
+    side, max_batch, window = SIDES[name]
+    names = [f'arm_{i}' for i in range(arms)]
+    started = time.monotonic()
+    processes = start_policies(side, names, model, out / f'{name}_{arms}', node_config=config,
+                               max_batch=max_batch, batch_window=window)
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    settings = sim_eval.sim_settings('lockstep', replan_steps=sim_eval.replan_steps_of(config))
+
+    def check():
+        for process in processes:
+            process.check()
+    fleet = FleetSim(names, settings, context=context, check=check)
+    result = {'side': side, 'max_batch': max_batch, 'batch_window_s': window}
+    try:
+        fleet.wait_for_policies(timeout=START_TIMEOUT)
+        result['start_s'] = time.monotonic() - started
+        watch = MemoryWatch([process.process.pid for process in processes])
+        for phase, rounds in (('lockstep', args.rounds), ('realtime', args.realtime_rounds)):
+            fleet.settings = sim_eval.sim_settings(
+                phase, replan_steps=sim_eval.replan_steps_of(config))
+            episodes = [[] for _ in names]
+            began = time.monotonic()
+            for index in range(rounds):
+                traces = fleet.run_round(seeds_of(index, arms, args.first_seed))
+                for arm, trace in enumerate(traces):
+                    episodes[arm].append(trace_record(trace))
+            result[phase] = phase_summary(episodes, time.monotonic() - began)
+            result[phase]['episodes'] = episodes
+            print(f'[fleet] N={arms} {name} {phase}: {result[phase]["chunks_per_s"]:.2f} '
+                  f'chunks/s, latency p50 {result[phase]["latency_p50_s"]:.3f} s p99 '
+                  f'{result[phase]["latency_p99_s"]:.3f} s, success {result[phase]["success"]}',
+                  flush=True)
+        result['memory'] = watch.stop()
+        result['processes'] = len(processes)
+    finally:
+        fleet.close()
+        rclpy.try_shutdown(context=context)
+        for process in processes:
+            process.close()
+    return result
+
+
+def compare(run, single):
+    """An arm-by-arm comparison of a side's lockstep episodes with the single-robot runs.
+
+    An episode's first chunk is computed from the same observation in both (the reset arm):
+    it must agree within TOLERANCE. Later chunks see states the executed actions made, so any
+    rounding difference of a batched pass carries into them (closed_loop_*: reported, the
+    success and the chunk schedule must still agree).
+    """
+    first, worst, identical, same_schedule, same_success = 0.0, 0.0, True, True, True
+    for arm, reference in zip(run['lockstep']['episodes'], single['lockstep']['episodes']):
+        for episode, alone in zip(arm, reference):
+            same_success &= episode['success'] == alone['success']
+            keys = [(c['stamp_ns'], c['seed']) for c in episode['chunks']]
+            same_schedule &= keys == [(c['stamp_ns'], c['seed']) for c in alone['chunks']]
+            for index, (chunk, other) in enumerate(zip(episode['chunks'], alone['chunks'])):
+                a, b = np.asarray(chunk['actions']), np.asarray(other['actions'])
+                if a.shape != b.shape:
+                    same_schedule = False
+                    continue
+                identical &= bool(np.array_equal(a, b))
+                difference = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+                worst = max(worst, difference)
+                if index == 0:
+                    first = max(first, difference)
+    return {'first_chunk_max_relative_difference': first,
+            'closed_loop_max_relative_difference': worst, 'bit_identical': identical,
+            'same_stamps_and_seeds': same_schedule, 'same_success': same_success,
+            'within_tolerance': first <= TOLERANCE}
+
+
+def _without_chunks(run):
+    """A run as the record keeps it: per episode seed, success, steps and chunk count."""
+    run = dict(run)
+    for phase in ('lockstep', 'realtime'):
+        if phase in run:
+            run[phase] = dict(run[phase], episodes=[
+                [{'seed': e['seed'], 'success': e['success'], 'steps': e['steps'],
+                  'chunks': len(e['chunks'])} for e in arm] for arm in run[phase]['episodes']])
+    return run
+
+
+def engine_batches(model, sizes=(1, 2, 4, 8), repetitions=5):
+    """CosmosPolicy.infer_batch alone on distinct arms' observations: ms per batch."""
+    import torch
+
+    from cosmos_policy_ros.engine.policy import load_policy
+    from cosmos_policy_ros.interface import InferenceRequest, Observation
+    from cosmos_policy_ros.sim.arm import PlanarReachEnv
+
+    torch.set_num_threads(1)
+    policy = load_policy(model, device='cpu', dtype='fp32')
+    requests = []
+    for i in range(max(sizes)):
+        env = PlanarReachEnv()
+        env.reset(100000 + i)
+        requests.append(InferenceRequest(Observation(
+            images=env.render(), proprio=env.joint_positions(), instruction=env.task,
+            seed=1000 + 7 * i)))
+    singles = [policy.infer(r.observation) for r in requests]
+    samples = {size: [] for size in sizes}
+    rows = {}
+    for size in sizes:
+        policy.infer_batch(requests[:size])  # warm-up of this shape
+    for _ in range(repetitions):  # interleaved, as bench/harness.py times variants
+        for size in sizes:
+            start = time.perf_counter()
+            outputs = policy.infer_batch(requests[:size])
+            samples[size].append(time.perf_counter() - start)
+            rows.setdefault(size, outputs)
+    result = {}
+    for size in sizes:
+        median = statistics.median(samples[size])
+        outputs = rows[size]
+        difference = max(float(np.abs(o.actions - s.actions).max() / np.abs(s.actions).max())
+                         for o, s in zip(outputs, singles))
+        result[size] = {'median_ms': median * 1e3, 'chunks_per_s': size / median,
+                        'max_relative_difference_to_single': difference,
+                        'bit_identical_to_single': all(np.array_equal(o.actions, s.actions)
+                                                       for o, s in zip(outputs, singles))}
+    base = result[sizes[0]]['chunks_per_s']
+    for size in sizes:
+        result[size]['throughput_over_batch1'] = result[size]['chunks_per_s'] / base
+    return result
+
+
+def targets(runs, default):
+    """{target: {'value', 'target', 'met', ...}} of the issue's CPU targets."""
+    out = {}
+    n4 = runs.get(4, {})
+    if default in n4 and 'sequential' in n4:
+        value = n4[default]['lockstep']['chunks_per_s'] / n4['sequential']['lockstep'][
+            'chunks_per_s']
+        out['throughput_batched_over_sequential_n4'] = {'value': value, 'variant': default}
+    if default in n4 and default in runs.get(1, {}):
+        value = (n4[default]['realtime']['worst_arm_latency_p99_s']
+                 / runs[1][default]['realtime']['worst_arm_latency_p99_s'])
+        out['p99_latency_n4_over_n1'] = {'value': value, 'variant': f'{default}, real time'}
+    if default in runs.get(8, {}) and default in runs.get(1, {}):
+        value = runs[8][default]['memory']['vmhwm_mb'] / runs[1][default]['memory']['vmhwm_mb']
+        out['memory_n8_over_n1'] = {'value': value, 'variant': f'{default} (peak RSS)'}
+        if 'separate' in runs[8]:
+            out['memory_n8_separate_over_n1'] = {
+                'value': runs[8]['separate']['memory']['vmhwm_mb']
+                / runs[1][default]['memory']['vmhwm_mb'], 'target': None, 'met': None,
+                'variant': 'N policy_node processes (peak RSS summed), for comparison'}
+    for name, entry in out.items():
+        if name in TARGETS:
+            entry['target'] = TARGETS[name]
+            higher = name.startswith('throughput')
+            entry['met'] = bool(entry['value'] >= TARGETS[name] if higher
+                                else entry['value'] <= TARGETS[name])
+    return out
+
+
+def headline(record):
+    parts = []
+    for name, entry in record['targets_met'].items():
+        if entry.get('target') is None:
+            parts.append(f'{name} {entry["value"]:.2f}')
+        else:
+            parts.append(f'{name} {entry["value"]:.2f} ({"met" if entry["met"] else "MISSED"})')
+    parts.append('chunks = single-robot runs: ' + (
+        'yes' if record['correctness']['all_equal'] else 'NO'))
+    return '; '.join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arms', default='1,2,4,8', help='comma-separated N')
+    parser.add_argument('--sides', default=','.join(SIDES), help='comma-separated sides')
+    parser.add_argument('--rounds', type=int, default=4, help='lockstep rounds')
+    parser.add_argument('--realtime-rounds', type=int, default=3)
+    parser.add_argument('--first-seed', type=int, default=100000)
+    parser.add_argument('--default', default='batched', choices=SIDES,
+                        help='the server setting the targets are judged on')
+    parser.add_argument('--model', type=Path, default=None)
+    parser.add_argument('--out', type=Path, default=HERE / 'results' / 'fleet_sim.json')
+    parser.add_argument('--work', type=Path, default=None, help='logs and fleet files')
+    args = parser.parse_args(argv)
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    from cosmos_policy_ros.sim.model import model_label
+    from cosmos_policy_ros.tools import sim_eval
+
+    model = args.model or sim_eval.shipped_model()
+    config = sim_eval.node_config_path()
+    work = args.work or Path(tempfile.mkdtemp(prefix='fleet_sim_'))
+    arms_list = [int(n) for n in args.arms.split(',')]
+    sides = [name for name in args.sides.split(',') if name]
+    began = time.monotonic()
+    print(f'[fleet] engine alone: infer_batch at batch 1/2/4/8', flush=True)
+    engine = engine_batches(model)
+    runs = {}
+    for arms in arms_list:
+        runs[arms] = {}
+        for name in sides:
+            runs[arms][name] = run_side(name, arms, args, model, config, work)
+    correctness = {}
+    all_equal = True
+    for arms, sides_run in runs.items():
+        if 'separate' not in sides_run:
+            continue
+        correctness[arms] = {name: compare(run, sides_run['separate'])
+                             for name, run in sides_run.items() if name != 'separate'}
+        all_equal &= all(c['same_success'] and c['same_stamps_and_seeds'] and c[
+            'within_tolerance'] for c in correctness[arms].values())
+    record = harness.script_record(
+        args.out, title='Policy server on N simulated arms: batched vs one at a time vs N '
+                        'separate policy_node processes',
+        preset=f'{model_label(model)}, N = {args.arms}, {args.rounds} lockstep + '
+               f'{args.realtime_rounds} real-time rounds from seed {args.first_seed}',
+        headline='')
+    record.update({'targets': TARGETS, 'default_side': args.default, 'sides': {
+        name: {'side': side, 'max_batch': batch, 'batch_window_s': window}
+        for name, (side, batch, window) in SIDES.items() if name in sides},
+        'engine_batches': engine,
+        'correctness': {'tolerance': TOLERANCE, 'all_equal': all_equal, 'per_n': correctness},
+        'wall_s': time.monotonic() - began})
+    record['targets_met'] = targets(runs, args.default)
+    record['headline'] = headline(record)
+    record['runs'] = {arms: {name: _without_chunks(run) for name, run in sides_run.items()}
+                      for arms, sides_run in runs.items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1, allow_nan=True) + '\n')
+    if args.out.parent.resolve() == harness.RESULTS.resolve():
+        harness.write_summary()
+    print(f'[fleet] {record["headline"]}\n[fleet] wrote {args.out}', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
