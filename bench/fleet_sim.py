@@ -1,7 +1,8 @@
 """The policy server on N simulated arms: batched vs one at a time vs N separate policy_nodes.
 
-    . scripts/setup_env.sh && python bench/fleet_sim.py            # N = 1, 2, 4, 8 (~25 min)
-    python bench/fleet_sim.py --arms 1,2 --rounds 1 --realtime-rounds 1 --out /tmp/fleet.json
+    . scripts/setup_env.sh && python bench/fleet_sim.py            # N = 1, 2, 4, 8 (~40 min)
+    python bench/fleet_sim.py --arms 1,2 --passes 1 --rounds 1 --realtime-rounds 1 \
+        --out /tmp/fleet.json                                       # a smoke run
 
 For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
 (ros/fleet_sim.py: one /clock, config/sim.yaml per arm) through each policy side in turn:
@@ -11,10 +12,12 @@ For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
   sequential      the same server running the same requests one at a time (max_batch 1)
   separate        N policy_node processes, one per arm (N models)
 
-first `--rounds` lockstep rounds (arm i, round r: seed first_seed + 8 r + i, every arm starting
-at arm 0's seed slot, so an arm's episodes do not depend on N), then `--realtime-rounds` real
-time rounds on the same seeds. Reported per N and side: aggregate chunks per wall second
-(lockstep: the sim waits for every chunk, so this is the whole system's throughput), per-arm
+`--passes` times (the sides interleaved, so a change of the machine's load hits them alike),
+each time `--rounds` lockstep rounds (arm i, round r: seed first_seed + 8 r + i, every arm
+starting at arm 0's seed slot, so an arm's episodes do not depend on N), then
+`--realtime-rounds` real-time rounds on the same seeds. Reported per N and side: aggregate
+chunks per wall second (lockstep: the sim waits for every chunk, so this is the whole system's
+throughput), per-arm
 latency (the chunk's inference_time: queued + computed, as the robot node measures it) p50/p99
 in real time, per-arm success, the resident memory of the policy side (peak RSS, VmHWM, summed
 over processes; and PSS, which counts shared library pages once), and every arm's lockstep
@@ -29,6 +32,7 @@ import json
 import math
 import os
 from pathlib import Path
+import signal
 import statistics
 import sys
 import tempfile
@@ -40,7 +44,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # harness.py beside this file
     sys.path.insert(0, str(HERE))
-import harness  # noqa: E402, I100
+import harness  # noqa: E402, I100, I202
 
 SIDES = {  # name -> (policy side, max_batch, batch_window s)
     'batched': ('server', 8, 0.0),
@@ -142,8 +146,9 @@ def phase_summary(episodes, wall):
             'success': [a['success'] for a in per_arm], 'per_arm': per_arm}
 
 
-def run_side(name, arms, args, model, config, out):
-    """One policy side with `arms` arms: lockstep rounds, real-time rounds, memory."""
+def run_side(name, arms, model, config, out, rounds, first_seed):
+    """One policy side with `arms` arms for one pass: rounds = {'lockstep': [round indices],
+    'realtime': [...]}; the raw episodes per phase and arm, wall times and memory."""
     import rclpy
 
     from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
@@ -152,43 +157,54 @@ def run_side(name, arms, args, model, config, out):
     side, max_batch, window = SIDES[name]
     names = [f'arm_{i}' for i in range(arms)]
     started = time.monotonic()
-    processes = start_policies(side, names, model, out / f'{name}_{arms}', node_config=config,
+    processes = start_policies(side, names, model, out, node_config=config,
                                max_batch=max_batch, batch_window=window)
     context = rclpy.Context()
     rclpy.init(args=[], context=context)
-    settings = sim_eval.sim_settings('lockstep', replan_steps=sim_eval.replan_steps_of(config))
+    replan = sim_eval.replan_steps_of(config)
 
     def check():
         for process in processes:
             process.check()
-    fleet = FleetSim(names, settings, context=context, check=check)
-    result = {'side': side, 'max_batch': max_batch, 'batch_window_s': window}
+    fleet = FleetSim(names, sim_eval.sim_settings('lockstep', replan_steps=replan),
+                     context=context, check=check)
+    raw = {}
     try:
         fleet.wait_for_policies(timeout=START_TIMEOUT)
-        result['start_s'] = time.monotonic() - started
+        raw['start_s'] = time.monotonic() - started
         watch = MemoryWatch([process.process.pid for process in processes])
-        for phase, rounds in (('lockstep', args.rounds), ('realtime', args.realtime_rounds)):
-            fleet.settings = sim_eval.sim_settings(
-                phase, replan_steps=sim_eval.replan_steps_of(config))
+        for phase, indices in rounds.items():
+            fleet.settings = sim_eval.sim_settings(phase, replan_steps=replan)
             episodes = [[] for _ in names]
             began = time.monotonic()
-            for index in range(rounds):
-                traces = fleet.run_round(seeds_of(index, arms, args.first_seed))
+            for index in indices:
+                traces = fleet.run_round(seeds_of(index, arms, first_seed))
                 for arm, trace in enumerate(traces):
                     episodes[arm].append(trace_record(trace))
-            result[phase] = phase_summary(episodes, time.monotonic() - began)
-            result[phase]['episodes'] = episodes
-            print(f'[fleet] N={arms} {name} {phase}: {result[phase]["chunks_per_s"]:.2f} '
-                  f'chunks/s, latency p50 {result[phase]["latency_p50_s"]:.3f} s p99 '
-                  f'{result[phase]["latency_p99_s"]:.3f} s, success {result[phase]["success"]}',
-                  flush=True)
-        result['memory'] = watch.stop()
-        result['processes'] = len(processes)
+            raw[phase] = {'episodes': episodes, 'wall_s': time.monotonic() - began}
+        raw['memory'] = watch.stop()
     finally:
         fleet.close()
         rclpy.try_shutdown(context=context)
         for process in processes:
             process.close()
+    return raw
+
+
+def merge_passes(name, passes):
+    """The result of a side over its passes: per phase the episodes of every pass, the
+    summed wall time; the largest memory."""
+    side, max_batch, window = SIDES[name]
+    result = {'side': side, 'max_batch': max_batch, 'batch_window_s': window,
+              'passes': len(passes), 'start_s': [raw['start_s'] for raw in passes],
+              'memory': {key: max(raw['memory'][key] for raw in passes)
+                         for key in passes[0]['memory']}}
+    for phase in ('lockstep', 'realtime'):
+        arms = len(passes[0][phase]['episodes'])
+        episodes = [[e for raw in passes for e in raw[phase]['episodes'][arm]]
+                    for arm in range(arms)]
+        result[phase] = phase_summary(episodes, sum(raw[phase]['wall_s'] for raw in passes))
+        result[phase]['episodes'] = episodes
     return result
 
 
@@ -318,12 +334,19 @@ def headline(record):
     return '; '.join(parts)
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arms', default='1,2,4,8', help='comma-separated N')
     parser.add_argument('--sides', default=','.join(SIDES), help='comma-separated sides')
-    parser.add_argument('--rounds', type=int, default=4, help='lockstep rounds')
-    parser.add_argument('--realtime-rounds', type=int, default=3)
+    parser.add_argument('--passes', type=int, default=2,
+                        help='passes over the sides, each with its own rounds')
+    parser.add_argument('--rounds', type=int, default=2, help='lockstep rounds per pass')
+    parser.add_argument('--realtime-rounds', type=int, default=2,
+                        help='real-time rounds per pass')
     parser.add_argument('--first-seed', type=int, default=100000)
     parser.add_argument('--default', default='batched', choices=SIDES,
                         help='the server setting the targets are judged on')
@@ -331,6 +354,7 @@ def main(argv=None):
     parser.add_argument('--out', type=Path, default=HERE / 'results' / 'fleet_sim.json')
     parser.add_argument('--work', type=Path, default=None, help='logs and fleet files')
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)  # stop the policy processes on the way out
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from cosmos_policy_ros.sim.model import model_label
@@ -342,13 +366,27 @@ def main(argv=None):
     arms_list = [int(n) for n in args.arms.split(',')]
     sides = [name for name in args.sides.split(',') if name]
     began = time.monotonic()
-    print(f'[fleet] engine alone: infer_batch at batch 1/2/4/8', flush=True)
+    print('[fleet] engine alone: infer_batch at batch 1/2/4/8', flush=True)
     engine = engine_batches(model)
     runs = {}
     for arms in arms_list:
-        runs[arms] = {}
-        for name in sides:
-            runs[arms][name] = run_side(name, arms, args, model, config, work)
+        raw = {name: [] for name in sides}
+        for index in range(args.passes):  # passes interleave the sides: load drifts hit all
+            rounds = {'lockstep': range(index * args.rounds, (index + 1) * args.rounds),
+                      'realtime': range(index * args.realtime_rounds,
+                                        (index + 1) * args.realtime_rounds)}
+            for name in sides:
+                raw[name].append(run_side(name, arms, model, config,
+                                          work / f'{name}_{arms}_{index}', rounds,
+                                          args.first_seed))
+        runs[arms] = {name: merge_passes(name, raw[name]) for name in sides}
+        for name, run in runs[arms].items():
+            for phase in ('lockstep', 'realtime'):
+                summary = run[phase]
+                print(f'[fleet] N={arms} {name} {phase}: {summary["chunks_per_s"]:.2f} '
+                      f'chunks/s, latency p50 {summary["latency_p50_s"]:.3f} s p99 '
+                      f'{summary["latency_p99_s"]:.3f} s, success {summary["success"]}',
+                      flush=True)
     correctness = {}
     all_equal = True
     for arms, sides_run in runs.items():
@@ -361,8 +399,9 @@ def main(argv=None):
     record = harness.script_record(
         args.out, title='Policy server on N simulated arms: batched vs one at a time vs N '
                         'separate policy_node processes',
-        preset=f'{model_label(model)}, N = {args.arms}, {args.rounds} lockstep + '
-               f'{args.realtime_rounds} real-time rounds from seed {args.first_seed}',
+        preset=f'{model_label(model)}, N = {args.arms}, {args.passes} passes x '
+               f'({args.rounds} lockstep + {args.realtime_rounds} real-time rounds) from seed '
+               f'{args.first_seed}',
         headline='')
     record.update({'targets': TARGETS, 'default_side': args.default, 'sides': {
         name: {'side': side, 'max_batch': batch, 'batch_window_s': window}

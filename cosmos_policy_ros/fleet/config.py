@@ -206,15 +206,15 @@ def _robot(name, entry, defaults, shared, base, path):
             if key in values and not _agrees(key, values[key], shared[key]):
                 raise ValueError(
                     f'{source}: {layer_source} sets `{key}` to {values[key]!r}, but the model '
-                    f'and engine settings are the server\'s ({key}: {shared[key]!r}); set '
-                    f'them under `server` (or leave them out of the robot\'s files).')
+                    f'and engine settings belong to the server ({key}: {shared[key]!r}); set '
+                    f'them under `server` (or leave them out of the robot files).')
         parameters.update(values)
     parameters.update(shared)
     parameters['policy_factory'] = SHARED_FACTORY
     for key in ('use_sim_time', 'autostart'):
         if key in parameters:
-            raise ValueError(f'{source}: `{key}` is the server\'s (a launch argument), not a '
-                             f'robot parameter.')
+            raise ValueError(f'{source}: `{key}` is a server setting (a launch argument), '
+                             f'not a robot parameter.')
     config = config_from_parameters(parameters, source=source)
     remappings = _mapping(entry.get('remappings'), f'{source}: remappings')
     for key, value in remappings.items():

@@ -210,11 +210,13 @@ class FleetSim:
             t = now_ns + sub
             self.publish_clock(t)
             due = wall_origin + (t - start_ns) / NS * settings.slowdown
-            while True:
+            spun = False
+            while True:  # at least once: a sim running late still takes its chunks
                 left = due - time.monotonic()
-                if left <= 0:
+                if left <= 0 and spun:
                     break
-                self.spin(min(left, 0.005))
+                self.spin(min(max(left, 0.0), 0.005))
+                spun = True
             for i in sorted(moving):
                 self.sims[i].advance(traces[i], step, t, min(sub_ns, period_ns - sub) / NS,
                                      record=sub == 0)

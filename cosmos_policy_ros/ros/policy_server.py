@@ -104,7 +104,7 @@ def engine_status(name, engine, robots, previous_failed):
                                f'{stats[key][percent]:.6g}'))
     failed = stats['failed_requests'] > previous_failed
     level = DiagnosticStatus.WARN if failed else DiagnosticStatus.OK
-    message = ('requests failed (see the robots\' diagnostics)' if failed else
+    message = ('requests failed (see the diagnostics of the robots)' if failed else
                f'{stats["batches"]} batches, mean size {stats["mean_batch"]:.2f}')
     return DiagnosticStatus(level=level, name=f'{name}: engine', message=message,
                             hardware_id=name,
@@ -135,8 +135,8 @@ class PolicyServer:
         fleet_file = self._value('fleet_file')
         if not fleet_file:
             raise ValueError('`fleet_file` must name a fleet file (docs/fleet.md).')
-        overrides = {name: self._value(name) for name in ('model_path', 'policy_factory',
-                                                           'device', 'dtype')
+        overrides = {name: self._value(name)
+                     for name in ('model_path', 'policy_factory', 'device', 'dtype')
                      if self._value(name)}
         if self._value('max_batch') > 0:
             overrides['max_batch'] = self._value('max_batch')
