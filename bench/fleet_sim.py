@@ -5,7 +5,8 @@
         --out /tmp/fleet.json                                       # a smoke run
 
 For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
-(ros/fleet_sim.py: one /clock, config/sim.yaml per arm) through each policy side in turn:
+(ros/fleet_sim.py: one /clock, config/fleet_sim.yaml's parameters per arm: config/sim.yaml with
+/diagnostics at 20 Hz) through each policy side in turn:
 
   batched         one policy_server (fleet/), every arm's ticks batched (max_batch 8)
   batched_window  the same with a 10 ms batch_window (does waiting for the others help?)
@@ -146,6 +147,16 @@ def phase_summary(episodes, wall):
             'success': [a['success'] for a in per_arm], 'per_arm': per_arm}
 
 
+def robot_parameters(model):
+    """What config/fleet_sim.yaml adds to config/sim.yaml for every arm (its
+    diagnostics_period): given to every side's nodes alike."""
+    from cosmos_policy_ros.fleet.config import load_fleet
+    from cosmos_policy_ros.ros.launch_files import resolve_config
+
+    fleet = load_fleet(resolve_config('fleet_sim.yaml'), overrides={'model_path': str(model)})
+    return {'diagnostics_period': fleet.robots[0].config.diagnostics_period}
+
+
 def run_side(name, arms, model, config, out, rounds, first_seed):
     """One policy side with `arms` arms for one pass: rounds = {'lockstep': [round indices],
     'realtime': [...]}; the raw episodes per phase and arm, wall times and memory."""
@@ -158,7 +169,8 @@ def run_side(name, arms, model, config, out, rounds, first_seed):
     names = [f'arm_{i}' for i in range(arms)]
     started = time.monotonic()
     processes = start_policies(side, names, model, out, node_config=config,
-                               max_batch=max_batch, batch_window=window)
+                               parameters=robot_parameters(model), max_batch=max_batch,
+                               batch_window=window)
     context = rclpy.Context()
     rclpy.init(args=[], context=context)
     replan = sim_eval.replan_steps_of(config)

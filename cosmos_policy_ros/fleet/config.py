@@ -7,7 +7,7 @@
       max_batch: 8                  # most robots' ticks in one batched pass
       batch_window: 0.0             # seconds an idle engine waits for more (0: none)
     robot_defaults: aloha.yaml      # policy_node parameters every robot starts from: a
-                                    #   parameter file or a mapping (optional)
+                                    #   parameter file, a mapping, or a list of them (optional)
     robots:                         # name = the robot's namespace (its topics live there)
       left_cell:
         config: left_cell.yaml      # its own parameter file(s) (optional), then
@@ -167,23 +167,24 @@ def _server_settings(server, source):
 
 
 def _layers(value, base, source):
-    """[(source, {dotted name: value})] of a parameter-file name, a list of them or a
-    mapping of parameters (nested as in YAML or dotted)."""
+    """[(source, {dotted name: value})] of a parameter-file name, a mapping of parameters
+    (nested as in YAML, or dotted), or a list of them (applied in order)."""
     if value is None:
         return []
-    if isinstance(value, Mapping):
-        return [(source, flatten_parameters(dict(value)))]
-    names = [value] if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f'{source}: expected a parameter file name, a list of them or a '
-                         f'mapping of parameters. Got {value!r}.')
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
     layers = []
-    for name in names:
-        file = name if os.path.isabs(name) else os.path.join(base, name)
-        try:
-            layers.append((file, parameter_file_values(file, node_name=NODE_NAME)))
-        except ValueError as error:
-            raise ValueError(f'{source}: {error}') from None
+    for item in items:
+        if isinstance(item, Mapping):
+            layers.append((source, flatten_parameters(dict(item))))
+        elif isinstance(item, str):
+            file = item if os.path.isabs(item) else os.path.join(base, item)
+            try:
+                layers.append((file, parameter_file_values(file, node_name=NODE_NAME)))
+            except ValueError as error:
+                raise ValueError(f'{source}: {error}') from None
+        else:
+            raise ValueError(f'{source}: expected parameter file names or mappings of '
+                             f'parameters. Got {item!r}.')
     return layers
 
 

@@ -30,29 +30,33 @@ RESEND_PERIOD = 5.0  # seconds before a lockstep wait publishes its message agai
 POLICY_SIDES = ('server', 'separate')  # one policy_server for every arm, one policy_node each
 
 
-def start_policies(side, names, model, out, *, node_config, max_batch=8, batch_window=0.0,
-                   env=None):
+def start_policies(side, names, model, out, *, node_config, parameters=None, max_batch=8,
+                   batch_window=0.0, env=None):
     """The policy side of a fleet run, as subprocesses (use_sim_time); returns them
     (tools.sim_eval.PolicyProcess, close() each).
 
     side 'server': one policy_server for every arm of `names`, node_config (a policy_node
-    parameter file, e.g. config/sim.yaml) for each, ticks batched up to `max_batch` (1: one
-    at a time); 'separate': one policy_node per arm in its namespace. Files and logs in `out`.
+    parameter file, e.g. config/sim.yaml) and then `parameters` ({name: value}) for each,
+    ticks batched up to `max_batch` (1: one at a time); 'separate': one policy_node per arm in
+    its namespace, the same parameters. Files and logs in `out`.
     """
+    parameters = dict(parameters or {})
     from cosmos_policy_ros.node_config import load_parameter_file
     from cosmos_policy_ros.tools.sim_eval import PolicyProcess
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if side == 'separate':
+        overrides = [f'{key}:={value}' for key, value in parameters.items()]
         return [PolicyProcess(model, node_config, out / f'policy_node_{name}.log', env=env,
-                              ros_args=['-r', f'__ns:=/{name}']) for name in names]
+                              overrides=overrides, ros_args=['-r', f'__ns:=/{name}'])
+                for name in names]
     if side != 'server':
         raise ValueError(f'`side` must be one of {list(POLICY_SIDES)}. Got {side!r}.')
     robot = load_parameter_file(node_config, overrides={'model_path': str(model)})
     fleet = {'server': {'model_path': str(model), 'device': robot.device, 'dtype': robot.dtype,
                         'max_batch': int(max_batch), 'batch_window': float(batch_window)},
-             'robot_defaults': str(Path(node_config).resolve()),
+             'robot_defaults': [str(Path(node_config).resolve()), parameters],
              'robots': {name: {} for name in names}}
     fleet_file = out / 'fleet.yaml'
     fleet_file.write_text(yaml.safe_dump(fleet))

@@ -58,7 +58,8 @@ def _lockstep(side, names, model, out, seeds):
     from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
 
     config = sim_eval.node_config_path()
-    processes = start_policies(side, names, model, out / side, node_config=config)
+    processes = start_policies(side, names, model, out / side, node_config=config,
+                               parameters={'diagnostics_period': 0.05})
     context = rclpy.Context()
     rclpy.init(args=[], context=context)
 
