@@ -8,12 +8,9 @@ log_level, autostart (configure and activate the lifecycle node by itself; false
 unconfigured for `ros2 lifecycle set` or a lifecycle manager), policy_factory (overrides the
 file's; `cosmos_policy_ros.testing:load_fake_policy` for a dry run without a model).
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
-from cosmos_policy_ros.ros.launch_files import resolve_config
+from cosmos_policy_ros.ros.launch_files import flag, launch_description, resolve_config
 
 ARGUMENTS = (
     ('config', 'demo.yaml', 'Parameter file: a path, or a file name in cosmos_policy_ros/config'),
@@ -27,12 +24,9 @@ ARGUMENTS = (
 )
 
 
-def _node(context):
-    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    overrides = {
-        'use_sim_time': value['use_sim_time'].lower() == 'true',
-        'autostart': value['autostart'].lower() == 'true',
-    }
+def _node(value):
+    overrides = {'use_sim_time': flag(value['use_sim_time']),
+                 'autostart': flag(value['autostart'])}
     if value['model']:
         overrides['model_path'] = value['model']
     if value['policy_factory']:
@@ -50,7 +44,4 @@ def _node(context):
 
 
 def generate_launch_description():
-    return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, default, description in ARGUMENTS]
-        + [OpaqueFunction(function=_node)])
+    return launch_description(ARGUMENTS, _node)

@@ -13,13 +13,10 @@ when set; cosmos_policy_ros.testing:load_fake_policy for a dry run), max_batch (
 server_name, namespace (of the server node only), use_sim_time, log_level, autostart. Several
 servers (one per GPU) split one fleet by giving each its `robots` and `device`.
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from cosmos_policy_ros.fleet.config import parse_robot_list
-from cosmos_policy_ros.ros.launch_files import resolve_config
+from cosmos_policy_ros.ros.launch_files import flag, launch_description, resolve_config
 
 ARGUMENTS = (
     ('fleet', 'fleet_sim.yaml', 'Fleet file: a path, or a file name in cosmos_policy_ros/config'),
@@ -39,13 +36,12 @@ ARGUMENTS = (
 )
 
 
-def _server(context):
-    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+def _server(value):
     parameters = {
         'fleet_file': resolve_config(value['fleet']),
         'robots': list(parse_robot_list(value['robots'])) or [''],  # rcl has no empty list
-        'use_sim_time': value['use_sim_time'].lower() == 'true',
-        'autostart': value['autostart'].lower() == 'true',
+        'use_sim_time': flag(value['use_sim_time']),
+        'autostart': flag(value['autostart']),
         'max_batch': int(value['max_batch']),
     }
     for name, key in (('model', 'model_path'), ('device', 'device'), ('dtype', 'dtype'),
@@ -65,7 +61,4 @@ def _server(context):
 
 
 def generate_launch_description():
-    return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, default, description in ARGUMENTS]
-        + [OpaqueFunction(function=_server)])
+    return launch_description(ARGUMENTS, _server)

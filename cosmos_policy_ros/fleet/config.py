@@ -32,6 +32,7 @@ from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.node_config import (check_value, config_from_parameters,
                                            flatten_parameters, NodeConfig, parameter_fields,
                                            parameter_file_values)
+from cosmos_policy_ros.policy_loading import factory_options
 
 SHARED_FACTORY = 'cosmos_policy_ros.fleet.engine:shared_policy'
 # Node parameters that are the server's: the one model and how it runs.
@@ -84,10 +85,7 @@ class FleetConfig:
         """(model_path, device, dtype, options) the robots' shared_policy factory gets
         (policy_loading.load_policy_for calls it so): what fleet.engine.serve registers."""
         config = self.robots[0].config
-        options = {'decode_future_images': config.publish_future_images}
-        if config.acceleration() is not None:
-            options['acceleration'] = config.acceleration()
-        return config.model_path, config.device, config.dtype, options
+        return config.model_path, config.device, config.dtype, factory_options(config)
 
 
 def load_fleet(path, *, robots=None, overrides=None):
@@ -120,7 +118,7 @@ def load_fleet(path, *, robots=None, overrides=None):
     base = os.path.dirname(os.path.abspath(path))
     defaults = _layers(data.get('robot_defaults'), base, f'{path}: robot_defaults')
     specs = tuple(_robot(name, entries[name], defaults, shared, base, path)
-                  for name in selected if name in entries)
+                  for name in selected)
     return FleetConfig(path=path, shared=shared, max_batch=max_batch,
                        batch_window=batch_window, robots=specs)
 
@@ -234,11 +232,6 @@ def _agrees(key, value, shared_value):
             and not isinstance(value, bool):
         return float(value) == shared_value
     return value == shared_value
-
-
-def robot_names(config: FleetConfig) -> Tuple[str, ...]:
-    """The robot names (namespaces without '/') of a FleetConfig, in order."""
-    return tuple(robot.name for robot in config.robots)
 
 
 def parse_robot_list(value: Optional[str]) -> Tuple[str, ...]:

@@ -75,7 +75,8 @@ class FleetSim:
     raises when a policy process died).
     """
 
-    def __init__(self, names, settings, *, context, env_config=None, check=lambda: None):
+    def __init__(self, names, settings, *, context, env_config=None, check=lambda: None,
+                 clock_period=None):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -86,6 +87,9 @@ class FleetSim:
 
         self.names = tuple(names)
         self.settings = settings
+        # realtime: seconds between /clock messages (a multiple of settings.clock_period, the
+        # physics sub-step); None: every sub-step.
+        self.clock_period = clock_period
         self.check = check
         self._error = LockstepError
         self.executor = SingleThreadedExecutor(context=context)
@@ -209,10 +213,12 @@ class FleetSim:
         settings = self.settings
         period_ns = round(self.sims[0].env.config.step_period * NS)
         sub_ns = round(settings.clock_period * NS)
+        clock_ns = round((self.clock_period or settings.clock_period) * NS)
         moving = set(running)
         for sub in range(0, period_ns, sub_ns):
             t = now_ns + sub
-            self.publish_clock(t)
+            if sub % clock_ns == 0:
+                self.publish_clock(t)
             due = wall_origin + (t - start_ns) / NS * settings.slowdown
             spun = False
             while True:  # at least once: a sim running late still takes its chunks
