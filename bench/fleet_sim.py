@@ -1,7 +1,7 @@
 """The policy server on N simulated arms: batched vs one at a time vs N separate policy_nodes.
 
     . scripts/setup_env.sh && python bench/fleet_sim.py            # N = 1, 2, 4, 8 (~40 min)
-    python bench/fleet_sim.py --arms 1,2 --passes 1 --rounds 1 --realtime-rounds 1 \
+    python bench/fleet_sim.py --arms 1,2 --rounds 1 --realtime-rounds 1 \
         --out /tmp/fleet.json                                       # a smoke run
 
 For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
@@ -13,10 +13,11 @@ For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
   sequential      the same server running the same requests one at a time (max_batch 1)
   separate        N policy_node processes, one per arm (N models)
 
-`--passes` times (the sides interleaved, so a change of the machine's load hits them alike),
-each time `--rounds` lockstep rounds (arm i, round r: seed first_seed + 8 r + i, every arm
-starting at arm 0's seed slot, so an arm's episodes do not depend on N), then
-`--realtime-rounds` real-time rounds on the same seeds (/clock at 20 Hz). Every side gets the
+all at once, each side on a ROS domain of its own, taking turns round by round (a change of the
+machine's load hits them alike): `--rounds` lockstep rounds (arm i, round r: seed first_seed +
+8 r + i, every arm starting at arm 0's seed slot, so an arm's episodes do not depend on N),
+then `--realtime-rounds` real-time rounds on the same seeds (/clock at 20 Hz; a real-time
+phase whose sims fell behind the wall clock is marked `kept_real_time: false`). Every side gets the
 machine's cores (torch threads: the server all, N nodes a share each). Reported per N and side:
 aggregate chunks per wall second (lockstep: the sim waits for every chunk, so this is the
 whole system's throughput), per-arm
@@ -67,6 +68,8 @@ TARGETS = {'throughput_batched_over_sequential_n4': 1.5, 'p99_latency_n4_over_n1
 # 1 chunk in 4 s (20 Hz: 16; docs/fleet.md). A robot on its own clock has no /clock at all.
 REALTIME_CLOCK_PERIOD = 0.05
 START_TIMEOUT = 900.0  # seconds for N processes to load the model on a loaded 2-core machine
+PHASES = ('lockstep', 'realtime')
+REAL_TIME_FLOOR = 0.95  # sim seconds per wall second below this: the sims fell behind
 
 
 def process_memory(pid):
@@ -173,68 +176,103 @@ def robot_parameters(model):
     return {'diagnostics_period': fleet.robots[0].config.diagnostics_period}
 
 
-def run_side(name, arms, model, config, out, rounds, first_seed):
-    """One policy side with `arms` arms for one pass: rounds = {'lockstep': [round indices],
-    'realtime': [...]}; the raw episodes per phase and arm, wall times and memory."""
-    import rclpy
+class Side:
+    """One policy side with `arms` arms on a ROS domain of its own: every side of an N runs at
+    once and they take turns round by round (a change of the machine's load hits them alike;
+    an idle side's nodes see no /clock, so they only report their diagnostics)."""
 
-    from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
-    from cosmos_policy_ros.tools import sim_eval
+    def __init__(self, name, arms, model, config, out, domain):
+        import rclpy
 
-    side, max_batch, window = SIDES[name]
-    names = [f'arm_{i}' for i in range(arms)]
-    started = time.monotonic()
-    processes = start_policies(side, names, model, out, node_config=config,
-                               parameters=robot_parameters(model), max_batch=max_batch,
-                               batch_window=window, env=dict(
-                                   os.environ, OMP_NUM_THREADS=str(torch_threads(side, arms))))
-    context = rclpy.Context()
-    rclpy.init(args=[], context=context)
-    replan = sim_eval.replan_steps_of(config)
+        from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
+        from cosmos_policy_ros.tools import sim_eval
 
-    def check():
-        for process in processes:
+        self.name, self.arms, self.config = name, arms, config
+        side, max_batch, window = SIDES[name]
+        names = [f'arm_{i}' for i in range(arms)]
+        self.started = time.monotonic()
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain),
+                   OMP_NUM_THREADS=str(torch_threads(side, arms)))
+        self.processes = start_policies(side, names, model, out, node_config=config,
+                                        parameters=robot_parameters(model),
+                                        max_batch=max_batch, batch_window=window, env=env)
+        self.context = rclpy.Context()
+        rclpy.init(args=[], context=self.context, domain_id=domain)
+        self.replan = sim_eval.replan_steps_of(config)
+        self.fleet = FleetSim(names, sim_eval.sim_settings('lockstep', replan_steps=self.replan),
+                              context=self.context, check=self.check,
+                              clock_period=REALTIME_CLOCK_PERIOD)
+        self.episodes = {phase: [[] for _ in names] for phase in PHASES}
+        self.wall = dict.fromkeys(PHASES, 0.0)
+        self.sim_seconds = dict.fromkeys(PHASES, 0.0)
+        self.watch = None
+        self.start_s = None
+
+    def check(self):
+        for process in self.processes:
             process.check()
-    fleet = FleetSim(names, sim_eval.sim_settings('lockstep', replan_steps=replan),
-                     context=context, check=check, clock_period=REALTIME_CLOCK_PERIOD)
-    raw = {}
+
+    def wait_ready(self):
+        self.fleet.wait_for_policies(timeout=START_TIMEOUT)
+        self.start_s = time.monotonic() - self.started
+        self.watch = MemoryWatch([process.process.pid for process in self.processes])
+
+    def run_round(self, phase, index, first_seed):
+        from cosmos_policy_ros.tools import sim_eval
+
+        self.fleet.settings = sim_eval.sim_settings(phase, replan_steps=self.replan)
+        began = time.monotonic()
+        traces = self.fleet.run_round(seeds_of(index, self.arms, first_seed))
+        self.wall[phase] += time.monotonic() - began
+        self.sim_seconds[phase] += max(trace.steps for trace in traces) * (
+            traces[0].step_period)
+        for arm, trace in enumerate(traces):
+            self.episodes[phase][arm].append(trace_record(trace))
+
+    def result(self):
+        side, max_batch, window = SIDES[self.name]
+        result = {'side': side, 'max_batch': max_batch, 'batch_window_s': window,
+                  'processes': len(self.processes), 'start_s': self.start_s,
+                  'memory': self.watch.stop()}
+        for phase in PHASES:
+            result[phase] = phase_summary(self.episodes[phase], self.wall[phase])
+            result[phase]['episodes'] = self.episodes[phase]
+            # Real time is real only while the sims keep up with the wall clock.
+            factor = self.sim_seconds[phase] / self.wall[phase] if self.wall[phase] else 0.0
+            result[phase]['sim_seconds_per_wall_second'] = factor
+        result['realtime']['kept_real_time'] = bool(
+            result['realtime']['sim_seconds_per_wall_second'] >= REAL_TIME_FLOOR)
+        return result
+
+    def close(self):
+        import rclpy
+
+        try:
+            self.fleet.close()
+            rclpy.try_shutdown(context=self.context)
+        finally:
+            for process in self.processes:
+                process.close()
+
+
+def run_sides(names, arms, model, config, work, args):
+    """Every side of `names` with `arms` arms, interleaved round by round; name -> result."""
+    sides = []
     try:
-        fleet.wait_for_policies(timeout=START_TIMEOUT)
-        raw['start_s'] = time.monotonic() - started
-        watch = MemoryWatch([process.process.pid for process in processes])
-        for phase, indices in rounds.items():
-            fleet.settings = sim_eval.sim_settings(phase, replan_steps=replan)
-            episodes = [[] for _ in names]
-            began = time.monotonic()
-            for index in indices:
-                traces = fleet.run_round(seeds_of(index, arms, first_seed))
-                for arm, trace in enumerate(traces):
-                    episodes[arm].append(trace_record(trace))
-            raw[phase] = {'episodes': episodes, 'wall_s': time.monotonic() - began}
-        raw['memory'] = watch.stop()
+        for index, name in enumerate(names):
+            sides.append(Side(name, arms, model, config, work / f'{name}_{arms}',
+                              args.domain_base + index))
+        for side in sides:
+            side.wait_ready()
+        for phase, count in (('lockstep', args.rounds), ('realtime', args.realtime_rounds)):
+            for index in range(count):
+                shift = index % len(sides)  # each side goes first in turn
+                for side in sides[shift:] + sides[:shift]:
+                    side.run_round(phase, index, args.first_seed)
+        return {side.name: side.result() for side in sides}
     finally:
-        fleet.close()
-        rclpy.try_shutdown(context=context)
-        for process in processes:
-            process.close()
-    return raw
-
-
-def merge_passes(name, passes):
-    """The result of a side over its passes: per phase the episodes of every pass, the
-    summed wall time; the largest memory."""
-    side, max_batch, window = SIDES[name]
-    result = {'side': side, 'max_batch': max_batch, 'batch_window_s': window,
-              'passes': len(passes), 'start_s': [raw['start_s'] for raw in passes],
-              'memory': {key: max(raw['memory'][key] for raw in passes)
-                         for key in passes[0]['memory']}}
-    for phase in ('lockstep', 'realtime'):
-        arms = len(passes[0][phase]['episodes'])
-        episodes = [[e for raw in passes for e in raw[phase]['episodes'][arm]]
-                    for arm in range(arms)]
-        result[phase] = phase_summary(episodes, sum(raw[phase]['wall_s'] for raw in passes))
-        result[phase]['episodes'] = episodes
-    return result
+        for side in sides:
+            side.close()
 
 
 def compare(run, single):
@@ -334,7 +372,10 @@ def targets(runs, default):
     if default in n4 and default in runs.get(1, {}):
         value = (n4[default]['realtime']['worst_arm_latency_p99_s']
                  / runs[1][default]['realtime']['worst_arm_latency_p99_s'])
-        out['p99_latency_n4_over_n1'] = {'value': value, 'variant': f'{default}, real time'}
+        out['p99_latency_n4_over_n1'] = {
+            'value': value, 'variant': f'{default}, real time',
+            'kept_real_time': bool(n4[default]['realtime']['kept_real_time']
+                                   and runs[1][default]['realtime']['kept_real_time'])}
     if default in runs.get(8, {}) and default in runs.get(1, {}):
         value = runs[8][default]['memory']['vmhwm_mb'] / runs[1][default]['memory']['vmhwm_mb']
         out['memory_n8_over_n1'] = {'value': value, 'variant': f'{default} (peak RSS)'}
@@ -372,11 +413,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arms', default='1,2,4,8', help='comma-separated N')
     parser.add_argument('--sides', default=','.join(SIDES), help='comma-separated sides')
-    parser.add_argument('--passes', type=int, default=2,
-                        help='passes over the sides, each with its own rounds')
-    parser.add_argument('--rounds', type=int, default=2, help='lockstep rounds per pass')
-    parser.add_argument('--realtime-rounds', type=int, default=2,
-                        help='real-time rounds per pass')
+    parser.add_argument('--rounds', type=int, default=4, help='lockstep rounds')
+    parser.add_argument('--realtime-rounds', type=int, default=3, help='real-time rounds')
+    parser.add_argument('--domain-base', type=int, default=200,
+                        help='ROS domain of the first side (one each: base, base + 1, ...)')
     parser.add_argument('--first-seed', type=int, default=100000)
     parser.add_argument('--default', default='batched', choices=SIDES,
                         help='the server setting the targets are judged on')
@@ -400,22 +440,14 @@ def main(argv=None):
     engine = engine_batches(model)
     runs = {}
     for arms in arms_list:
-        raw = {name: [] for name in sides}
-        for index in range(args.passes):  # passes interleave the sides: load drifts hit all
-            rounds = {'lockstep': range(index * args.rounds, (index + 1) * args.rounds),
-                      'realtime': range(index * args.realtime_rounds,
-                                        (index + 1) * args.realtime_rounds)}
-            for name in sides:
-                raw[name].append(run_side(name, arms, model, config,
-                                          work / f'{name}_{arms}_{index}', rounds,
-                                          args.first_seed))
-        runs[arms] = {name: merge_passes(name, raw[name]) for name in sides}
+        runs[arms] = run_sides(sides, arms, model, config, work, args)
         for name, run in runs[arms].items():
-            for phase in ('lockstep', 'realtime'):
+            for phase in PHASES:
                 summary = run[phase]
                 print(f'[fleet] N={arms} {name} {phase}: {summary["chunks_per_s"]:.2f} '
                       f'chunks/s, latency p50 {summary["latency_p50_s"]:.3f} s p99 '
-                      f'{summary["latency_p99_s"]:.3f} s, success {summary["success"]}',
+                      f'{summary["latency_p99_s"]:.3f} s, success {summary["success"]}, sim '
+                      f'{summary["sim_seconds_per_wall_second"]:.2f} s per wall s',
                       flush=True)
     correctness, all_equal = {}, True
     for arms, sides_run in runs.items():
@@ -428,9 +460,9 @@ def main(argv=None):
     record = harness.script_record(
         args.out, title='Policy server on N simulated arms: batched vs one at a time vs N '
                         'separate policy_node processes',
-        preset=f'{model_label(model)}, N = {args.arms}, {args.passes} passes x '
-               f'({args.rounds} lockstep + {args.realtime_rounds} real-time rounds) from seed '
-               f'{args.first_seed}',
+        preset=f'{model_label(model)}, N = {args.arms}, {args.rounds} lockstep + '
+               f'{args.realtime_rounds} real-time rounds from seed {args.first_seed}, sides '
+               f'interleaved',
         headline='')
     record.update({'targets': TARGETS, 'default_side': args.default, 'sides': {
         name: {'side': side, 'max_batch': batch, 'batch_window_s': window}
