@@ -36,7 +36,6 @@ import math
 import os
 from pathlib import Path
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -317,48 +316,19 @@ def _without_chunks(run):
     return run
 
 
-def engine_batches(model, sizes=(1, 2, 4, 8), repetitions=5):
-    """CosmosPolicy.infer_batch alone on distinct arms' observations: ms per batch."""
+def engine_batches(model):
+    """The engine alone (bench_fleet_batch.py), with the server's torch threads."""
+    import bench_fleet_batch
     import torch
 
     from cosmos_policy_ros.engine.policy import load_policy
-    from cosmos_policy_ros.interface import InferenceRequest, Observation
-    from cosmos_policy_ros.sim.arm import PlanarReachEnv
 
     torch.set_num_threads(torch_threads('server', 1))  # as the server's engine
-    policy = load_policy(model, device='cpu', dtype='fp32')
-    requests = []
-    for i in range(max(sizes)):
-        env = PlanarReachEnv()
-        env.reset(100000 + i)
-        requests.append(InferenceRequest(Observation(
-            images=env.render(), proprio=env.joint_positions(), instruction=env.task,
-            seed=1000 + 7 * i)))
-    singles = [policy.infer(r.observation) for r in requests]
-    samples = {size: [] for size in sizes}
-    rows = {}
-    for size in sizes:
-        policy.infer_batch(requests[:size])  # warm-up of this shape
-    for _ in range(repetitions):  # interleaved, as bench/harness.py times variants
-        for size in sizes:
-            start = time.perf_counter()
-            outputs = policy.infer_batch(requests[:size])
-            samples[size].append(time.perf_counter() - start)
-            rows.setdefault(size, outputs)
-    result = {}
-    for size in sizes:
-        median = statistics.median(samples[size])
-        outputs = rows[size]
-        difference = max(float(np.abs(o.actions - s.actions).max() / np.abs(s.actions).max())
-                         for o, s in zip(outputs, singles))
-        result[size] = {'median_ms': median * 1e3, 'chunks_per_s': size / median,
-                        'max_relative_difference_to_single': difference,
-                        'bit_identical_to_single': all(np.array_equal(o.actions, s.actions)
-                                                       for o, s in zip(outputs, singles))}
-    base = result[sizes[0]]['chunks_per_s']
-    for size in sizes:
-        result[size]['throughput_over_batch1'] = result[size]['chunks_per_s'] / base
-    return result
+    ctx = harness.BenchContext(device=torch.device('cpu'), dtype_name='fp32', quick=False,
+                               repetitions=5)
+    return bench_fleet_batch.measure(
+        load_policy(model, device='cpu', dtype='fp32'),
+        lambda variants, repetitions: ctx.compare(variants, repetitions=repetitions))
 
 
 def targets(runs, default):
@@ -393,16 +363,56 @@ def targets(runs, default):
     return out
 
 
-def headline(record):
+def outcomes(run, single):
+    """Lockstep episodes of a side whose outcome differs from the single-robot run's:
+    {'episodes': count, 'other_outcome': [[seed, success, steps, single's steps], ...]}
+    (works on a stored record: only success and steps are needed)."""
+    arms = zip(run['lockstep']['episodes'], single['lockstep']['episodes'])
+    pairs = [(episode, alone) for arm, reference in arms
+             for episode, alone in zip(arm, reference)]
+    return {'episodes': len(pairs),
+            'other_outcome': [[e['seed'], e['success'], e['steps'], a['steps']]
+                              for e, a in pairs if e['success'] != a['success']]}
+
+
+def judge(record, runs, default):
+    """The record's verdicts from its runs ({N: {side: result}}): outcome counts, the targets,
+    the headline."""
+    correctness = record['correctness']
+    correctness['outcomes'] = {arms: {name: outcomes(run, sides_run[SINGLE])
+                                      for name, run in sides_run.items() if name != SINGLE}
+                               for arms, sides_run in runs.items() if SINGLE in sides_run}
+    batched = [(arms, name) for arms, sides_run in correctness['per_n'].items()
+               for name in sides_run if name != 'separate']
+    first = max((correctness['per_n'][arms][name]['first_chunk_max_relative_difference']
+                 for arms, name in batched), default=0.0)
+    flips = sum(len(correctness['outcomes'][arms][name]['other_outcome'])
+                for arms, name in batched if arms in correctness['outcomes'])
+    total = sum(correctness['outcomes'][arms][name]['episodes']
+                for arms, name in batched if arms in correctness['outcomes'])
+    record['default_side'] = default
+    record['targets_met'] = targets(runs, default)
     parts = []
     for name, entry in record['targets_met'].items():
         if entry.get('target') is None:
             parts.append(f'{name} {entry["value"]:.2f}')
         else:
             parts.append(f'{name} {entry["value"]:.2f} ({"met" if entry["met"] else "MISSED"})')
-    parts.append('batched success and first chunks = single-robot runs: ' + (
-        'yes' if record['correctness']['all_equal'] else 'NO'))
-    return '; '.join(parts)
+    parts.append(f'first chunks vs single-robot {first:.1e} relative (<= {TOLERANCE:g}); '
+                 f'batched lockstep episodes with another outcome: {flips} of {total}')
+    record['headline'] = '; '.join(parts)
+    return record
+
+
+def rejudge(path, default):
+    """Recompute the verdicts of a stored record (its runs are kept) with `default`."""
+    record = json.loads(Path(path).read_text())
+    runs = {int(arms): sides for arms, sides in record['runs'].items()}
+    record['correctness']['per_n'] = {int(arms): value for arms, value in
+                                      record['correctness']['per_n'].items()}
+    judge(record, runs, default)
+    Path(path).write_text(json.dumps(record, indent=1, allow_nan=True) + '\n')
+    return record
 
 
 def _interrupted(signum, frame):
@@ -423,7 +433,14 @@ def main(argv=None):
     parser.add_argument('--model', type=Path, default=None)
     parser.add_argument('--out', type=Path, default=HERE / 'results' / 'fleet_sim.json')
     parser.add_argument('--work', type=Path, default=None, help='logs and fleet files')
+    parser.add_argument('--rejudge', type=Path, default=None, metavar='RECORD',
+                        help='only recompute the verdicts of a stored record with --default')
     args = parser.parse_args(argv)
+    if args.rejudge:
+        print(rejudge(args.rejudge, args.default)['headline'])
+        if args.rejudge.parent.resolve() == harness.RESULTS.resolve():
+            harness.write_summary()
+        return 0
     signal.signal(signal.SIGTERM, _interrupted)  # stop the policy processes on the way out
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -470,10 +487,9 @@ def main(argv=None):
         'engine_batches': engine,
         'correctness': {'tolerance': TOLERANCE, 'all_equal': all_equal, 'per_n': correctness},
         'wall_s': time.monotonic() - began})
-    record['targets_met'] = targets(runs, args.default)
-    record['headline'] = headline(record)
     record['runs'] = {arms: {name: _without_chunks(run) for name, run in sides_run.items()}
                       for arms, sides_run in runs.items()}
+    judge(record, record['runs'], args.default)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1, allow_nan=True) + '\n')
     if args.out.parent.resolve() == harness.RESULTS.resolve():
