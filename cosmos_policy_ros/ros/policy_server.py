@@ -229,6 +229,9 @@ def main(args=None):
         if rclpy.ok():
             raise
     finally:
+        # Ctrl-C in a terminal reaches the process twice under ros2 launch (the group's signal
+        # and launch's own); releasing N robots takes a moment, and must not be cut short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if server is not None:
             server.close()
         rclpy.try_shutdown()
