@@ -164,6 +164,7 @@ def test_bad_input_on_one_robot_while_the_other_keeps_publishing(
     assert watcher.spin_until(lambda: len(bad.chunks) >= 3 and len(good.chunks) >= before + 3,
                               DEADLINE, every=both(False), period=0.1, process=server), (
         server.output[-3000:])
+
     def engine():
         return watcher.latest_diagnostics('/policy_server').get('engine', (0, '', {}))[2]
 
