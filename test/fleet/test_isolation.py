@@ -109,7 +109,7 @@ def serve(policy):
 
     def make():
         # The window lets a tick's two requests meet in one batch however threads are timed.
-        engine = BatchingEngine(policy, max_batch=8, batch_window=0.3)
+        engine = BatchingEngine(policy, max_batch=8, batch_window=1.0)
         engines.append(engine)
         return engine
 
