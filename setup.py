@@ -11,6 +11,7 @@ from setuptools import find_packages, setup
 PACKAGE = 'cosmos_policy_ros'
 ENGINE = ['torch', 'diffusers', 'safetensors']
 TOOLS = ['rosbags', 'rosbags-image', 'matplotlib', 'tqdm']
+DATASETS = ['h5py', 'av', 'pyarrow']  # cosmos-policy-dataset (with ENGINE and TOOLS)
 HERE = Path(__file__).resolve().parent
 
 
@@ -37,13 +38,14 @@ setup(
     # The core (layout, sync, safety, configuration) needs only these; the README's Python API
     # (load_policy, the sampler) needs the `engine` extra, cosmos-policy-replay the `tools`
     # extra: pip install '.[engine,tools]' (or '.[all]'). The console scripts name a missing
-    # extra in one line (cosmos_policy_ros/entry_points.py). ROS (rclpy, messages) is not on
+    # extra in one line (cosmos_policy_ros/cli/entry_points.py). ROS (rclpy, messages) is not on
     # the package index as such: the node needs a ROS 2 distro or scripts/setup_env.sh.
     install_requires=['numpy', 'pyyaml', 'pillow'],
     extras_require={
         'engine': ENGINE,
         'tools': TOOLS,
-        'all': ENGINE + TOOLS,
+        'datasets': DATASETS,
+        'all': ENGINE + TOOLS + DATASETS,
         'test': ['pytest<9.1', 'pytest-timeout', 'flake8'],
     },
     zip_safe=False,

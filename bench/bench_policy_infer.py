@@ -11,11 +11,11 @@ import tempfile
 from harness import ratio
 import numpy as np
 
+from cosmos_policy_ros.engine.conversion import convert, find_released_files
 from cosmos_policy_ros.engine.policy import load_policy
 from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.tools.convert import convert, find_released_files
 
 NAME = 'policy_infer'
 TITLE = 'End-to-end CosmosPolicy.infer: stage shares, engine vs network, best-of-N batched'

@@ -169,9 +169,9 @@ def robot_parameters(model):
     """What config/fleet_sim.yaml adds to config/sim.yaml for every arm (its
     diagnostics_period): given to every side's nodes alike."""
     from cosmos_policy_ros.fleet.config import load_fleet
-    from cosmos_policy_ros.ros.launch_files import resolve_config
+    from cosmos_policy_ros.package_files import config_file
 
-    fleet = load_fleet(resolve_config('fleet_sim.yaml'), overrides={'model_path': str(model)})
+    fleet = load_fleet(config_file('fleet_sim.yaml'), overrides={'model_path': str(model)})
     return {'diagnostics_period': fleet.robots[0].config.diagnostics_period}
 
 
@@ -184,7 +184,7 @@ class Side:
         import rclpy
 
         from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
-        from cosmos_policy_ros.tools import sim_eval
+        from cosmos_policy_ros.sim.harness import replan_steps_of, sim_settings
 
         self.name, self.arms, self.config = name, arms, config
         side, max_batch, window = SIDES[name]
@@ -197,8 +197,8 @@ class Side:
                                         max_batch=max_batch, batch_window=window, env=env)
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context, domain_id=domain)
-        self.replan = sim_eval.replan_steps_of(config)
-        self.fleet = FleetSim(names, sim_eval.sim_settings('lockstep', replan_steps=self.replan),
+        self.replan = replan_steps_of(config)
+        self.fleet = FleetSim(names, sim_settings('lockstep', replan_steps=self.replan),
                               context=self.context, check=self.check,
                               clock_period=REALTIME_CLOCK_PERIOD)
         self.episodes = {phase: [[] for _ in names] for phase in PHASES}
@@ -217,9 +217,9 @@ class Side:
         self.watch = MemoryWatch([process.process.pid for process in self.processes])
 
     def run_round(self, phase, index, first_seed):
-        from cosmos_policy_ros.tools import sim_eval
+        from cosmos_policy_ros.sim.harness import sim_settings
 
-        self.fleet.settings = sim_eval.sim_settings(phase, replan_steps=self.replan)
+        self.fleet.settings = sim_settings(phase, replan_steps=self.replan)
         began = time.monotonic()
         traces = self.fleet.run_round(seeds_of(index, self.arms, first_seed))
         self.wall[phase] += time.monotonic() - began
@@ -444,11 +444,11 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupted)  # stop the policy processes on the way out
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    from cosmos_policy_ros.sim.model import model_label
-    from cosmos_policy_ros.tools import sim_eval
+    from cosmos_policy_ros.sim.harness import node_config_path
+    from cosmos_policy_ros.sim.model import model_label, shipped_model
 
-    model = args.model or sim_eval.shipped_model()
-    config = sim_eval.node_config_path()
+    model = args.model or shipped_model()
+    config = node_config_path()
     work = args.work or Path(tempfile.mkdtemp(prefix='fleet_sim_'))
     arms_list = [int(n) for n in args.arms.split(',')]
     sides = [name for name in args.sides.split(',') if name]

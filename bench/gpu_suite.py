@@ -676,7 +676,7 @@ def _json_value(value):
 
 
 def main(ctx, out_dir, *, budget, skip=()):
-    from cosmos_policy_ros.tools.bench_record import measured_at
+    from cosmos_policy_ros.evaluation.records import measured_at
     suite = Suite(ctx, out_dir, budget=budget, skip=skip)
     suite.record['measured_at'] = measured_at()
     record = suite.run()

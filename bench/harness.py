@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from cosmos_policy_ros.tools import bench_record
+from cosmos_policy_ros.evaluation import records
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
@@ -90,7 +90,7 @@ def machine_info(device):
         'platform': platform.platform(),
         'machine': platform.machine(),
         'processor': platform.processor() or platform.machine(),
-        **bench_record.machine(),
+        **records.machine(),
         'torch': torch.__version__,
         'torch_threads': torch.get_num_threads(),
     }
@@ -117,7 +117,7 @@ def write_result(name, ctx, result, out_dir=RESULTS, *, now=None):
         'warmup': ctx.warmup,
         'timing': 'median of interleaved repetitions after warm-up, milliseconds',
         'minimums_ms': dict(ctx.minimums),
-        'measured_at': bench_record.measured_at(now),
+        'measured_at': records.measured_at(now),
         'machine': machine_info(ctx.device),
     }
     record.update(result)
@@ -133,7 +133,7 @@ def script_record(path, *, title, preset, headline, device='cpu', dtype='float32
     writes to `path` (its name is the file's stem)."""
     return {'name': Path(path).stem, 'status': 'ok', 'title': title, 'device': device,
             'dtype': dtype, 'preset': preset, 'headline': headline,
-            'measured_at': bench_record.measured_at(),
+            'measured_at': records.measured_at(),
             'machine': machine_info(torch.device(device))}
 
 

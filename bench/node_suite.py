@@ -371,7 +371,7 @@ def fake_run(robot, directory, name, seconds):
 def tiny_model(directory):
     from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
     from cosmos_policy_ros.layout import LatentLayout
-    from cosmos_policy_ros.tools.convert import convert, find_released_files
+    from cosmos_policy_ros.engine.conversion import convert, find_released_files
     layout = LatentLayout.from_dict({'preset': 'aloha', 'image_size': 64})
     released = Path(directory) / 'released'
     write_synthetic_model(released, layout, size='tiny', seed=0, dtype='fp32')

@@ -8,7 +8,7 @@ baselines (scripted expert, random joint targets, hold still) run the same seeds
 each chunk is executed in full (or until the episode ends) before the next is computed. Seeds
 start at 100000; the shipped model was trained on seeds 0..299. Reports success rate, mean
 time to success and the Spearman correlation of the predicted value with the true discounted
-return (gamma^(T - 1 - t), 0 on failure; sim.inprocess.discounted_returns) over all
+return (gamma^(T - 1 - t), 0 on failure; sim.metrics.discounted_returns) over all
 evaluated ticks.
 """
 import argparse
@@ -22,7 +22,8 @@ import numpy as np
 
 from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
 from cosmos_policy_ros.sim.inprocess import (
-    expert_source, hold_source, policy_source, random_source, run_episode, spearman)
+    expert_source, hold_source, policy_source, random_source, run_episode)
+from cosmos_policy_ros.sim.metrics import rank_correlation as spearman
 from cosmos_policy_ros.sim.model import model_label, shipped_model_dir
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # harness.py beside this file

@@ -9,7 +9,7 @@ chunk). Each scorer is a model directory with the same policy DiT and a planning
 scores single candidates (`cosmos-policy-train --planning`): at every tick it infers on the
 same observation, its chunk must equal the policy's bit for bit, and its published value (the
 planning network's) is kept. Reports the Spearman correlation with the true discounted return
-(`sim.inprocess.discounted_returns`) of the joint value and of each scorer's.
+(`sim.metrics.discounted_returns`) of the joint value and of each scorer's.
 """
 import argparse
 import dataclasses
@@ -37,7 +37,7 @@ def main(argv=None):
     from cosmos_policy_ros.engine.policy import CosmosPolicy
     from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
     from cosmos_policy_ros.sim.episodes import policy_rollout
-    from cosmos_policy_ros.sim.inprocess import discounted_returns, spearman
+    from cosmos_policy_ros.sim.metrics import discounted_returns, rank_correlation as spearman
     from cosmos_policy_ros.sim.model import model_label, shipped_model_dir
 
     def load(path):

@@ -1,7 +1,9 @@
 """What the node says on its console about its health (beside /diagnostics).
 
+    waiting for a task: publish on `task` (std_msgs/String) or set the `task` parameter
     waiting for wrist: no message on robot0_eye_in_hand/image_raw for 5 s (0 publishers: is
         the topic right, or remapped?)
+    primary: arriving but dropped on cam_high/image_raw for 5 s: encoding: unsupported ...
     summary: 12 chunks (+3), latency p50 0.31 s; drops: wrist.encoding 2; skips: stale 5
     watchdog: ERROR, no chunk published for 10.4 s (watchdog_timeout 10 s)
 
@@ -12,9 +14,12 @@ or anything with its attributes) and returns the (level, line) pairs to log: lev
 clock); `count_publishers(topic)` is asked only when a line about that topic is printed.
 `report(logger, ...)` logs them (the node's hook).
 
-* waiting: while active, a stream with no new message for `quiet_after` s is reported with its
-  topic and publisher count, again every `repeat_every` s while it stays silent, and once when
-  messages come back.
+* task: while active without a task, at once (the first snapshot after activation) and again
+  every `repeat_every` s: where to give it.
+* waiting: while active, a stream with no new usable message for `quiet_after` s is reported:
+  with its topic and publisher count when nothing arrives, as "arriving but dropped" with the
+  last drop's reason when messages arrive and are all dropped; again every `repeat_every` s
+  while it stays so, and once when usable messages come back.
 * summary: while active, at most one line every `summary_every` s (the first one
   `summary_every` s after activation): chunks published, latency p50, drops, skips and
   rejections by reason (totals, with the change since the previous summary).
@@ -55,7 +60,9 @@ class ConsoleHealth:
         self.repeat_every = float(repeat_every)
         self.summary_every = float(summary_every)
         self._active = False
-        self._streams = {}  # stream -> [received count, time it last changed, time reported]
+        self._streams = {}  # stream -> [stored count, time it last changed, time reported,
+        #                              received count then]
+        self._task_reported = None  # steady time of the last "waiting for a task" line
         self._watchdog = WATCHDOG_OFF
         self._next_summary = None
         self._last_summary = None  # totals at the previous summary
@@ -78,11 +85,13 @@ class ConsoleHealth:
         active = snapshot.lifecycle_state == 'active'
         if active and not self._active:
             self._streams = {}
+            self._task_reported = None
             self._next_summary = now + self.summary_every
             self._last_summary = None
         self._active = active
         lines += self._watchdog_lines(snapshot)
         if active:
+            lines += self._task_lines(now, snapshot, config)
             lines += self._waiting_lines(now, snapshot, config, count_publishers)
             if now >= self._next_summary:
                 lines.append(('info', self._summary(snapshot)))
@@ -95,9 +104,10 @@ class ConsoleHealth:
         if state == before:
             return []
         if state == WATCHDOG_TRIPPED:
+            cause = '; no task yet' if not snapshot.task else ''
             return [('error', f'watchdog: ERROR, no chunk published for '
                               f'{snapshot.seconds_since_chunk:.1f} s (watchdog_timeout '
-                              f'{snapshot.watchdog_timeout:g} s); see /diagnostics')]
+                              f'{snapshot.watchdog_timeout:g} s){cause}; see /diagnostics')]
         if state == WATCHDOG_OK and before == WATCHDOG_TRIPPED:
             return [('info', 'watchdog: ok again, chunks are published')]
         if state == WATCHDOG_OK:
@@ -106,26 +116,44 @@ class ConsoleHealth:
         inactive = snapshot.lifecycle_state != 'active'
         return [('info', 'watchdog: off' + (' (not active)' if inactive else ''))]
 
+    def _task_lines(self, now, snapshot, config):
+        if snapshot.task:
+            self._task_reported = None
+            return []
+        if self._task_reported is not None and now - self._task_reported < self.repeat_every:
+            return []
+        self._task_reported = now
+        topic = config.task_topic if config else 'task'
+        return [('warn', f'waiting for a task: publish on `{topic}` (std_msgs/String) or set '
+                         f'the `task` parameter; no chunk before')]
+
     def _waiting_lines(self, now, snapshot, config, count_publishers):
         topics = {stream.name: stream.topic for stream in input_streams(config)} if config else {}
         lines = []
         for name in snapshot.streams:
             received = snapshot.input_counts.get((name, 'received'), 0)
+            stored = snapshot.stored(name)
             entry = self._streams.get(name)
             if entry is None:
-                self._streams[name] = [received, now, None]
+                self._streams[name] = [stored, now, None, received]
                 continue
-            count, changed, reported = entry
+            count, changed, reported, received_then = entry
             topic = topics.get(name, name)
-            if received != count:
+            if stored != count:
                 if reported is not None:
                     lines.append(('info', f'{name}: messages on {topic} again after '
                                           f'{now - changed:.0f} s'))
-                self._streams[name] = [received, now, None]
+                self._streams[name] = [stored, now, None, received]
                 continue
             silent = now - changed
-            if silent >= self.quiet_after and (reported is None
-                                               or now - reported >= self.repeat_every):
+            if silent < self.quiet_after or (reported is not None
+                                             and now - reported < self.repeat_every):
+                continue
+            if received != received_then:  # messages come, none is kept
+                why = snapshot.last_drops.get(name, 'dropped')
+                lines.append(('warn', f'{name}: arriving but dropped on {topic} for '
+                                      f'{silent:.0f} s: {why} (counted in dropped.{name}.*)'))
+            else:
                 publishers = count_publishers(topic)
                 if publishers == 0:
                     hint = '0 publishers: is the topic right, or remapped?'
@@ -135,7 +163,7 @@ class ConsoleHealth:
                 what = 'no message yet' if received == 0 else 'no new message'
                 lines.append(('warn', f'waiting for {name}: {what} on {topic} for '
                                       f'{silent:.0f} s ({hint})'))
-                entry[2] = now
+            entry[2], entry[3] = now, received
         return lines
 
     def _summary(self, snapshot):

@@ -10,7 +10,7 @@ the one clock read is the inference stopwatch (``clock``, an argument too, for t
     set_task(text)              a new task: the policy is reset before the next inference
     tick(now_ns, ...)           the tick decision: a ``Job`` (an observation to infer on) or a
                                 ``Skip`` with its reason (inference_busy, no_task,
-                                chunk_executing, or the sync query's reason)
+                                chunk_executing, dropped, or the sync query's reason)
     complete(job, now)          run_inference (reset on a new task, infer, timed), then
     finish(job, output, ...)    the finish decision: ``Finished`` with the ``Chunk`` to publish,
                                 or with the reason it is rejected (deactivated, task_changed,
@@ -22,9 +22,9 @@ the execution model (execution.py) says: ``tick`` plans the takeover of the chun
 (expected latency = the ``LatencyEstimator`` of measured ROS-clock latencies plus
 ``latency_margin``) and, for inpaint, hands the executing chunk's commands up to the takeover
 to the policy as known actions; ``finish`` re-plans the takeover at the real ready time and,
-for blend, cross-fades the published rows from it. The executing chunk is the last published
-one, as published (stitched), over its whole horizon: a controller executes a chunk until a
-newer one replaces it.
+for blend and ramp, rewrites the published rows from it (execution.stitch). The executing
+chunk is the last published one, as published (stitched), over its whole horizon: a
+controller executes a chunk until a newer one replaces it.
 Also here: ``input_streams(config)`` (topic, message type and conversion of every input
 stream; ``InputStream.ingest(msg, buffer)``), ``make_sync_buffer(config)`` and
 ``replan_due(now_ns, executing, config)``, the replanning rule. Messages are duck-typed (rclpy
@@ -46,18 +46,19 @@ from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionEr
                                            stamp_to_ns)
 from cosmos_policy_ros.counters import ReasonCounts
 from cosmos_policy_ros.execution import (ChunkTiming, known_prefix, LatencyEstimator,
-                                         plan_takeover, stitch)
+                                         plan_takeover, rewritten_steps, stitch)
 from cosmos_policy_ros.interface import InferenceRequest, Observation, PolicyOutput
 from cosmos_policy_ros.node_config import bind_layout
 from cosmos_policy_ros.safety import check_chunk, JUMP
-from cosmos_policy_ros.sync import (current_proprio, observation_from_set, SyncBuffer,
-                                    ZERO_STAMP)
+from cosmos_policy_ros.sync import (current_proprio, MISSING, observation_from_set,
+                                    SyncBuffer, ZERO_STAMP)
 
 RECEIVED = 'received'  # input_counts reason of every message received
 # Why a tick gives no job (besides the sync query's reasons, see sync.py).
 INFERENCE_BUSY = 'inference_busy'
 NO_TASK = 'no_task'
 CHUNK_EXECUTING = 'chunk_executing'
+DROPPED = 'dropped'  # a stream's messages arrive, but every one so far was dropped
 # Why a finished chunk is not published (besides the safety check's reasons, see safety.py).
 DEACTIVATED = 'deactivated'
 TASK_CHANGED = 'task_changed'
@@ -65,7 +66,6 @@ STALE_AT_PUBLISH = 'stale_at_publish'
 INFERENCE_ERROR = 'inference_error'  # the policy raised (the offline evaluator's tick status)
 BAG_LOOP_MARGIN_NS = NS_PER_S  # a clock this far behind the executing chunk's stamp went back
 INPAINT_METHODS = ('inpaint', 'inpaint+blend')  # stitching methods that condition the sampler
-BLEND_METHODS = ('blend', 'inpaint+blend')  # stitching methods that cross-fade the rows
 LATENCY_WINDOW = 20  # measured latencies the expected latency is a percentile of
 LATENCY_PERCENTILE = 90.0
 
@@ -207,7 +207,7 @@ class Chunk:
     stitching: str = 'none'  # the stitching method this chunk was made with
     conditioned_steps: int = 0  # first rows sampled knowing the executing chunk's commands
     takeover_step: int = 0  # first row due at or after the planned ready time
-    blended_steps: int = 0  # rows from takeover_step on cross-faded with the executing chunk
+    blended_steps: int = 0  # rows from takeover_step on rewritten by blend or ramp
     expected_latency: float = 0.0  # seconds the takeover was planned with
 
     @property
@@ -275,6 +275,7 @@ class ControlLoop:
         self.streams = tuple(input_streams(config))
         self.buffer = make_sync_buffer(config)
         self.input_counts = ReasonCounts()  # (stream, RECEIVED or drop reason) -> messages
+        self.last_drops = {}  # stream -> 'reason: detail' of its last dropped message
         self.task = config.task
         self.executing = None  # (reference stamp ns, executed steps) of the last chunk
         self.executed = None  # (ChunkTiming, (K, d) float64 published actions) of that chunk
@@ -324,6 +325,7 @@ class ControlLoop:
         reason, detail = stream.ingest(msg, self)
         self.input_counts.add(stream.name, RECEIVED)
         if reason:
+            self.last_drops[stream.name] = f'{reason}: {detail}'
             self.input_counts.add(stream.name, reason)
         return reason, detail
 
@@ -365,7 +367,7 @@ class ControlLoop:
             else:
                 result = self.buffer.query(now_ns, reference_ns=reference_ns)
             if not result.ok:
-                return Skip(result.reason, result.detail)
+                return self._no_set(result)
             seed = config.seed_for(result.reference_stamp_ns)
             expected_ns, known = self._plan_known(now_ns, result.reference_stamp_ns, config)
             job = Job(observation=observation_from_set(
@@ -381,6 +383,21 @@ class ControlLoop:
             self.buffer.mark_used(result.reference_stamp_ns)
             self._reset_pending = False
             return job
+
+    def _no_set(self, result):
+        """The Skip of a failed sync query. A stream that holds nothing although its messages
+        arrive (every one dropped) is named with the last drop's reason: the skip is `dropped`
+        when that is so for every empty stream, else `missing`."""
+        if result.reason != MISSING:
+            return Skip(result.reason, result.detail)
+        empty = self.buffer.empty_streams()
+        dropped = [name for name in empty if name in self.last_drops]
+        if not empty or not dropped:
+            return Skip(result.reason, result.detail)
+        silent = [name for name in empty if name not in self.last_drops]
+        parts = [f'no message yet from {", ".join(silent)}'] if silent else []
+        parts += [f'{name}: arriving but dropped: {self.last_drops[name]}' for name in dropped]
+        return Skip(MISSING if silent else DROPPED, '; '.join(parts))
 
     def _plan_known(self, now_ns, reference_ns, config):
         """(expected latency ns, known actions or None) of an inference starting at `now_ns`
@@ -462,7 +479,9 @@ class ControlLoop:
         job.expected_latency_ns) (execution.plan_takeover). Blend methods replace the rows j0 ..
         j0 + n - 1 (n = min(stitching_overlap, K - j0)) by execution.stitch's cross-fade
         (1 - w_i) A(t1 + (j0 + i) p) + w_i B[j0 + i], w_i = (i + 1) / (n_overlap + 1), with A
-        `executed`, the executing chunk; every other row is the policy's.
+        `executed`, the executing chunk; ramp replaces rows j0 .. j0 + n - 1 (n =
+        min(stitching_overlap, max(1, j0), K - 1 - j0)) by the straight line from A's last
+        command committed at the switch to B[j0 + n]; every other row is the policy's.
         """
         period_ns = round(config.step_period * NS_PER_S)
         names = config.stream_names
@@ -478,14 +497,13 @@ class ControlLoop:
             # not older than this one (the clock went back, a bag loop).
             old_timing = old_actions = None
         takeover = plan_takeover(old_timing, new, ready, 0)
-        blended = 0
-        if method in BLEND_METHODS and old_timing is not None and config.stitching_overlap:
+        blended = rewritten_steps(method, config.stitching_overlap, old_timing, takeover, new)
+        if blended:
             stitched = np.asarray(actions, dtype=np.float64).copy()
             stitched[takeover.start_index:] = stitch(
                 method, old_actions, old_timing, stitched, new, takeover,
                 overlap=config.stitching_overlap)
             actions = stitched.astype(np.float32)
-            blended = min(config.stitching_overlap, binding.horizon - takeover.start_index)
         return Chunk(
             stamp_ns=job.reference_ns, frame_id=config.frame_id,
             action_names=tuple(binding.action_names), actions=actions,

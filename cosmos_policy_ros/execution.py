@@ -21,7 +21,11 @@ its action k due at ``t0 + k p`` and runs from then until the next action is due
 Stitching methods (``STITCHING_METHODS``) decide what is executed from the switch on:
 ``none`` (the new chunk as it is), ``blend`` (a linear cross-fade over ``overlap`` steps,
 `blend_weights`), ``inpaint`` (the new chunk was sampled conditioned on the known prefix: the
-engine's ``known_actions``; executed like ``none``) and ``inpaint+blend``.
+engine's ``known_actions``; executed like ``none``), ``inpaint+blend``, and ``ramp`` (the first
+n steps after the switch on the straight line from the last committed command to the new
+chunk's step ``j0 + n``, `ramp_rows`; the window n = min(overlap, max(1, j0)) grows with the
+steps that elapsed during the latency). `rewritten_steps` says how many steps from the switch
+on a method replaces.
 
 numpy and stdlib only.
 """
@@ -32,7 +36,8 @@ import numbers
 
 import numpy as np
 
-STITCHING_METHODS = ('none', 'blend', 'inpaint', 'inpaint+blend')
+STITCHING_METHODS = ('none', 'blend', 'inpaint', 'inpaint+blend', 'ramp')
+BLEND_METHODS = ('blend', 'inpaint+blend')  # cross-fade the rows after the switch
 
 
 @dataclass(frozen=True)
@@ -159,17 +164,49 @@ def blend_ramp(s, overlap):
     return np.clip(np.asarray(s, dtype=np.float64) / (overlap + 1), 0.0, 1.0)
 
 
+def ramp_rows(last, target, steps):
+    """(steps, d) float64: the points i = 1 .. steps of the straight line from `last` to
+    `target` in steps + 1 equal steps, ``last + i / (steps + 1) (target - last)``."""
+    _check_int('steps', steps)
+    last, target = np.asarray(last, np.float64), np.asarray(target, np.float64)
+    fractions = (np.arange(steps, dtype=np.float64) + 1) / (steps + 1)
+    return last + fractions[:, None] * (target - last)
+
+
+def rewritten_steps(method, overlap, executing, takeover, new):
+    """How many steps from the switch on `stitch` replaces (the ActionChunk's blended_steps):
+    min(overlap, K - j0) for the blend methods; for ramp the latency-aware window
+    min(overlap, max(1, j0), K - 1 - j0) (as many steps as elapsed before the takeover, at
+    least one, at most `overlap`; the step it ramps to is the new chunk's own); 0 for the
+    others, without an executing chunk, or when that chunk committed nothing before the
+    switch."""
+    _check_int('overlap', overlap)
+    left = new.count - takeover.start_index
+    if executing is None or left <= 0:
+        return 0
+    if method in BLEND_METHODS:
+        return min(overlap, left)
+    if method == 'ramp' and executing.committed(takeover.switch_ns) > 0:
+        return min(overlap, max(1, takeover.start_index), left - 1)
+    return 0
+
+
 def stitch(method, old_actions, executing, new_actions, new, takeover, *, overlap=0):
     """The actions executed from the switch on: (count - start_index, d) float64.
 
     method: one of STITCHING_METHODS. old_actions: the executing chunk (K, d) with its
-    ChunkTiming `executing` (or None: nothing to blend with); new_actions: the new chunk (with
-    `inpaint`, the chunk sampled with the known prefix) with its ChunkTiming `new`; takeover:
-    `plan_takeover(executing, new, ...)`. overlap: cross-fade steps of the blend methods.
+    ChunkTiming `executing` (or None: nothing to stitch to, the new chunk as it is);
+    new_actions: the new chunk (with `inpaint`, the chunk sampled with the known prefix) with
+    its ChunkTiming `new`; takeover: `plan_takeover(executing, new, ...)`. overlap: the steps
+    of the cross-fade or of the ramp.
 
     * none / inpaint: ``new[j]`` for j >= j0;
     * blend / inpaint+blend: ``w_old[i] old(t1 + (j0 + i) p) + w_new[i] new[j0 + i]`` for
-      the first `overlap` steps (old held at its last action past its end), then ``new[j]``.
+      the first `overlap` steps (old held at its last action past its end), then ``new[j]``;
+    * ramp: with n = `rewritten_steps` (min(overlap, max(1, j0), K - 1 - j0)) and ``last =
+      old[c - 1]`` the last command committed at the switch (c = old.committed(switch)),
+      steps j0 .. j0 + n - 1 on the straight line from ``last`` to ``new[j0 + n]``
+      (`ramp_rows`), then ``new[j]``.
     """
     if method not in STITCHING_METHODS:
         raise ValueError(f'unknown stitching method {method!r}; choose one of '
@@ -180,9 +217,14 @@ def stitch(method, old_actions, executing, new_actions, new, takeover, *, overla
         raise ValueError(f'the new chunk has {new_actions.shape[0]} actions but {new.count} are '
                          f'executed.')
     executed = new_actions[takeover.start_index:new.count].copy()
-    if method in ('none', 'inpaint') or executing is None or overlap == 0:
+    steps = rewritten_steps(method, overlap, executing, takeover, new)
+    if steps == 0:
         return executed
-    steps = min(overlap, len(executed))
+    if method == 'ramp':
+        old_actions = _chunk(old_actions, 'old_actions')
+        last = old_actions[executing.committed(takeover.switch_ns) - 1]
+        executed[:steps] = ramp_rows(last, executed[steps], steps)
+        return executed
     w_old, w_new = blend_weights(overlap)
     times = [new.due_ns(takeover.start_index + i) for i in range(steps)]
     old = actions_at(old_actions, executing, times)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import threading
 from typing import Mapping, Optional, Tuple
 
-from cosmos_policy_ros.control_loop import DEACTIVATED
+from cosmos_policy_ros.control_loop import DEACTIVATED, RECEIVED
 from cosmos_policy_ros.conversions import NS_PER_S
 from cosmos_policy_ros.counters import RateMeter, ReasonCounts, RollingWindow, Throttle
 
@@ -55,6 +55,20 @@ class HealthSnapshot:
     skipped: Mapping[str, int] = field(default_factory=dict)  # reason -> ticks
     last_skip_detail: str = ''
     task: str = ''
+    last_drops: Mapping[str, str] = field(default_factory=dict)  # stream -> 'reason: detail'
+
+    def stored(self, stream):
+        """Messages of `stream` that were kept (received and not dropped)."""
+        counts = self.input_counts
+        return counts.get((stream, RECEIVED), 0) - sum(
+            count for (name, reason), count in counts.items()
+            if name == stream and reason != RECEIVED)
+
+    def arriving_but_dropped(self):
+        """{stream: its last drop} of the streams whose every received message was dropped."""
+        return {stream: self.last_drops.get(stream, 'dropped')
+                for stream in self.streams
+                if self.input_counts.get((stream, RECEIVED), 0) and not self.stored(stream)}
 
 
 class LoopCounters:
@@ -217,4 +231,5 @@ class NodeHealth:
             streams=config.stream_names if config else (),
             input_counts=loop.input_counts.snapshot() if loop else {},
             sync_resets=loop.buffer.resets if loop else 0, task=loop.task if loop else '',
+            last_drops=dict(loop.last_drops) if loop else {},
             **self.counters.fields(now_ns, max_gap_ns=TICK_GAP_PERIODS * period_ns))

@@ -11,6 +11,7 @@ the policy it names is policy_loading.py.
 """
 import dataclasses
 from dataclasses import dataclass, field
+import difflib
 import math
 import re
 
@@ -273,9 +274,13 @@ class NodeConfig:
     stitching: str = param(
         'none', 'How a new chunk takes over from the executing one (docs/stitching.md): none: '
                 'hard switch; blend: cross-fade over stitching_overlap steps; inpaint: sample it '
-                "knowing the executing chunk's commands up to the takeover; inpaint+blend: both",
+                "knowing the executing chunk's commands up to the takeover; inpaint+blend: both; "
+                'ramp: the first steps after the takeover (as many as elapsed during the '
+                'latency, at least 1, at most stitching_overlap) on the straight line from the '
+                "last committed command to the new chunk's next step",
         choices=STITCHING_METHODS, runtime=True)
-    stitching_overlap: int = param(2, 'Cross-fade steps of the blend stitching methods',
+    stitching_overlap: int = param(2, 'Steps of the cross-fade (blend methods), at most '
+                                      'those of the ramp',
                                    unit='steps', low=0, high=100000, runtime=True)
     latency_margin: float = param(
         0.0, 'Added to the measured inference latency (90th percentile of the last 20, ROS '
@@ -517,31 +522,66 @@ def flatten_parameters(mapping, prefix=''):
     return flat
 
 
+def names_list(name, value):
+    """The names of list parameter `name` (`cameras`, `proprio_sources`) as a tuple; None is
+    none. ValueError when it is not a list of strings (`cameras: primary` is a string)."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(item, str) for item in value):
+        example = f', e.g. [{value}]' if isinstance(value, str) else ''
+        raise ValueError(f'`{name}` must be a list of names{example}. Got {value!r}.')
+    return tuple(value)
+
+
+def known_parameter_names(cameras=(), proprio_sources=()):
+    """Every parameter name a node with these camera and proprio source names has."""
+    names = {name for name, _, _ in parameter_fields(NodeConfig)}
+    names |= {'cameras', 'proprio_sources', 'autostart', 'use_sim_time'}
+    for kind, entries in ((CameraConfig, cameras), (ProprioSourceConfig, proprio_sources)):
+        names |= {f'{kind.GROUP}.{entry}.{field}' for entry in entries
+                  for field, _, _ in parameter_fields(kind)}
+    return names
+
+
+def unknown_parameters_error(unknown, known):
+    """The message for parameter names no parameter has: each with the closest known name."""
+    parts = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        parts.append(f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'")
+    return (f'unknown parameter(s) {", ".join(parts)}: a typo? a camera or proprio source '
+            f'not listed in `cameras` / `proprio_sources`?')
+
+
 def config_from_parameters(parameters, *, source='parameters'):
     """A NodeConfig from a ros__parameters mapping (nested as in YAML, or dotted keys).
 
     The offline evaluator reads the node's parameter file with this (see
-    load_parameter_file); unknown names raise ValueError naming them.
+    load_parameter_file); unknown names raise ValueError naming them and the closest known
+    name.
     """
     flat = flatten_parameters(dict(parameters))
-    known = {name for name, _, _ in parameter_fields(NodeConfig)}
-    known |= {'cameras', 'proprio_sources', 'autostart', 'use_sim_time'}
-    nested = {}
+    nested, listed = {}, {}
     for kind, key in ((CameraConfig, 'cameras'), (ProprioSourceConfig, 'proprio_sources')):
+        try:
+            listed[key] = names_list(key, flat.get(key))
+        except ValueError as error:
+            raise ValueError(f'{source}: {error}') from None
         entries = []
-        for name in flat.get(key) or ():
+        for name in listed[key]:
             prefix = f'{kind.GROUP}.{name}.'
             fields = {field: flat[prefix + field] for field, _, _ in parameter_fields(kind)
                       if prefix + field in flat}
-            known |= {prefix + field for field in fields}
             try:
                 entries.append(kind(name, **fields))
             except ValueError as error:
                 raise ValueError(f'{source}: {error}') from None
         nested[key] = tuple(entries)
+    known = known_parameter_names(listed['cameras'], listed['proprio_sources'])
     unknown = sorted(set(flat) - known)
     if unknown:
-        raise ValueError(f'{source}: unknown parameter(s) {unknown}.')
+        raise ValueError(f'{source}: {unknown_parameters_error(unknown, known)}')
     values = {name: flat[name] for name, _, _ in parameter_fields(NodeConfig) if name in flat}
     try:
         return NodeConfig(**nested, **values)
@@ -549,21 +589,13 @@ def config_from_parameters(parameters, *, source='parameters'):
         raise ValueError(f'{source}: {error}') from None
 
 
-def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
-    """The NodeConfig of a ROS parameter file, as rcl would apply it to the node.
+def read_parameter_file(path, *, node_name='cosmos_policy'):
+    """The parameters (dotted names) a ROS parameter file gives the node `node_name`, as rcl
+    would apply them.
 
     Sections: `/**`, then `<node_name>` or `/<namespace>/<node_name>` (later ones win);
     `qos_overrides.*` entries are for rcl, not the node, and are skipped.
-    overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
     """
-    parameters = parameter_file_values(path, node_name=node_name)
-    parameters.update(overrides or {})
-    return config_from_parameters(parameters, source=str(path))
-
-
-def parameter_file_values(path, *, node_name='cosmos_policy'):
-    """{dotted name: value} a ROS parameter file gives the node `node_name` (the sections of
-    load_parameter_file, `qos_overrides.*` left out); ValueError naming the file."""
     data = read_yaml(path, 'parameter file')
     sections = [key for key in (data if isinstance(data, dict) else {})
                 if key == '/**' or key.strip('/').split('/')[-1] == node_name]
@@ -577,3 +609,25 @@ def parameter_file_values(path, *, node_name='cosmos_policy'):
         raise ValueError(f'{path}: no `/**` or `{node_name}` section with ros__parameters.')
     return {name: value for name, value in parameters.items()
             if not name.startswith('qos_overrides.')}
+
+
+def load_parameter_file(path, *, node_name='cosmos_policy', overrides=None):
+    """The NodeConfig of a ROS parameter file, as rcl would apply it to the node.
+
+    overrides: extra parameters (dotted names) applied on top, e.g. {'model_path': ...}.
+    """
+    parameters = read_parameter_file(path, node_name=node_name)
+    parameters.update(overrides or {})
+    return config_from_parameters(parameters, source=str(path))
+
+
+def config_parameters(config):
+    """{parameter name: value} of a NodeConfig: every field, the camera and proprio source
+    lists and their nested parameters (derived defaults filled in, lists as tuples)."""
+    values = {name: getattr(config, name) for name, _, _ in parameter_fields(NodeConfig)}
+    values['cameras'] = config.camera_names
+    values['proprio_sources'] = config.proprio_names
+    for entry in config.cameras + config.proprio_sources:
+        for field_name, _, _ in parameter_fields(type(entry)):
+            values[entry.PREFIX + field_name] = getattr(entry, field_name)
+    return values

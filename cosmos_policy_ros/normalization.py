@@ -9,6 +9,7 @@ training demonstrations (reference section 2):
 The statistics ship with each checkpoint as ``{libero,robocasa,aloha}_dataset_statistics.json``:
 a JSON object with the lists ``actions_min``, ``actions_max``, ``proprio_min`` and
 ``proprio_max`` (one value per dimension). Other keys (mean, std, median, ...) are ignored.
+``dataset_statistics`` computes that object, every key the reference writes, from the rows.
 
 numpy only. The statistics are float64 arrays, like the reference's, and the maps follow
 numpy's promotion exactly as the reference's expressions do (results are float64).
@@ -19,6 +20,22 @@ import json
 import numpy as np
 
 REQUIRED_KEYS = ('actions_min', 'actions_max', 'proprio_min', 'proprio_max')
+STATISTICS = ('min', 'max', 'mean', 'std', 'median')  # per dimension, as the reference writes
+
+
+def dataset_statistics(actions, proprio):
+    """The released statistics object of action rows (N, d) and proprio rows (M, D).
+
+    Keys ``{actions,proprio}_{min,max,mean,std,median}``, each a list of one float per
+    dimension over all rows (numpy's population std), as the reference's
+    ``calculate_dataset_statistics`` writes ``dataset_statistics.json``.
+    """
+    stats = {}
+    for prefix, rows in (('actions', actions), ('proprio', proprio)):
+        rows = np.asarray(rows)
+        for name, reduce in zip(STATISTICS, (np.min, np.max, np.mean, np.std, np.median)):
+            stats[f'{prefix}_{name}'] = reduce(rows, axis=0).tolist()
+    return stats
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,10 @@ class SyncBuffer:
             self._forget_after(stamp_ns + self.jump_back_ns)
         return ring.insert(stamp_ns, payload)
 
+    def empty_streams(self):
+        """The streams that hold no message (a query then says missing)."""
+        return [name for name in self.streams if not self._rings[name].stamps]
+
     def query(self, now_ns, reference_ns=None):
         """The newest synchronized set at time `now_ns`, or the reason there is none.
 
@@ -172,7 +176,7 @@ class SyncBuffer:
         if self._last_now_ns is not None and now_ns < self._last_now_ns - self.jump_back_ns:
             self._forget_after(now_ns + self.jump_back_ns)
         self._last_now_ns = now_ns
-        empty = [name for name in self.streams if not self._rings[name].stamps]
+        empty = self.empty_streams()
         if empty:
             return SyncResult(MISSING, f'no message yet from {", ".join(empty)}')
         reference = self._rings[self.reference]

@@ -12,11 +12,14 @@ runs; empty: all), model, device, dtype, policy_factory (override the file's ser
 when set; cosmos_policy_ros.testing:load_fake_policy for a dry run), max_batch (0: the file's),
 server_name, namespace (of the server node only), use_sim_time, log_level, autostart. Several
 servers (one per GPU) split one fleet by giving each its `robots` and `device`.
+
+As policy.launch.py: the launch logs the fleet file it passes, and exits with code 1 when the
+server exits with an error.
 """
 from launch_ros.actions import Node
 
 from cosmos_policy_ros.fleet.config import parse_robot_list
-from cosmos_policy_ros.ros.launch_files import flag, launch_description, resolve_config
+from cosmos_policy_ros.ros.launch_files import flag, launch_description, resolve_config, started
 
 ARGUMENTS = (
     ('fleet', 'fleet_sim.yaml', 'Fleet file: a path, or a file name in cosmos_policy_ros/config'),
@@ -37,8 +40,9 @@ ARGUMENTS = (
 
 
 def _server(value):
+    fleet, what = resolve_config(value['fleet'], 'fleet')
     parameters = {
-        'fleet_file': resolve_config(value['fleet']),
+        'fleet_file': fleet,
         'robots': list(parse_robot_list(value['robots'])) or [''],  # rcl has no empty list
         'use_sim_time': flag(value['use_sim_time']),
         'autostart': flag(value['autostart']),
@@ -48,7 +52,7 @@ def _server(value):
                       ('policy_factory', 'policy_factory')):
         if value[name]:
             parameters[key] = value[name]
-    return [Node(
+    node = Node(
         package='cosmos_policy_ros',
         executable='policy_server',
         name=value['server_name'],
@@ -57,7 +61,10 @@ def _server(value):
         arguments=['--ros-args', '--log-level', value['log_level']],
         output='screen',
         emulate_tty=True,
-    )]
+        # As policy.launch.py: time for the robots' running inferences to end on Ctrl-C.
+        sigterm_timeout='15', sigkill_timeout='15',
+    )
+    return started(node, fleet, what)
 
 
 def generate_launch_description():

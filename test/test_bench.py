@@ -298,3 +298,26 @@ def test_sim_value_scorer_writes_its_record(tmp_path):
     with pytest.raises(SystemExit):
         _load('sim_value_scorer').main(['--scorer', f'plain={plain}', '--episodes', '1',
                                         '--out', str(out)])
+
+
+@pytest.mark.slow
+def test_inpaint_probe_writes_its_record(tmp_path):
+    """bench/inpaint_probe.py on one episode of the shipped model: a record SUMMARY.md can
+    read, the tiling's arithmetic (the returned sample holds the known steps; with one of the
+    10 full copies replaced they read back at about 1/10), and what docs/stitching.md says of
+    this model (its executed steps ignore the known prefix)."""
+    out = tmp_path / 'probe.json'
+    assert _load('inpaint_probe').main(['--episodes', '1', '--replans', '1', '--guidance', '100',
+                                        '--repetitions', '1', '--out', str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record['name'] == 'probe' and record['status'] == 'ok' and record['situations'] >= 1
+    assert record['headline'].startswith('executed steps follow a shifted known prefix')
+    released = record['released']
+    assert released['known_gain'] == pytest.approx(1.0, abs=1e-4)
+    assert [e['sigma'] for e in released['per_evaluation']] == pytest.approx(
+        [80.0, 42.29, 20.97, 9.618, 4.0], rel=1e-3)
+    assert record['released_first_copy_only']['known_gain'] == pytest.approx(0.1, abs=0.02)
+    assert abs(released['executed_gain']) < 0.05
+    assert len(record['low_sigma']['per_evaluation']) == 11
+    assert set(record['guidance']) == {'100.0'}
+    assert set(record['cost']) == {'infer_plain_ms', 'infer_inpaint_ms', 'ramp_stitch_ms'}

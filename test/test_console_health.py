@@ -1,26 +1,24 @@
 """cosmos_policy_ros/console_health.py: the node's console lines, from snapshots and times."""
-from dataclasses import dataclass, field, replace
-from typing import Mapping, Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
 
 import pytest
 
 from cosmos_policy_ros.console_health import ConsoleHealth, watchdog_state
+from cosmos_policy_ros.health import HealthSnapshot
 from cosmos_policy_ros.node_config import config_from_parameters
 
 
 @dataclass
-class Snapshot:
-    """The attributes of ros.diagnostics.HealthSnapshot that the console lines read."""
+class Snapshot(HealthSnapshot):
+    """A HealthSnapshot of an active node with a task, streams wrist and gripper."""
 
+    node_name: str = '/cosmos_policy'
     lifecycle_state: str = 'active'
     seconds_since_chunk: Optional[float] = 0.0
     watchdog_timeout: float = 10.0
-    chunks_published: int = 0
-    latency: Mapping[str, float] = field(default_factory=dict)
-    rejected: Mapping[str, int] = field(default_factory=dict)
     streams: Tuple[str, ...] = ('wrist', 'gripper')
-    input_counts: Mapping[Tuple[str, str], int] = field(default_factory=dict)
-    skipped: Mapping[str, int] = field(default_factory=dict)
+    task: str = 'stack'
 
 
 def _config():
@@ -126,6 +124,48 @@ def test_every_watchdog_change_is_logged_once():
         ('error', 'watchdog: ERROR, no chunk published for 10.4 s (watchdog_timeout 10 s); '
                   'see /diagnostics'),
         ('info', 'watchdog: ok again, chunks are published')]
+    # Without a task, the ERROR line says so.
+    health = ConsoleHealth(quiet_after=1000, summary_every=1000)
+    _lines(health, 0, Snapshot(task=''))
+    assert _lines(health, 1, Snapshot(seconds_since_chunk=12.0, task='')) == [
+        ('error', 'watchdog: ERROR, no chunk published for 12.0 s (watchdog_timeout 10 s); '
+                  'no task yet; see /diagnostics')]
+
+
+def test_a_missing_task_is_named_at_once_and_where_to_give_it():
+    health = ConsoleHealth(quiet_after=1000, repeat_every=30, summary_every=1000)
+    waiting = ('warn', 'waiting for a task: publish on `task` (std_msgs/String) or set the '
+                       '`task` parameter; no chunk before')
+    # The first snapshot after activation already says it (with the watchdog being armed).
+    assert _lines(health, 0.0, Snapshot(task='')) == [
+        ('info', 'watchdog: armed (ERROR after 10 s without a chunk)'), waiting]
+    assert _lines(health, 29.0, Snapshot(task='')) == []
+    assert _lines(health, 30.0, Snapshot(task='')) == [waiting]  # again while it lasts
+    assert _lines(health, 31.0, Snapshot(task='stack')) == []
+    assert _lines(health, 32.0, Snapshot(task='')) == [waiting]  # lost again: at once
+    assert _lines(health, 33.0, Snapshot(task='', lifecycle_state='inactive')) == [
+        ('info', 'watchdog: off (not active)')]  # not active: nothing to wait for
+
+
+def test_a_stream_whose_messages_are_all_dropped_is_named_with_the_reason():
+    health = ConsoleHealth(quiet_after=5, repeat_every=30, summary_every=1000)
+    drop = "encoding: unsupported encoding '16UC1'"
+
+    def at(now, received, dropped, stored_gripper=None):
+        counts = {('wrist', 'received'): received, ('wrist', 'encoding'): dropped,
+                  ('gripper', 'received'): int(now * 10)}  # the gripper keeps arriving
+        return _lines(health, now, Snapshot(input_counts=counts, last_drops={'wrist': drop}))
+
+    assert at(0.0, 0, 0)[0][1].startswith('watchdog: armed')
+    assert at(3.0, 30, 30) == []
+    # Messages arrive (received grows), none is kept: "arriving but dropped", not "missing".
+    assert at(5.0, 50, 50) == [('warn', f'wrist: arriving but dropped on cam/wrist for 5 s: '
+                                        f'{drop} (counted in dropped.wrist.*)')]
+    assert at(6.0, 60, 60) == []
+    # Kept ones again: one line.
+    assert at(7.0, 70, 65) == [('info', 'wrist: messages on cam/wrist again after 7 s')]
+    # Silent after that (received no longer grows): the usual waiting line.
+    assert at(12.0, 70, 65)[0][1].startswith('waiting for wrist: no new message on cam/wrist')
 
 
 @pytest.mark.parametrize('bad', [0, -1.0, 'x', True])

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from cosmos_policy_ros.control_loop import (CHUNK_EXECUTING, ControlLoop, DEACTIVATED,
-                                            INFERENCE_BUSY, Job, NO_TASK, Skip,
+                                            DROPPED, INFERENCE_BUSY, Job, NO_TASK, Skip,
                                             STALE_AT_PUBLISH, TASK_CHANGED)
+from cosmos_policy_ros.evaluation.offline_node import CHUNK, OfflineNode
 from cosmos_policy_ros.interface import PolicyOutput
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.ros.worker import InferenceWorker
 from cosmos_policy_ros.testing import fake_header, FakePolicy, STUB_JOINTS, stub_node_config
-from cosmos_policy_ros.tools.evaluate import CHUNK, OfflineNode
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -106,6 +106,29 @@ def test_sync_reasons_pass_through_and_a_set_is_used_once():
     assert _job(loop, T0 + 20 * MS).stamps['arm'] == T0 - 5 * MS  # ... until the tolerance
     assert loop.tick(T0 + 21 * MS).reason == 'not_new'
     assert loop.tick(T0 + 501 * MS).reason == 'stale'
+
+
+def test_a_stream_whose_every_message_was_dropped_is_not_called_missing():
+    loop = _loop()
+    camera, arm = loop.streams
+    loop.receive(arm, _joints(T0))
+    assert loop.tick(T0).reason == 'missing'
+    bad = _image(T0)
+    bad.encoding = '16UC1'  # arrives, is dropped
+    assert loop.receive(camera, bad)[0] == 'encoding'
+    skip = loop.tick(T0 + 30 * MS)
+    assert skip.reason == DROPPED
+    assert skip.detail.startswith('cam: arriving but dropped: encoding: ') and '16UC1' in (
+        skip.detail)
+    # With another stream silent, the skip stays `missing` and names both.
+    other = _loop()
+    other.receive(other.streams[0], bad)
+    skip = other.tick(T0)
+    assert skip.reason == 'missing' and skip.detail.startswith(
+        'no message yet from arm; cam: arriving but dropped: encoding')
+    # A kept message ends it.
+    loop.receive(camera, _image(T0))
+    assert isinstance(loop.tick(T0 + 30 * MS), Job)
 
 
 def test_a_refused_submit_leaves_the_observation_unused():

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from cosmos_policy_ros.entry_points import missing_dependency_message
+from cosmos_policy_ros.cli.entry_points import missing_dependency_message
 
 
 def _run_without(function, poisoned, argv=('--help',)):
@@ -14,7 +14,7 @@ def _run_without(function, poisoned, argv=('--help',)):
         f'for name in {poisoned!r}:',
         '    sys.modules[name] = None',
         f'sys.argv = ["script", *{list(argv)!r}]',
-        'from cosmos_policy_ros import entry_points',
+        'from cosmos_policy_ros.cli import entry_points',
         f'sys.exit(entry_points.{function}())'])
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120)
@@ -31,7 +31,7 @@ def test_policy_node_without_rclpy_says_so_in_one_line():
 
 
 def test_replay_play_without_rclpy_says_so_in_one_line(tmp_path):
-    from cosmos_policy_ros.tools import sample_episode as se
+    from cosmos_policy_ros.bags import sample_episode as se
     bag = tmp_path / 'bag'
     se.make_sample(bag, se.EpisodeConfig(preset='libero', duration=0.5, image_size=32))
     result = _run_without('replay', ['rclpy'], argv=('play', str(bag)))

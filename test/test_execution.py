@@ -5,7 +5,8 @@ import pytest
 from cosmos_policy_ros.conversions import future_point_indices
 from cosmos_policy_ros.execution import (actions_at, blend_ramp, blend_weights, boundary_jumps,
                                          ChunkTiming, jerk, known_prefix, LatencyEstimator,
-                                         plan_takeover, stitch, STITCHING_METHODS)
+                                         plan_takeover, ramp_rows, rewritten_steps, stitch,
+                                         STITCHING_METHODS)
 
 P = 100  # step period (ns) of the fake clock
 
@@ -153,6 +154,71 @@ def test_blend_holds_the_old_chunk_past_its_end():
     takeover = plan_takeover(executing, new, 300, 50)  # start index 1, due at 400
     out = stitch('blend', old, executing, np.full((8, 2), 9.0), new, takeover, overlap=2)
     np.testing.assert_allclose(out[:2, 0], [3 + (9 - 3) / 3, 3 + 2 * (9 - 3) / 3])
+
+
+def test_ramp_rows_are_equal_steps_on_the_straight_line():
+    out = ramp_rows([0.0, 1.0], [3.0, -2.0], 2)
+    np.testing.assert_array_equal(out, [[1.0, 0.0], [2.0, -1.0]])  # thirds of (3, -3)
+    assert ramp_rows([0.0], [4.0], 0).shape == (0, 1)
+
+
+def test_ramp_joins_the_last_committed_command_to_the_new_chunk_by_hand():
+    # A[k] = 10 k (dimension 0), B[j] = 100 + j. New observation at A's step 3, ready 200 ns
+    # later: j0 = 2, switch at A's step 5 (due 500), so A's last committed command is A[4] = 40.
+    # With overlap 2 the new steps 2, 3 lie on the line from 40 to B[4] = 104 (steps of 64/3);
+    # B[4:] is executed as it is.
+    executing, new = ChunkTiming(0, P, 8), ChunkTiming(300, P, 8)
+    old = np.arange(8, dtype=float)[:, None] * np.array([[10.0, 0.0]])
+    fresh = np.stack([100.0 + np.arange(8), np.full(8, 7.0)], axis=1)
+    takeover = plan_takeover(executing, new, 300, 200)
+    assert (takeover.start_index, takeover.switch_ns) == (2, 500)
+    out = stitch('ramp', old, executing, fresh, new, takeover, overlap=2)
+    np.testing.assert_allclose(out[:, 0], [40 + 64 / 3, 40 + 128 / 3, 104, 105, 106, 107])
+    # Dimension 1: from A's 0 to B's 7 in thirds.
+    np.testing.assert_allclose(out[:, 1], [7 / 3, 14 / 3, 7, 7, 7, 7])
+    assert rewritten_steps('ramp', 2, executing, takeover, new) == 2
+    # The executed sequence A[.., 4], out: every step from the switch on is (104 - 40) / 3 in
+    # dimension 0 until B takes over, where the hard switch jumps by B[2] - A[4] = 62.
+    assert out[0, 0] - old[4, 0] == pytest.approx(64 / 3)
+    assert stitch('none', old, executing, fresh, new, takeover)[0, 0] - old[4, 0] == 62
+
+
+def test_ramp_stops_before_the_new_chunks_last_step():
+    executing, new = ChunkTiming(0, P, 8), ChunkTiming(300, P, 4)
+    old = np.zeros((8, 1))
+    fresh = np.array([[1.0], [2.0], [3.0], [9.0]])
+    for latency, expected in ((200, [4.5, 9.0]),  # j0 = 2: one step left to ramp to B[3]
+                              (300, [9.0])):      # j0 = 3: B's last step, nothing to ramp
+        takeover = plan_takeover(executing, new, 300, latency)
+        out = stitch('ramp', old, executing, fresh, new, takeover, overlap=5)
+        np.testing.assert_allclose(out[:, 0], expected)
+        assert rewritten_steps('ramp', 5, executing, takeover, new) == len(expected) - 1
+    # An old chunk that commanded nothing before the switch (stamped at it) has no last
+    # command: the new chunk as it is.
+    takeover = plan_takeover(ChunkTiming(500, P, 8), new, 300, 200)
+    assert rewritten_steps('ramp', 2, ChunkTiming(500, P, 8), takeover, new) == 0
+    np.testing.assert_array_equal(
+        stitch('ramp', old, ChunkTiming(500, P, 8), fresh, new, takeover, overlap=2), fresh[2:])
+
+
+@pytest.mark.parametrize('latency, overlap, start, steps', [
+    (0, 2, 0, 1),      # lockstep: nothing elapsed, still one step of ramp
+    (100, 2, 1, 1),    # one step elapsed: one step
+    (200, 2, 2, 2),    # two: two
+    (400, 2, 4, 2),    # four: at most the overlap
+    (400, 5, 4, 3),    # ... and never the new chunk's last step (K - 1 - j0 = 3)
+    (200, 0, 2, 0)])   # overlap 0: none
+def test_the_ramp_window_follows_the_latency(latency, overlap, start, steps):
+    executing, new = ChunkTiming(0, P, 8), ChunkTiming(400, P, 8)
+    takeover = plan_takeover(executing, new, 400, latency)
+    assert takeover.start_index == start
+    assert rewritten_steps('ramp', overlap, executing, takeover, new) == steps
+    old, fresh = np.zeros((8, 1)), np.arange(8, dtype=float)[:, None] + 10
+    out = stitch('ramp', old, executing, fresh, new, takeover, overlap=overlap)
+    np.testing.assert_array_equal(out[steps:], fresh[start + steps:])
+    if steps:  # A's last committed command is 0 (the zero chunk)
+        np.testing.assert_allclose(out[:steps, 0],
+                                   (np.arange(steps) + 1) / (steps + 1) * (10 + start + steps))
 
 
 def test_stitch_refuses_unknown_methods():

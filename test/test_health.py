@@ -197,3 +197,15 @@ def test_load_control_loop_stops_when_check_raises_and_names_bad_parameters(tmp_
         load_control_loop(config.replace(policy_factory='no_such_module:load'))
     with pytest.raises(ValueError, match='`action_names`'):  # checked against the layout
         load_control_loop(config.replace(action_names=('j0', 'j1', 'j2')))
+
+
+def test_stored_and_arriving_but_dropped_read_the_input_counts():
+    snapshot = HealthSnapshot(
+        node_name='n', streams=('cam', 'arm', 'gripper'),
+        input_counts={('cam', 'received'): 5, ('cam', 'encoding'): 3, ('cam', 'size'): 2,
+                      ('arm', 'received'): 4, ('arm', 'non_finite'): 1},
+        last_drops={'cam': 'size: 3 bytes short', 'arm': 'non_finite: nan'})
+    assert (snapshot.stored('cam'), snapshot.stored('arm'), snapshot.stored('gripper')) == (
+        0, 3, 0)
+    # gripper received nothing (missing, not dropped); arm keeps some of its messages.
+    assert snapshot.arriving_but_dropped() == {'cam': 'size: 3 bytes short'}

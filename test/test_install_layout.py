@@ -99,7 +99,7 @@ def test_pip_wheel_holds_the_python_part_without_ros(tmp_path):
     wheel = zipfile.ZipFile(next(tmp_path.glob('cosmos_policy_ros-*.whl')))
     names = set(wheel.namelist())
     for module in ('layout.py', 'sync.py', 'engine/policy.py', 'engine/sampling.py',
-                   'tools/replay.py', 'tools/convert.py', 'ros/policy_node.py'):
+                   'cli/replay.py', 'cli/convert.py', 'bags/reader.py', 'ros/policy_node.py'):
         assert f'cosmos_policy_ros/{module}' in names, module
     data = {name.split('.data/data/', 1)[-1] for name in names if '.data/data/' in name}
     share = 'share/cosmos_policy_ros/'
@@ -107,8 +107,8 @@ def test_pip_wheel_holds_the_python_part_without_ros(tmp_path):
             share + 'package.xml'} <= data
     entry_points = next(n for n in names if n.endswith('entry_points.txt'))
     text = wheel.read(entry_points).decode()
-    assert 'cosmos-policy-replay = cosmos_policy_ros.entry_points:replay' in text
-    assert 'cosmos-policy-train = cosmos_policy_ros.entry_points:train' in text
+    assert 'cosmos-policy-replay = cosmos_policy_ros.cli.entry_points:replay' in text
+    assert 'cosmos-policy-train = cosmos_policy_ros.cli.entry_points:train' in text
     # The shipped planar-reach model travels as package data.
     for name in ('model.json', 'dit.safetensors', 'vae.safetensors', 'planning_dit.safetensors',
                  'dataset_statistics.json', 't5_embeddings.safetensors'):

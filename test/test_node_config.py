@@ -6,8 +6,8 @@ import pytest
 
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.node_config import (bind_layout, CameraConfig, config_from_parameters,
-                                           derive_seed, load_parameter_file, NodeConfig,
-                                           parameter_fields, ProprioSourceConfig)
+                                           config_parameters, derive_seed, load_parameter_file,
+                                           NodeConfig, parameter_fields, ProprioSourceConfig)
 from cosmos_policy_ros.policy_loading import import_factory
 
 ROOT = Path(os.environ.get('COSMOS_ROOT', Path(__file__).resolve().parents[1]))
@@ -176,9 +176,34 @@ def test_config_from_nested_or_dotted_parameters():
     dotted = {'model_path': 'm', 'cameras': ['wrist'], 'camera.wrist.topic': '/c',
               'proprio_sources': ['arm'], 'proprio.arm.joints': ['j1'], 'rate': 5}
     assert config_from_parameters(nested) == config_from_parameters(dotted)
-    with pytest.raises(ValueError, match="unknown parameter\\(s\\) \\['camera.wrsit.topic', "
-                                         "'rat'\\]"):
-        config_from_parameters(dict(dotted, rat=1, **{'camera.wrsit.topic': 'x'}))
+    with pytest.raises(ValueError) as raised:
+        config_from_parameters(dict(dotted, rat=1, zzz=2, **{'camera.wrsit.topic': 'x'}))
+    # Each unknown name with the closest known one, when one is close.
+    assert ("unknown parameter(s) 'camera.wrsit.topic' (did you mean 'camera.wrist.topic'?), "
+            "'rat' (did you mean 'rate'?), 'zzz': a typo?") in str(raised.value)
+
+
+@pytest.mark.parametrize('key', ['cameras', 'proprio_sources'])
+def test_a_name_where_a_list_belongs_is_named_as_such(key):
+    # `cameras: primary` (YAML string) used to be read letter by letter offline.
+    parameters = {'model_path': 'm', 'cameras': ['wrist'], 'proprio_sources': ['arm'],
+                  'proprio.arm.joints': ['j1']}
+    parameters[key] = 'primary'
+    with pytest.raises(ValueError, match=f'^parameters: `{key}` must be a list of names, e.g. '
+                                         f"\\[primary\\]. Got 'primary'.$"):
+        config_from_parameters(parameters)
+
+
+def test_config_parameters_lists_every_parameter_with_derived_defaults():
+    config = config_from_parameters({'model_path': 'm', 'cameras': ['wrist'],
+                                     'proprio_sources': ['arm'], 'proprio.arm.joints': ['j1'],
+                                     'rate': 5})
+    values = config_parameters(config)
+    assert values['rate'] == 5.0 and values['cameras'] == ('wrist',)
+    assert values['camera.wrist.topic'] == 'wrist/image_raw'  # the derived default
+    assert values['proprio.arm.joints'] == ('j1',)
+    # Read back, the values give the same configuration.
+    assert config_from_parameters(values) == config
 
 
 PRESETS = {'libero.yaml': 'libero', 'robocasa.yaml': 'robocasa', 'aloha.yaml': 'aloha',
@@ -202,7 +227,7 @@ def test_shipped_presets_fit_their_layouts(name):
         assert config.proprio_sources[1].quaternion_order == 'xyzw'
     if name == 'robocasa.yaml':
         assert (binding.horizon, binding.execute_steps) == (32, 16)
-    # sim.yaml has the sim's custom layout: test/tools/test_sim_eval.py checks it; the fleet
+    # sim.yaml has the sim's custom layout: test/sim/test_report.py checks it; the fleet
     # files (policy_server's format) are checked by test/fleet/test_config.py.
     shipped = {path.name for path in (ROOT / 'config').glob('*.yaml')
                if not path.name.startswith('fleet_')}

@@ -38,9 +38,13 @@ def test_pytest_is_pinned_below_9_1_and_installed_as_pinned():
                     reason='launch_testing is not installed (no ROS distro or COSMOS_ROS_EXTRAS)')
 def test_a_pytest_run_loads_the_launch_testing_plugin(tmp_path):
     (tmp_path / 'test_plain.py').write_text('def test_plain():\n    pass\n')
+    # --confcutdir keeps collection inside tmp_path: without it pytest walks down from the
+    # common ancestor of the ini file and tmp_path ('/'), offering every *_test.py in /tmp
+    # to launch_testing's hook, which imports (runs) each one.
     done = subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--trace-config',
-         '--rootdir', str(tmp_path), '-c', os.devnull, 'test_plain.py'],
+         '--rootdir', str(tmp_path), '--confcutdir', str(tmp_path), '-c', os.devnull,
+         'test_plain.py'],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output

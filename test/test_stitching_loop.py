@@ -212,6 +212,33 @@ def test_blend_works_with_a_policy_without_inpainting():
     assert second.actions[1, 0] == pytest.approx(0.5 * 2 + 0.5 * 10)
 
 
+# --- ramp: the straight line from the last committed command -------------------------------------
+def test_ramp_publishes_the_line_from_the_last_committed_command():
+    policy = PlainPolicy([A, B, B, B])  # ramp needs no inpainting
+    loop = _loop(policy, stitching='ramp', stitching_overlap=1, latency_margin=0.1)
+    _, first = _run(loop, T0)
+    np.testing.assert_array_equal(first.actions, A)  # nothing executing: the policy's chunk
+    assert (first.stitching, first.blended_steps) == ('ramp', 0)
+    _, second = _run(loop, T0 + P)
+    # j0 = 1, switch at T0 + 2p: A's rows 0, 1 are committed, the last is A[1] = 1. Row 1 is
+    # halfway from 1 to B[2] = 10; rows 0, 2, 3 are B's.
+    assert second.actions[:, 0].tolist() == [10, 5.5, 10, 10]
+    assert (second.takeover_step, second.blended_steps, second.conditioned_steps) == (1, 1, 0)
+    # The next ramp starts from the published (ramped) rows: at T0 + 3p the last committed
+    # command is second's row 1 (5.5). The window is as long as the latency hid (j0 = 1), not
+    # the overlap of 3: row 1 halfway to B[2] = 10.
+    loop.reconfigure(loop.config.replace(stitching_overlap=3))
+    _, third = _run(loop, T0 + 2 * P)
+    np.testing.assert_allclose(third.actions[:, 0], [10, 7.75, 10, 10])
+    assert third.blended_steps == 1
+    # Two steps of latency: j0 = 2, but only K - 1 - j0 = 1 step is left before B's last: row 2
+    # on the line from third's last committed command (its row 2, 10) to B[3] = 10.
+    loop.reconfigure(loop.config.replace(latency_margin=0.2))
+    _, fourth = _run(loop, T0 + 3 * P)
+    assert fourth.actions[:, 0].tolist() == [10] * 4
+    assert (fourth.takeover_step, fourth.blended_steps) == (2, 1)
+
+
 def test_a_restart_forgets_the_executing_chunk():
     policy = ScriptedPolicy([A, B])
     loop = _loop(policy, stitching='inpaint+blend', latency_margin=0.2)

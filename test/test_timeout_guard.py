@@ -58,9 +58,10 @@ def test_the_guards_are_configured():
 def run_child(tmp_path, test_id, timeout, faulthandler_timeout):
     (tmp_path / 'test_hung.py').write_text(HUNG_TESTS)
     # Our pytest.ini (-c), shorter limits; the child must end by itself well before 120 s.
+    # --confcutdir keeps collection inside tmp_path (not every *_test.py on the way from '/').
     command = [sys.executable, '-m', 'pytest', '-c', str(INI), '-p', 'no:cacheprovider',
                '-o', f'timeout={timeout}', '-o', f'faulthandler_timeout={faulthandler_timeout}',
-               '--rootdir', str(tmp_path), '-q', *test_id]
+               '--rootdir', str(tmp_path), '--confcutdir', str(tmp_path), '-q', *test_id]
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE='1'))
 

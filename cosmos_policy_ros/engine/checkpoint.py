@@ -28,6 +28,8 @@ import warnings
 
 from diffusers.loaders.single_file_utils import (
     convert_cosmos_transformer_checkpoint_to_diffusers, convert_wan_vae_to_diffusers)
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 import torch
 
 from cosmos_policy_ros.engine.dit import CosmosDiT, dit_config, DIT_PRESETS
@@ -64,8 +66,6 @@ def read_tensors(path):
     if not path.is_file():
         raise CheckpointError(f'checkpoint {path} does not exist.')
     if path.suffix == '.safetensors':
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
         try:
             return load_file(str(path), device='cpu')
         except (SafetensorError, OSError) as error:
@@ -157,6 +157,7 @@ class _MetadataUnpickler(pickle.Unpickler):
 
 
 def _read_dcp(directory):
+    # torch.distributed: DCP checkpoints only (some torch builds, e.g. Jetson's, lack it)
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 

@@ -45,6 +45,10 @@ from cosmos_policy_ros.engine.sampling import run_sampler, SamplerConfig
 MODES = ('policy', 'world_model', 'value')
 
 
+class NonFiniteOutput(ValueError):
+    """The network produced NaN or infinite values (bad weights, or inputs out of range)."""
+
+
 @dataclass(frozen=True)
 class GenerateResult:
     """What one pass produced, per sample (B = batch).
@@ -160,7 +164,7 @@ def generate(net, clean_latent, text_embedding, layout, *, proprio, mode='policy
                             known=None if known is None else known[:2])
     if not bool(torch.isfinite(generated).all()):
         bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(generated))[:, 2]})
-        raise ValueError(f'the network produced non-finite values (latent frames {bad}).')
+        raise NonFiniteOutput(f'the network produced non-finite values (latent frames {bad}).')
     # Read the predictions back out.
     actions_normalized = _numpy(extract_actions(generated, layout))
     future_normalized = _numpy(extract_proprio(generated, layout, future=True))

@@ -16,6 +16,7 @@ unknown or of the wrong type is named with the file.
 """
 import dataclasses
 from dataclasses import dataclass
+import hashlib
 import json
 from pathlib import Path
 from typing import Mapping, Optional
@@ -149,3 +150,48 @@ def write_spec(model_dir, spec):
     partial.write_text(json.dumps(spec.to_dict(), indent=2) + '\n')
     partial.replace(path)
     return path
+
+
+def recorded_digests(spec):
+    """{file name: sha256} of the weight files whose digest model.json's `source` records
+    (cosmos-policy-convert and cosmos-policy-train write `dit_sha256`; train --planning also
+    `planning_net.planning_dit_sha256`)."""
+    source = spec.source or {}
+    digests = {}
+    if isinstance(source.get('dit_sha256'), str):
+        digests[FILES['dit']] = source['dit_sha256']
+    planning = source.get('planning_net')
+    planning_digest = (planning or {}).get('planning_dit_sha256') if isinstance(
+        planning, dict) else source.get('planning_dit_sha256')
+    if isinstance(planning_digest, str):
+        digests[PLANNING_DIT_FILE] = planning_digest
+    return digests
+
+
+def file_sha256(path):
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_hint(model_dir, spec):
+    """What to say when a freshly loaded model's network produces non-finite values: check the
+    weight files; the digests model.json records, compared with the files' now."""
+    hint = (f'this happened right after loading {model_dir}: are its weight files intact '
+            f'(a copy cut short, a file replaced)? Convert or copy them again')
+    digests = recorded_digests(spec)
+    if not digests:
+        return hint + ' (model.json records no digest to check them against).'
+    mismatched = []
+    for name, expected in sorted(digests.items()):
+        path = Path(model_dir) / name
+        actual = file_sha256(path) if path.is_file() else 'missing'
+        if actual != expected:
+            mismatched.append(f'{name} has sha256 {actual[:12]}..., model.json records '
+                              f'{expected[:12]}...')
+    if mismatched:
+        return hint + '. DIGEST MISMATCH: ' + '; '.join(mismatched) + '.'
+    return hint + f' (their sha256 match model.json for {", ".join(sorted(digests))}).'

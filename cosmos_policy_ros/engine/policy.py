@@ -26,9 +26,9 @@ import torch
 
 from cosmos_policy_ros.engine.acceleration import accelerate, AccelerationConfig
 from cosmos_policy_ros.engine.checkpoint import load_dit, load_vae
-from cosmos_policy_ros.engine.generate import generate
+from cosmos_policy_ros.engine.generate import generate, NonFiniteOutput
 from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
-from cosmos_policy_ros.engine.model_dir import is_model_dir, model_files, read_spec
+from cosmos_policy_ros.engine.model_dir import is_model_dir, model_files, read_spec, weights_hint
 from cosmos_policy_ros.engine.planning import plan_batch, PlanningConfig, samples
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.stopwatch import Stopwatch
@@ -89,11 +89,14 @@ class CosmosPolicy:
     model_id: reported with every output. planning_dit: optional planning network (world model
     + V(s')) used for best-of-N scoring; planning: its PlanningConfig.
     decode_future_images: also decode the predicted future camera images (costly).
+    loaded_from: what to say when the network's output is non-finite before any inference
+    succeeded (right after loading: check the weight files); from_model_dir and
+    from_released set it.
     """
 
     def __init__(self, *, dit, vae, layout, stats, text_embeddings, images, sampler, model_id,
                  planning_dit=None, planning=None, decode_future_images=False,
-                 round_proprio_to_bf16=True, clock=time.perf_counter):
+                 round_proprio_to_bf16=True, clock=time.perf_counter, loaded_from=None):
         if not isinstance(layout, LatentLayout):
             raise TypeError(f'`layout` must be a LatentLayout, got {type(layout).__name__}.')
         stats.check_layout(layout)
@@ -120,6 +123,7 @@ class CosmosPolicy:
         self.decode_future_images = bool(decode_future_images)
         self.round_proprio_to_bf16 = round_proprio_to_bf16
         self._clock = clock
+        self._loaded_from = loaded_from  # () -> hint, until an inference succeeds
 
     @property
     def device(self):
@@ -161,6 +165,7 @@ class CosmosPolicy:
             planning_dit=planning_dit,
             planning=spec.planning,
             decode_future_images=decode_future_images,
+            loaded_from=lambda: weights_hint(path, spec),
         )
 
     @classmethod
@@ -205,6 +210,8 @@ class CosmosPolicy:
             planning_dit=planning_dit,
             planning=planning,
             decode_future_images=decode_future_images,
+            loaded_from=lambda: (f'this happened right after loading {checkpoint}: are the '
+                                 f'checkpoint and tokenizer files intact?'),
         )
 
     # --- inference -----------------------------------------------------------------------------
@@ -269,7 +276,20 @@ class CosmosPolicy:
                     results[index] = output
         stages, evaluations = watch.results()
         return [result if isinstance(result, Exception) else dataclasses.replace(
-            result, timings=stages, evaluation_times=evaluations) for result in results]
+            result, timings=stages, evaluation_times=evaluations)
+            for result in self._with_weights_hint(results)]
+
+    def _with_weights_hint(self, results):
+        """Until an inference succeeds, a non-finite network output also says what was loaded
+        (loaded_from: check the weight files); the first success ends that (the weights work:
+        later non-finite outputs have other causes)."""
+        if self._loaded_from is None:
+            return results
+        hinted = [NonFiniteOutput(f'{result} {self._loaded_from()}')
+                  if isinstance(result, NonFiniteOutput) else result for result in results]
+        if any(not isinstance(result, Exception) for result in results):
+            self._loaded_from = None
+        return hinted
 
     def _prepared(self, request):
         """A request checked and preprocessed: _Prepared (one observation's tensors)."""

@@ -18,6 +18,7 @@ import json
 import math
 from pathlib import Path
 import pickle
+import warnings
 
 import numpy as np
 import torch
@@ -157,9 +158,7 @@ def write_dit_checkpoint(path, config, *, seed=0, dtype=torch.float32, checkpoin
 
 def save_dcp(tensors, directory):
     """Save a flat dict of tensors as a single-process torch distributed checkpoint."""
-    import warnings
-
-    import torch.distributed.checkpoint as dcp
+    import torch.distributed.checkpoint as dcp  # torch.distributed: DCP only (not on Jetson)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # "torch.distributed is disabled ... single process"
         dcp.save(dict(tensors), checkpoint_id=str(directory), no_dist=True)

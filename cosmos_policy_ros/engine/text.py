@@ -459,7 +459,8 @@ class T5Encoder:
             raise ValueError(f'T5 model path {path} is not a local directory (models are never '
                              f'downloaded; copy google-t5/t5-11b there first).')
         try:
-            from transformers import AutoConfig, AutoTokenizer, T5EncoderModel
+            from transformers import (  # optional: only to encode instructions on the fly
+                AutoConfig, AutoTokenizer, T5EncoderModel)
         except ImportError:
             raise ImportError('on-the-fly T5 encoding needs the `transformers` package '
                               '(pip install transformers).') from None

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cosmos_policy_ros.engine.denoiser import ConditionedDenoiser
+from cosmos_policy_ros.engine.vae import PREFIX_PIXEL_FRAMES, VAE_TEMPORAL_FACTOR
 
 P_MEAN = math.log(4.0)
 P_STD = 1.2
@@ -178,7 +179,6 @@ def encode_conditioning_with_grad(vae, camera_images):
     encoder's causal cache after the prefix. The prefix is re-encoded each call because the
     weights change. camera_images: (B, N, 3, H, W) uint8. Returns (B, 16, 2 + N, H/8, W/8).
     """
-    from cosmos_policy_ros.engine.vae import PREFIX_PIXEL_FRAMES, VAE_TEMPORAL_FACTOR
     batch, cameras, _, height, width = camera_images.shape
     black = torch.zeros(1, 3, PREFIX_PIXEL_FRAMES, height, width, dtype=torch.uint8)
     cache = vae._empty_cache()

@@ -31,7 +31,7 @@ from typing import Mapping, Optional, Tuple
 from cosmos_policy_ros.config_files import read_yaml
 from cosmos_policy_ros.node_config import (check_value, config_from_parameters,
                                            flatten_parameters, NodeConfig, parameter_fields,
-                                           parameter_file_values)
+                                           read_parameter_file)
 from cosmos_policy_ros.policy_loading import factory_options
 
 SHARED_FACTORY = 'cosmos_policy_ros.fleet.engine:shared_policy'
@@ -177,7 +177,7 @@ def _layers(value, base, source):
         elif isinstance(item, str):
             file = item if os.path.isabs(item) else os.path.join(base, item)
             try:
-                layers.append((file, parameter_file_values(file, node_name=NODE_NAME)))
+                layers.append((file, read_parameter_file(file, node_name=NODE_NAME)))
             except ValueError as error:
                 raise ValueError(f'{source}: {error}') from None
         else:

@@ -22,7 +22,7 @@ from cosmos_policy_ros.health import HealthSnapshot  # noqa: F401 (what the stat
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 # Tick skips that mean "no usable observation" (the others are normal pacing).
-INPUT_SKIPS = ('missing', 'skew', 'stale', 'future', 'no_task')
+INPUT_SKIPS = ('missing', 'dropped', 'skew', 'stale', 'future', 'no_task')
 
 
 def _text(value):
@@ -101,8 +101,15 @@ def inputs_status(snapshot, previous):
     values += _summary_values('sync_skew', snapshot.skew, ('p50', 'max'))
     values += _summary_values('observation_age', snapshot.age, ('p50', 'max'))
     values += [('sync_resets', snapshot.sync_resets), ('task', snapshot.task)]
+    values += [(f'last_drop.{stream}', text) for stream, text in sorted(
+        snapshot.last_drops.items())]
     before = {key: count for key, count in (previous.input_counts if previous else {}).items()
               if key[1] != 'received'}
+    unusable = snapshot.arriving_but_dropped()
+    if unusable:
+        return _status(snapshot, 'inputs', WARN, '; '.join(
+            f'{stream}: arriving but dropped: {why}' for stream, why in unusable.items()),
+            values)
     if _increased(drops, before):
         return _status(snapshot, 'inputs', WARN, 'messages dropped (see dropped.*)', values)
     silent = [stream for stream in snapshot.streams

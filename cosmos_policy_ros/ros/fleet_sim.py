@@ -23,9 +23,18 @@ import dataclasses
 from pathlib import Path
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile
 import yaml
 
-NS = 1_000_000_000
+from cosmos_policy_ros.conversions import NS_PER_S as NS
+from cosmos_policy_ros.node_config import load_parameter_file
+from cosmos_policy_ros.node_process import PolicyProcess
+from cosmos_policy_ros.ros.sim_node import LockstepError, SimRobotNode
+from cosmos_policy_ros.sim.arm import CAMERAS, JOINT_NAMES, PlanarReachEnv
+
 RESEND_PERIOD = 5.0  # seconds before a lockstep wait publishes its message again
 POLICY_SIDES = ('server', 'separate')  # one policy_server for every arm, one policy_node each
 
@@ -33,7 +42,7 @@ POLICY_SIDES = ('server', 'separate')  # one policy_server for every arm, one po
 def start_policies(side, names, model, out, *, node_config, parameters=None, max_batch=8,
                    batch_window=0.0, env=None):
     """The policy side of a fleet run, as subprocesses (use_sim_time); returns them
-    (tools.sim_eval.PolicyProcess, close() each).
+    (node_process.PolicyProcess, close() each).
 
     side 'server': one policy_server for every arm of `names`, node_config (a policy_node
     parameter file, e.g. config/sim.yaml) and then `parameters` ({name: value}) for each,
@@ -41,9 +50,6 @@ def start_policies(side, names, model, out, *, node_config, parameters=None, max
     its namespace, the same parameters. Files and logs in `out`.
     """
     parameters = dict(parameters or {})
-    from cosmos_policy_ros.node_config import load_parameter_file
-    from cosmos_policy_ros.tools.sim_eval import PolicyProcess
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if side == 'separate':
@@ -77,21 +83,12 @@ class FleetSim:
 
     def __init__(self, names, settings, *, context, env_config=None, check=lambda: None,
                  clock_period=None):
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile
-
-        from cosmos_policy_ros.ros.sim_node import LockstepError, SimRobotNode
-        from cosmos_policy_ros.sim.arm import CAMERAS, JOINT_NAMES, PlanarReachEnv
-
         self.names = tuple(names)
         self.settings = settings
         # realtime: seconds between /clock messages (a multiple of settings.clock_period, the
         # physics sub-step); None: every sub-step.
         self.clock_period = clock_period
         self.check = check
-        self._error = LockstepError
         self.executor = SingleThreadedExecutor(context=context)
         self.sims = [SimRobotNode(
             PlanarReachEnv(env_config),
@@ -120,7 +117,7 @@ class FleetSim:
             self.check()
             now = time.monotonic()
             if now > deadline:
-                raise self._error(
+                raise LockstepError(
                     f'fleet sim: {what} not reported within {self.settings.guard_timeout:g} s '
                     f'(last diagnostics: ' + '; '.join(
                         f'{name}: {dict(sim.diagnostics)}'
@@ -198,7 +195,8 @@ class FleetSim:
         self.wait(lambda: all(sims[i]._received_all(sims[i].diagnostics, sims[i].env.task)
                               for i in due),
                   f'arms {[self.names[i] for i in due]} receiving their observations',
-                  resend=lambda: [sims[i].publish_observation(now_ns, images[i]) for i in due])
+                  resend=lambda: [sims[i].publish_observation(now_ns, images[i], resend=True)
+                                  for i in due])
         self.publish_clock(now_ns)
         self.clock_ticks += 1
         expected = [base + self.clock_ticks for base in self._ticks_base]

@@ -11,8 +11,9 @@ Camera and proprio source parameters are declared once their names are known:
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterAlreadyDeclaredException
 
-from cosmos_policy_ros.node_config import (CameraConfig, check_value, NodeConfig,
-                                           parameter_fields, ProprioSourceConfig)
+from cosmos_policy_ros.node_config import (CameraConfig, check_value, names_list, NodeConfig,
+                                           parameter_fields, ProprioSourceConfig,
+                                           unknown_parameters_error)
 
 # Parameters of the node that are not NodeConfig fields.
 LIST_PARAMETERS = (
@@ -93,12 +94,7 @@ def _value(node, name):
 
 
 def _names(node, name):
-    value = _value(node, name)
-    if value is None:
-        return ()
-    if isinstance(value, str) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f'`{name}` must be a list of names. Got {value!r}.')
-    return tuple(value)
+    return names_list(name, _value(node, name))
 
 
 def _nested(node, cls, name):
@@ -132,8 +128,9 @@ def read_config(node):
     config = NodeConfig(cameras=cameras, proprio_sources=sources, **values)
     unknown = unknown_overrides(node)  # after the camera and proprio ones were declared
     if unknown:
-        raise ValueError(f'unknown parameter(s) {unknown} (a typo? a camera or proprio '
-                         f'source not listed in `cameras` / `proprio_sources`?)')
+        known = [name for name in node.list_parameters([], 0).names  # 0: every depth
+                 if not name.startswith('qos_overrides.')]
+        raise ValueError(unknown_parameters_error(unknown, known))
     return config
 
 

@@ -13,7 +13,8 @@ each timer tick on the ROS clock asks the loop for a job and hands it to the inf
 the thread runs it through the loop and publishes the chunk the loop returns. Subscription
 callbacks hand messages to the loop (inputs.py), so they keep being served while the policy
 runs. With `autostart` (default true) the node configures and activates itself; a failed
-configure then ends the process with exit code 1.
+configure then ends the process with exit code 1. The process ends with the one that started
+it (process_lifetime.py: a launch stopped in any way never leaves the policy running).
 """
 import faulthandler
 import signal
@@ -27,8 +28,11 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.logging import get_logger
 
+from cosmos_policy_ros import package_files, process_lifetime
 from cosmos_policy_ros.health import NodeHealth
+from cosmos_policy_ros.parameter_report import parameter_files, report_lines
 from cosmos_policy_ros.policy_loading import load_control_loop, steady_median
 from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import DiagnosticsReporter
@@ -46,8 +50,10 @@ class PolicyNode(LifecycleNode):
     subscriptions and the chunk publishers; `health()` is what /diagnostics reports.
     """
 
-    def __init__(self, node_name=NODE_NAME, **kwargs):
+    def __init__(self, node_name=NODE_NAME, *, argv=(), **kwargs):
+        """argv: the process's command line (its --params-file paths are logged at configure)."""
         super().__init__(node_name, **kwargs)
+        self._parameter_files = parameter_files([*argv, *(kwargs.get('cli_args') or ())])
         params.declare_parameters(self)
         self._lock = threading.RLock()  # lifecycle transitions, the control timer
         self._state = 'unconfigured'
@@ -124,6 +130,8 @@ class PolicyNode(LifecycleNode):
 
     def _configure(self):
         config = params.read_config(self)
+        for line in report_lines(config, self._parameter_files, package_files.preset_files()):
+            self.get_logger().info(line)
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
@@ -268,21 +276,41 @@ def _spin(executor):
                 return
 
 
+def start_process(script, logger, args):
+    """The start of a ROS console script of this package (policy_node, policy_server): SIGUSR1
+    prints every thread's stack, the stop signals are absorbed (process_lifetime), rclpy is
+    initialized with `args`, and a ParentWatch stops the process once its parent has ended
+    (logged by `logger`). Returns the started watch (stop it on the way out), or None after
+    one line on stderr when ROS cannot start."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    process_lifetime.absorb_stop_signals()  # before rclpy.init, whose handler chains to it
+    try:
+        rclpy.init(args=args)
+    except Exception as error:  # e.g. an unparsable --params-file
+        print(f'{script}: cannot start ROS: {error}', file=sys.stderr)
+        return None
+
+    def parent_gone(pid):
+        get_logger(logger).warning(
+            f'the process that started this node (pid {pid}, e.g. ros2 launch) has ended: '
+            f'stopping {script}, so that no policy outlives its launch')
+        process_lifetime.stop_self()
+
+    return process_lifetime.ParentWatch(parent_gone).start()
+
+
 def main(args=None):
     """Console script: run the node until SIGINT/SIGTERM (exit 0) or a failed autostart (1).
 
     `kill -USR1 <pid>` prints every thread's Python stack to stderr (for a node that seems stuck).
     """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    try:
-        rclpy.init(args=args)
-    except Exception as error:  # e.g. an unparsable --params-file
-        print(f'policy_node: cannot start ROS: {error}', file=sys.stderr)
+    watch = start_process('policy_node', NODE_NAME, args)
+    if watch is None:
         return 2
     node = None
     code = 0
     try:
-        node = PolicyNode()
+        node = PolicyNode(argv=sys.argv if args is None else args)
         started = True
         if node.autostart:
             started = (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -301,9 +329,11 @@ def main(args=None):
         if rclpy.ok():
             raise  # a real failure, not a shutdown racing with start-up
     finally:
+        watch.stop()
         if node is not None:
             node.close()
         rclpy.try_shutdown()
+        process_lifetime.ignore_stop_signals()  # through the interpreter's finalization
     return code
 
 

@@ -19,10 +19,9 @@ One process holds
 
 A bad fleet file or model fails at start (exit code 1, one line naming the file, robot and key);
 a robot whose configure fails stays unconfigured with the error on its /diagnostics while the
-others run. SIGINT/SIGTERM exit 0.
+others run. SIGINT/SIGTERM exit 0; as policy_node, the process ends with the one that started
+it (process_lifetime.py).
 """
-import faulthandler
-import signal
 import sys
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -34,10 +33,11 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from cosmos_policy_ros import process_lifetime
 from cosmos_policy_ros.fleet.config import load_fleet, NODE_NAME
 from cosmos_policy_ros.fleet.engine import BatchingEngine, serve, unserve
 from cosmos_policy_ros.policy_loading import load_checked_policy
-from cosmos_policy_ros.ros.policy_node import _spin, PolicyNode
+from cosmos_policy_ros.ros.policy_node import _spin, PolicyNode, start_process
 
 SERVER_NAME = 'policy_server'
 # The server's own parameters: (name, default, description). Empty / 0 / negative: the
@@ -199,11 +199,8 @@ class PolicyServer:
 
 def main(args=None):
     """Console script: serve until SIGINT/SIGTERM (exit 0); a bad fleet file or model: 1."""
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    try:
-        rclpy.init(args=args)
-    except Exception as error:  # e.g. an unparsable --params-file
-        print(f'policy_server: cannot start ROS: {error}', file=sys.stderr)
+    watch = start_process('policy_server', SERVER_NAME, args)
+    if watch is None:
         return 2
     server = None
     code = 0
@@ -229,9 +226,10 @@ def main(args=None):
         if rclpy.ok():
             raise
     finally:
+        watch.stop()
         # Ctrl-C in a terminal reaches the process twice under ros2 launch (the group's signal
         # and launch's own); releasing N robots takes a moment, and must not be cut short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        process_lifetime.ignore_stop_signals()
         if server is not None:
             server.close()
         rclpy.try_shutdown()

@@ -5,7 +5,7 @@ Publishes (stamps from the sim clock): ``cameras/<camera>/image`` (sensor_msgs/I
 ``/clock`` (rosgraph_msgs/Clock) and ``sim/episode`` (std_msgs/String, one JSON line per
 finished episode). Executes ``action_chunk`` (cosmos_policy_ros/msg/ActionChunk) or
 ``joint_trajectory`` (trajectory_msgs/JointTrajectory) through the ChunkController
-(tools/sim_control.py): aligned by stamps, elapsed steps dropped, newer replaces older, bad
+(sim/controller.py): aligned by stamps, elapsed steps dropped, newer replaces older, bad
 input refused and counted.
 
 Clock modes:
@@ -29,54 +29,30 @@ t + command_delay (as if inference, transport or the controller took that much l
 controller then executes it from its first row not yet due. In lockstep that is a
 deterministic latency (inference itself takes no sim time there).
 """
-from dataclasses import dataclass
 import json
 import math
 import time
 from typing import Optional, Sequence
 
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
 
-NS = 1_000_000_000
+from cosmos_policy_ros.conversions import image_to_rgb, NS_PER_S as NS, rgb_to_image_fields
+from cosmos_policy_ros.conversions import stamp_to_ns
+from cosmos_policy_ros.msg import ActionChunk
+from cosmos_policy_ros.sim.arm import CAMERAS, JOINT_NAMES, PlanarReachEnv
+from cosmos_policy_ros.sim.controller import ChunkController
+from cosmos_policy_ros.sim.episode_trace import ChunkRecord, EpisodeTrace
+from cosmos_policy_ros.sim.node_settings import SimSettings
 
-
-@dataclass(frozen=True)
-class SimSettings:
-    """How the sim node runs; see the module docstring."""
-
-    mode: str = 'lockstep'
-    slowdown: float = 1.0            # realtime: wall seconds per sim second
-    clock_period: float = 0.01       # realtime: /clock and physics sub-step period (s)
-    command_source: str = 'action_chunk'   # or joint_trajectory
-    policy_node: str = '/cosmos_policy'    # lockstep: whose /diagnostics to follow
-    guard_timeout: float = 120.0     # lockstep: wall seconds before a wait counts as a failure
-    episode_slot: float = 0.0        # sim seconds between episode starts (0: timeout + 2 s)
-    future_images: bool = False      # subscribe to future/<camera>/image (filmstrips)
-    record_frames: bool = False      # keep every primary frame of each episode
-    # lockstep: steps after a chunk before the node replans (its execute_steps minus
-    # replan_threshold); /clock then only advances at those steps, and at every step while no
-    # chunk came. 0: /clock at every step (any replan rule, slower: one handshake per step).
-    replan_steps: int = 0
-    command_delay: float = 0.0       # sim seconds from a chunk's arrival to the controller
-
-    def __post_init__(self):
-        if self.mode not in ('lockstep', 'realtime'):
-            raise ValueError(f'`mode` must be lockstep or realtime. Got {self.mode!r}.')
-        if self.command_source not in ('action_chunk', 'joint_trajectory'):
-            raise ValueError(f'`command_source` must be action_chunk or joint_trajectory. '
-                             f'Got {self.command_source!r}.')
-        if isinstance(self.replan_steps, bool) or not isinstance(self.replan_steps, int) \
-                or self.replan_steps < 0:
-            raise ValueError(f'`replan_steps` must be an integer >= 0. Got {self.replan_steps!r}.')
-        if not (isinstance(self.command_delay, (int, float))
-                and not isinstance(self.command_delay, bool)
-                and math.isfinite(self.command_delay) and self.command_delay >= 0):
-            raise ValueError(f'`command_delay` must be a number >= 0. Got '
-                             f'{self.command_delay!r}.')
-        for name in ('slowdown', 'clock_period', 'guard_timeout'):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f'`{name}` must be a positive number. Got {value!r}.')
+START_TIMEOUT_S = 300.0  # wall seconds the policy node gets to become active
 
 
 class LockstepError(RuntimeError):
@@ -97,25 +73,15 @@ class SimRobotNode:
 
     def __init__(self, env, settings: SimSettings = SimSettings(), *, context=None,
                  node_name='planar_reach_sim', joint_names: Sequence[str] = (),
-                 cameras: Sequence[str] = (), namespace=None, executor=None,
+                 cameras: Sequence[str] = (), recorder=None, namespace=None, executor=None,
                  diagnostics=True):
-        """namespace: of the node and its topics (one arm of a fleet); executor: one to share
-        with other sims (default: its own); diagnostics: subscribe to /diagnostics itself
-        (false: whoever drives several sims routes the messages to `on_diagnostics`)."""
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import Image, JointState
-        from std_msgs.msg import String
-        from trajectory_msgs.msg import JointTrajectory
-
-        from cosmos_policy_ros.msg import ActionChunk
-        from cosmos_policy_ros.tools.sim_control import ChunkController
-
+        """recorder: an EpisodeRecorder (one bag per episode: rollouts), or None; namespace: of
+        the node and its topics (one arm of a fleet); executor: one to share with other sims
+        (default: its own); diagnostics: subscribe to /diagnostics itself (false: whoever drives
+        several sims routes the messages to `on_diagnostics`)."""
         self.env = env
         self.settings = settings
+        self.recorder = recorder
         self.joint_names = tuple(joint_names)
         self.cameras = tuple(cameras)
         self.node = rclpy.create_node(node_name, context=context, namespace=namespace)
@@ -128,8 +94,6 @@ class SimRobotNode:
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._msgs = {'Image': Image, 'JointState': JointState, 'String': String,
-                      'Clock': Clock}
         self._image_pub = {name: self.node.create_publisher(Image, f'cameras/{name}/image',
                                                             reliable)
                            for name in self.cameras}
@@ -167,7 +131,7 @@ class SimRobotNode:
         self.clock_ticks = 0
         self._ticks_base = None
         self._refused_before = {}
-        self._record = False
+        self._record_frames = False
         self.episodes = []
 
     # --- inputs ---------------------------------------------------------------------------------
@@ -176,6 +140,7 @@ class SimRobotNode:
 
     def _on_chunk(self, msg):
         self.chunks_received += 1
+        self._record('/action_chunk', self.now_ns, msg)
         if self.settings.command_delay > 0:
             self._delayed.append((self.now_ns + round(self.settings.command_delay * NS), msg))
         else:
@@ -189,8 +154,6 @@ class SimRobotNode:
             self._offer_chunk(msg, now_ns)
 
     def _offer_chunk(self, msg, now_ns):
-        from cosmos_policy_ros.conversions import stamp_to_ns
-
         stamp = stamp_to_ns(msg.header.stamp)
         reason, _ = self.controller.offer_chunk(
             stamp_ns=stamp, action_names=list(msg.action_names), horizon=msg.horizon,
@@ -205,8 +168,6 @@ class SimRobotNode:
                                        blended_steps=int(msg.blended_steps))))
 
     def _on_trajectory(self, msg):
-        from cosmos_policy_ros.conversions import stamp_to_ns
-
         self.trajectories_received += 1
         points = [(point.time_from_start.sec * NS + point.time_from_start.nanosec,
                    list(point.positions)) for point in msg.points]
@@ -219,7 +180,6 @@ class SimRobotNode:
                                   math.nan, 0, {}))
 
     def _on_future(self, camera, msg):
-        from cosmos_policy_ros.conversions import image_to_rgb, stamp_to_ns
 
         try:
             rgb = image_to_rgb(msg)
@@ -238,27 +198,34 @@ class SimRobotNode:
         header.stamp.sec, header.stamp.nanosec = divmod(int(ns), NS)
 
     def publish_clock(self, ns):
-        msg = self._msgs['Clock']()
+        msg = Clock()
         msg.clock.sec, msg.clock.nanosec = divmod(int(ns), NS)
         self.now_ns = int(ns)
         self._clock_pub.publish(msg)
 
-    def publish_observation(self, ns, images=None):
-        from cosmos_policy_ros.conversions import rgb_to_image_fields
+    def _record(self, topic, ns, msg):
+        if self.recorder is not None:
+            self.recorder.record(topic, ns, msg)
+
+    def publish_observation(self, ns, images=None, resend=False):
 
         images = self.env.render() if images is None else images
         for name in self.cameras:
-            msg = self._msgs['Image']()
+            msg = Image()
             self._stamp(msg.header, ns)
             msg.header.frame_id = f'{name}_camera'
             for key, value in rgb_to_image_fields(images[name]).items():
                 setattr(msg, key, value)
             self._image_pub[name].publish(msg)
-        joints = self._msgs['JointState']()
+            if not resend:
+                self._record(f'/cameras/{name}/image', ns, msg)
+        joints = JointState()
         self._stamp(joints.header, ns)
         joints.name = list(self.joint_names)
         joints.position = [float(v) for v in self.env.joint_positions()]
         self._joint_pub.publish(joints)
+        if not resend:
+            self._record('/joint_states', ns, joints)
         self.obs_sent += 1
         return images
 
@@ -270,7 +237,7 @@ class SimRobotNode:
                 and self._chunk_sub.get_publisher_count() > 0)
 
     def publish_task(self, text):
-        self._task_pub.publish(self._msgs['String'](data=text))
+        self._task_pub.publish(String(data=text))
 
     # --- lockstep handshake ---------------------------------------------------------------------
     @property
@@ -349,7 +316,8 @@ class SimRobotNode:
                 if self._decision_due(step, trace):
                     self._wait(lambda v: self._received_all(v, env.task),
                                f'receiving observation {self.obs_sent} (task {env.task!r})',
-                               resend=lambda: self.publish_observation(now_ns, images))
+                               resend=lambda: self.publish_observation(now_ns, images,
+                                                                       resend=True))
                     self.publish_clock(now_ns)
                     self.clock_ticks += 1
                     expected = self._ticks_base + self.clock_ticks
@@ -378,27 +346,28 @@ class SimRobotNode:
 
     # --- the pieces of an episode (run_episode; a fleet driver runs several sims with them) ---
     def begin_episode(self, seed, start_ns, *, record_frames: Optional[bool] = None):
-        """Reset the arm for `seed`, publish its task; the new EpisodeTrace from `start_ns`."""
-        from cosmos_policy_ros.tools.sim_control import EpisodeTrace
-
+        """Reset the arm for `seed`, publish its task (and open its bag when recording
+        rollouts); the new EpisodeTrace from `start_ns`."""
         env = self.env
         env.reset(seed)
         self.controller.reset(env.joint_positions())
         self._refused_before = dict(self.controller.refused)
         self._pending = []
         self._delayed = []
-        self._record = (self.settings.record_frames if record_frames is None
-                        else record_frames)
+        self._record_frames = (self.settings.record_frames if record_frames is None
+                               else record_frames)
         trace = EpisodeTrace(seed=int(seed), task=env.task, start_ns=start_ns,
                              step_period=env.config.step_period)
         self.publish_task(env.task)
+        if self.recorder is not None:
+            self._start_recording(seed, start_ns, env.task)
         return trace
 
     def observe(self, trace, now_ns):
-        """Render the cameras, keep the primary frame when recording, publish the observation
-        stamped `now_ns`; returns the images."""
+        """Render the cameras, keep the primary frame when recording frames, publish the
+        observation stamped `now_ns`; returns the images."""
         images = self.env.render()
-        if self._record:
+        if self._record_frames:
             trace.frames.append(images['primary'])
         self.publish_observation(now_ns, images)
         return images
@@ -406,10 +375,8 @@ class SimRobotNode:
     def advance(self, trace, step, now_ns, dt, *, record=True):
         """One control step at `now_ns`: chunks due reach the controller, its command moves
         the arm for `dt` seconds; `record` the step in the trace (once per step period)."""
-        from cosmos_policy_ros.tools.sim_control import ChunkRecord
-
         self._deliver(now_ns)
-        self._take_pending(trace, step, now_ns, ChunkRecord)
+        self._take_pending(trace, step, now_ns)
         applied = self.controller.command(now_ns)
         if record:
             trace.record_step(self.env.joint_positions(), self.env.distance_to_goal(), applied)
@@ -417,7 +384,8 @@ class SimRobotNode:
         return applied
 
     def end_episode(self, trace, steps):
-        """Close the episode after `steps` steps: refusals, the sim/episode line; the trace."""
+        """Close the episode after `steps` steps: refusals, the sim/episode line (and the
+        outcome in its bag); the trace."""
         before = self._refused_before
         trace.steps = steps
         trace.refused = {reason: count - before.get(reason, 0)
@@ -426,15 +394,26 @@ class SimRobotNode:
         self.now_ns = max(self.now_ns, trace.start_ns + steps * round(trace.step_period * NS))
         summary = {'seed': trace.seed, 'task': trace.task, 'success': trace.success,
                    'steps': trace.steps, 'chunks': len(trace.chunks), 'refused': trace.refused}
-        self._episode_pub.publish(self._msgs['String'](data=json.dumps(summary)))
+        self._episode_pub.publish(String(data=json.dumps(summary)))
+        if self.recorder is not None:
+            self._record('/episode_outcome', self.now_ns, String(data=json.dumps(summary)))
+            self.recorder.finish()
         self.episodes.append(trace)
         return trace
+
+    def _start_recording(self, seed, start_ns, task):
+        """Open the episode's bag: the node's inputs, its chunks and the outcome."""
+        topics = {f'/cameras/{name}/image': 'sensor_msgs/msg/Image' for name in self.cameras}
+        topics.update({'/joint_states': 'sensor_msgs/msg/JointState',
+                       '/task': 'std_msgs/msg/String',
+                       '/action_chunk': 'cosmos_policy_ros/msg/ActionChunk',
+                       '/episode_outcome': 'std_msgs/msg/String'})
+        self.recorder.start(f'episode_{int(seed):06d}', topics, latched=('/task',))
+        self._record('/task', start_ns, String(data=task))
 
     def _decision_due(self, step, trace):
         """Lockstep: whether the policy node may start a chunk at this step (then /clock is
         published and the sim waits for the node); see SimSettings.replan_steps."""
-        from cosmos_policy_ros.conversions import stamp_to_ns
-
         every = self.settings.replan_steps
         # The newest chunk received, delivered or still delayed (command_delay).
         steps = [chunk.step for chunk in trace.chunks[-1:]] + [
@@ -444,9 +423,9 @@ class SimRobotNode:
             return True
         return step - max(steps) >= every
 
-    def _take_pending(self, trace, step, now_ns, record_cls):
+    def _take_pending(self, trace, step, now_ns):
         for stamp, actions, value, latency, seed, stitching in self._pending:
-            trace.chunks.append(record_cls(
+            trace.chunks.append(ChunkRecord(
                 stamp_ns=stamp, step=int((stamp - trace.start_ns) // round(
                     trace.step_period * NS)), actions=actions, value=value,
                 inference_time=latency, arrival_delay=(now_ns - stamp) / NS, seed=seed,
@@ -454,8 +433,46 @@ class SimRobotNode:
         self._pending = []
 
     def close(self):
+        if self.recorder is not None:
+            self.recorder.abort()  # an unfinished episode's bag keeps what it has, no outcome
         if self._own_executor:
             self.executor.shutdown()
         else:
             self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
+                     context=None, wait_for_policy=True, recorder=None):
+    """Episodes through the sim node on the ROS graph; returns (traces, future images, last
+    diagnostics of the policy node): the episode runner of sim/harness.py. policy: a
+    PolicyProcess to watch; wait_for_policy: first wait until the policy node reports being
+    active; recorder: an EpisodeRecorder (ros/episode_recorder.py) writing each episode as a
+    rollout bag, or None."""
+    own = context is None
+    if own:
+        context = rclpy.Context()
+        rclpy.init(args=[], context=context)
+    sim = SimRobotNode(env if env is not None else PlanarReachEnv(), settings, context=context,
+                       joint_names=JOINT_NAMES, cameras=CAMERAS, recorder=recorder)
+    traces = []
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while wait_for_policy and sim.diagnostics.get('lifecycle_state') != 'active':
+            if policy is not None:
+                policy.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError('policy_node did not become active in time')
+            sim.spin(0.1)
+        for seed in seeds:
+            if policy is not None:
+                policy.check()
+            trace = sim.run_episode(seed)
+            traces.append(trace)
+            if on_episode is not None:
+                on_episode(trace)
+        return traces, dict(sim.future), dict(sim.diagnostics)
+    finally:
+        sim.close()
+        if own:
+            rclpy.try_shutdown(context=context)

@@ -38,10 +38,12 @@ from typing import Dict
 
 import numpy as np
 
+from cosmos_policy_ros.bags.reader import BagReader
+from cosmos_policy_ros.bags.typestore import make_typestore, ns_to_stamp
+from cosmos_policy_ros.bags.writer import BagWriter
+from cosmos_policy_ros.conversions import stamp_to_ns
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.sim.arm import CAMERAS, expert_chunk, JOINT_NAMES, PlanarReachEnv
-from cosmos_policy_ros.tools.bags import (
-    BagReader, BagWriter, make_typestore, ns_to_stamp, stamp_to_ns)
 
 KINDS = ('expert', 'noisy', 'early_stop', 'wrong_target', 'near_miss')  # scripted (`rollout`)
 POLICY_KIND = 'policy'  # `policy_rollout`

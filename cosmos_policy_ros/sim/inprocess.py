@@ -14,6 +14,7 @@ import numpy as np
 
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.sim.arm import expert_chunk, JOINT_LOWER, JOINT_UPPER
+from cosmos_policy_ros.sim.metrics import discounted_returns
 
 
 @dataclass
@@ -91,34 +92,3 @@ def random_source(horizon, seed=0):
 
 def hold_source(horizon):
     return lambda env, tick: (np.repeat(env.joint_positions()[None], horizon, axis=0), math.nan)
-
-
-def discounted_returns(tick_steps, success_step, gamma):
-    """True discounted return at each tick (step index): gamma**(T - 1 - t) when the episode
-    succeeded at step T (the step whose result was success; T counts steps from 1), 0 for a
-    failed episode (success_step None; the value scale's floor, the training target's -1)."""
-    ticks = np.asarray(tick_steps, dtype=np.float64)
-    if success_step is None:
-        return np.zeros_like(ticks)
-    return np.power(gamma, np.maximum(0.0, success_step - 1 - ticks))
-
-
-def spearman(a, b):
-    """Spearman rank correlation of two equal-length sequences (average ranks for ties)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ValueError('spearman needs two 1-d sequences of equal length >= 2.')
-    ranks_a, ranks_b = _ranks(a), _ranks(b)
-    if ranks_a.std() == 0 or ranks_b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
-
-
-def _ranks(values):
-    order = np.argsort(values, kind='mergesort')
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values), dtype=np.float64)
-    for value in np.unique(values):  # ties share their mean rank
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
+from cosmos_policy_ros.cli.convert import main as convert_main
 from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.tools.convert import main as convert_main
 
 TINY_LIBERO = dataclasses.replace(LatentLayout.preset('libero'), image_size=32)
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from cosmos_policy_ros.cli.convert import main as convert_main
 from cosmos_policy_ros.engine.planning import PlanningConfig
 from cosmos_policy_ros.engine.policy import CosmosPolicy, load_policy
 from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.engine.text import UnknownInstructionError
 from cosmos_policy_ros.interface import InferenceRequest, Observation
-from cosmos_policy_ros.tools.convert import main as convert_main
 
 TOLERANCE = 1e-5
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from cosmos_policy_ros.cli.convert import main as convert_main
 from cosmos_policy_ros.engine.generate import generate
 from cosmos_policy_ros.engine.model_dir import read_spec
 from cosmos_policy_ros.engine.planning import (aggregate_values, plan, PlanningConfig,
@@ -18,7 +19,6 @@ from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
 from cosmos_policy_ros.engine.text import UnknownInstructionError
 from cosmos_policy_ros.interface import Observation
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.tools.convert import main as convert_main
 
 LAYOUT = dataclasses.replace(LatentLayout.preset('libero'), image_size=32)  # conftest's
 
@@ -396,3 +396,59 @@ def test_acceleration_options_reach_the_networks(model_dir, policy):
         load_policy(model_dir, device='cpu', acceleration={'compile_everything': True})
     with pytest.raises(ValueError, match='CUDA'):
         load_policy(model_dir, device='cpu', acceleration={'cuda_graphs': True})
+
+
+def _corrupt_copy(model_dir, tmp_path):
+    """A copy of the model directory whose DiT weights were overwritten in place with NaN
+    (the file still loads: only its numbers are broken)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    copy = tmp_path / 'model'
+    shutil.copytree(model_dir, copy)
+    weights = load_file(str(copy / 'dit.safetensors'))
+    for key, value in weights.items():
+        if value.is_floating_point():
+            weights[key] = torch.full_like(value, float('nan'))
+    save_file(weights, str(copy / 'dit.safetensors'))
+    return copy
+
+
+def test_non_finite_output_right_after_loading_names_the_digest_mismatch(model_dir, tmp_path):
+    from cosmos_policy_ros.engine.generate import NonFiniteOutput
+    from cosmos_policy_ros.engine.model_dir import file_sha256
+
+    corrupt = _corrupt_copy(model_dir, tmp_path)
+    policy = load_policy(corrupt, device='cpu', dtype='fp32')
+    with pytest.raises(NonFiniteOutput) as raised:
+        policy.infer(observation(policy))
+    message = str(raised.value)
+    recorded = read_spec(corrupt).source['dit_sha256']
+    now = file_sha256(corrupt / 'dit.safetensors')
+    assert message.startswith('the network produced non-finite values')
+    assert f'right after loading {corrupt}: are its weight files intact' in message
+    assert (f'DIGEST MISMATCH: dit.safetensors has sha256 {now[:12]}..., model.json records '
+            f'{recorded[:12]}...') in message
+    # Digests that match: the hint says so (the files are as converted).
+    spec = json.loads((corrupt / 'model.json').read_text())
+    spec['source']['dit_sha256'] = now
+    (corrupt / 'model.json').write_text(json.dumps(spec))
+    policy = load_policy(corrupt, device='cpu', dtype='fp32')
+    with pytest.raises(NonFiniteOutput, match='their sha256 match model.json for '
+                                              'dit.safetensors'):
+        policy.infer(observation(policy))
+
+
+def test_the_weights_hint_is_given_only_before_the_first_good_inference(model_dir, monkeypatch):
+    from cosmos_policy_ros.engine.generate import NonFiniteOutput
+
+    policy = load_policy(model_dir, device='cpu', dtype='fp32')
+    policy.infer(observation(policy))  # the weights work
+
+    def broken(*args):
+        raise NonFiniteOutput('the network produced non-finite values (latent frames [3]).')
+
+    monkeypatch.setattr(policy, '_run_batch', broken)  # every pass fails
+    with pytest.raises(NonFiniteOutput) as raised:
+        policy.infer(observation(policy))
+    assert str(raised.value) == 'the network produced non-finite values (latent frames [3]).'

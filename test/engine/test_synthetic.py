@@ -5,12 +5,12 @@ import pickle
 import pytest
 import torch
 
+from cosmos_policy_ros.cli.synthetic import main
 from cosmos_policy_ros.engine.checkpoint import (
     find_dit_checkpoint, load_dit, load_vae, read_tensors, reference_dit_shapes)
 from cosmos_policy_ros.engine.synthetic_checkpoints import (
     random_dit_state_dict, read_synthetic_info, write_synthetic_model)
 from cosmos_policy_ros.layout import LatentLayout
-from cosmos_policy_ros.tools.synthetic import main
 
 
 @pytest.fixture(scope='module')

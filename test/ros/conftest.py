@@ -368,6 +368,23 @@ def now_ns():
     return time.time_ns()
 
 
+def pid_running(pid):
+    """Whether process `pid` exists and has not ended (an unreaped zombie has ended)."""
+    try:
+        with open(f'/proc/{pid}/stat') as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_until_ended(pid, timeout):
+    """Wait (polling, a failure guard) until process `pid` has ended; whether it did."""
+    deadline = time.monotonic() + timeout
+    while pid_running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling period
+    return not pid_running(pid)
+
+
 @pytest.fixture
 def harness():
     """The helpers of this file for test modules (which cannot import conftest)."""
@@ -375,4 +392,5 @@ def harness():
                            libero_parameters=libero_parameters,
                            aloha_parameters=aloha_parameters, now_ns=now_ns,
                            diagnostics_values=diagnostics_values, node_script=node_script,
-                           OutputProcess=OutputProcess)
+                           OutputProcess=OutputProcess, pid_running=pid_running,
+                           wait_until_ended=wait_until_ended)

@@ -120,6 +120,27 @@ def test_diagnostics_warn_on_new_problems_only():
                   snapshot(ticks=10, lifecycle_state='inactive'))['control loop'][0] == OK
 
 
+def test_diagnostics_name_a_stream_arriving_but_dropped():
+    from cosmos_policy_ros.ros.diagnostics import OK, WARN
+
+    why = "encoding: unsupported encoding '16UC1'"
+    dropped = snapshot(input_counts={('cam', 'received'): 10, ('cam', 'encoding'): 10},
+                       last_drops={'cam': why}, ticks=20, skipped={'dropped': 10},
+                       last_skip_detail=f'dropped: cam: arriving but dropped: {why}')
+    # While every message is dropped: WARN naming it, even with no new drop since the last
+    # report, never "nothing received" or "missing".
+    parts = levels(dropped, dropped)
+    level, message, values = parts['inputs']
+    assert (level, message) == (WARN, f'cam: arriving but dropped: {why}')
+    assert values['last_drop.cam'] == why
+    level, message, _ = levels(dropped, snapshot(ticks=10))['control loop']
+    assert level == WARN and 'arriving but dropped' in message and 'missing' not in message
+    # One kept message: no longer "arriving but dropped".
+    kept = snapshot(input_counts={('cam', 'received'): 11, ('cam', 'encoding'): 10},
+                    last_drops={'cam': why})
+    assert levels(kept, kept)['inputs'][0] == OK
+
+
 def test_worker_runs_one_job_at_a_time():
     from cosmos_policy_ros.ros.worker import InferenceWorker
 

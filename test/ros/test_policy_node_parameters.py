@@ -96,7 +96,11 @@ def test_presets_parse_with_rcl_and_configure(make_node, tmp_path, name):
                                                'read fake policy file'),
     (('-p', 'policy_factory:=nowhere.at_all:load'), "cannot import 'nowhere.at_all'"),
     (('-p', 'camera.wrist.transport:=mpeg'), '`camera.wrist.transport` must be one of'),
-    (('-p', 'proprio.typo.topic:=x'), "unknown parameter(s) ['proprio.typo.topic']"),
+    (('-p', 'proprio.typo.topic:=x'), "unknown parameter(s) 'proprio.typo.topic' (did you "
+                                      "mean 'proprio.eef.topic'?)"),
+    (('-p', 'num_denoising_step:=3'), "unknown parameter(s) 'num_denoising_step' (did you "
+                                      "mean 'num_denoising_steps'?)"),
+    (('-p', 'cameras:=wrist'), "`cameras` must be a list of names, e.g. [wrist]. Got 'wrist'"),
     (('-p', 'max_warmup_latency:=0.0001', '-p', 'warmup_iterations:=2'),
      'exceeds `max_warmup_latency`'),
 ])

@@ -251,7 +251,7 @@ def test_slow_inference_never_stalls_inputs_or_overlaps(write_setup, start_node,
     ({'rate': -2.0}, '`rate` must be > 0.0 Hz. Got -2.0'),
     ({'limit_mode': 'warn'}, "`limit_mode` must be one of ['reject', 'clamp']. Got 'warn'"),
     ({'camera': {'wrist': {'transport': 'theora'}}}, '`camera.wrist.transport` must be one of'),
-    ({'rat': 10.0}, "unknown parameter(s) ['rat']"),
+    ({'rat': 10.0}, "unknown parameter(s) 'rat' (did you mean 'rate'?)"),
     ({'publish_joint_trajectory': True}, '`publish_joint_trajectory` needs `action_space`'),
     ({'cameras': ['wrist', 'primary', 'secondary']},
      "must be the cameras of the model layout 'libero'"),
@@ -534,3 +534,92 @@ def test_a_chunk_computed_for_the_old_task_is_not_published(write_setup, start_n
         lambda: _count(client, 'policy', 'rejected.task_changed') >= 1, 30, process=node,
         every=lambda: libero_frame(client, harness.now_ns(), proprio=proprio)), node.output
     assert node.stop(signal.SIGINT) == 0, node.output
+
+
+def test_the_parameter_files_read_and_the_edits_are_logged(write_setup, start_node, harness,
+                                                           tmp_path):
+    from cosmos_policy_ros.package_files import config_file
+
+    preset = config_file('aloha.yaml')
+    mine = tmp_path / 'my_aloha.yaml'
+    mine.write_text(preset.read_text().replace('rate: 25.0', 'rate: 12.5'))
+    fake = tmp_path / 'fake.yaml'
+    fake.write_text('layout: {preset: aloha}\n')
+    node = start_node(mine, '-p', f'model_path:={fake}',
+                      '-p', 'policy_factory:=cosmos_policy_ros.testing:load_fake_policy')
+    expected = (f'parameter files read: {mine}',
+                f'2 values differ from the preset aloha.yaml ({preset}): policy_factory '
+                f"'cosmos_policy_ros.testing:load_fake_policy' (preset: "
+                f"'cosmos_policy_ros.engine.policy:load_policy'); rate 12.5 (preset: 25.0)",
+                'active: control loop at 12.5 Hz')
+    deadline = time.monotonic() + START_TIMEOUT
+    while not all(line in node.output for line in expected) and node.alive() and (
+            time.monotonic() < deadline):
+        time.sleep(0.05)  # polling period
+    assert all(line in node.output for line in expected), node.output
+    assert node.stop(signal.SIGINT) == 0, node.output
+
+
+def test_more_stop_signals_during_a_slow_shutdown_still_exit_0(write_setup, start_node,
+                                                               client_factory, harness,
+                                                               tmp_path):
+    # Ctrl-C sends SIGINT to the node from the terminal and again from launch; a real model
+    # takes a while to shut down. Here an inference of 3 s is running when the signals come:
+    # the node waits for it, and every further SIGINT/SIGTERM is absorbed.
+    record = tmp_path / 'record.jsonl'
+    params = write_setup(harness.libero_parameters(warmup_iterations=0),
+                         {'layout': {'preset': 'libero'}, 'delay': 3.0,
+                          'record_path': str(record)})
+    node = start_node(params)
+    client = client_factory()
+
+    def inferring():
+        parts = client.latest_diagnostics()
+        return parts and parts['policy'][2]['inference_in_flight'] == 'true'
+
+    proprio = unit_quaternion_proprio()
+    assert client.spin_until(inferring, START_TIMEOUT + 30, process=node,
+                             every=lambda: libero_frame(client, harness.now_ns(),
+                                                        proprio=proprio)), node.output
+    signals = 0
+    while node.alive() and signals < 200:
+        node.process.send_signal(signal.SIGTERM if signals % 5 == 4 else signal.SIGINT)
+        signals += 1
+        time.sleep(0.02)  # pacing of the signals, not a wait for anything
+    assert signals > 2, 'the node ended at the first signal: nothing was in flight'
+    assert node.wait(60) == 0, node.output
+    assert 'Traceback' not in node.output and 'KeyboardInterrupt' not in node.output
+
+
+def test_the_node_ends_with_the_process_that_started_it(write_setup, harness, ros_env,
+                                                        tmp_path):
+    # A launcher killed with SIGKILL (or SIGTERM to ros2 launch, which leaves its children):
+    # the node notices that its parent is gone and stops by itself.
+    import os
+    import subprocess
+    import sys
+
+    params = write_setup(harness.libero_parameters(), {'layout': {'preset': 'libero'}})
+    log = tmp_path / 'node.log'
+    launcher = subprocess.Popen(
+        [sys.executable, '-c', 'import subprocess, sys, time\n'
+         f'node = subprocess.Popen([{str(harness.node_script())!r}, "--ros-args", '
+         f'"--params-file", {str(params)!r}], stdout=open({str(log)!r}, "w"), '
+         'stderr=subprocess.STDOUT)\n'
+         'print(node.pid, flush=True)\n'
+         'time.sleep(3600)\n'], env=ros_env, stdout=subprocess.PIPE, text=True)
+    node_pid = int(launcher.stdout.readline())
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while 'active: control loop' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling period
+        assert 'active: control loop' in log.read_text(), log.read_text()
+        launcher.kill()
+        launcher.wait(30)
+        assert harness.wait_until_ended(node_pid, 60), (
+            'policy_node kept running after its launcher was killed:\n' + log.read_text())
+    finally:
+        if harness.pid_running(node_pid):
+            os.kill(node_pid, signal.SIGKILL)
+    text = log.read_text()
+    assert 'the process that started this node' in text and 'has ended: stopping' in text, text

@@ -16,7 +16,7 @@ START_TIMEOUT = 120.0  # loading torch + the model and one warm-up on a loaded 2
 def tiny_aloha_model(tmp_path_factory):
     from cosmos_policy_ros.engine.synthetic_checkpoints import write_synthetic_model
     from cosmos_policy_ros.layout import LatentLayout
-    from cosmos_policy_ros.tools.convert import main as convert
+    from cosmos_policy_ros.cli.convert import main as convert
 
     layout = LatentLayout.from_dict({'preset': 'aloha', 'image_size': 64})  # 50 x 14 fits
     released = tmp_path_factory.mktemp('released')

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from cosmos_policy_ros.sim.arm import SimConfig
-from cosmos_policy_ros.tools import sim_eval
+from cosmos_policy_ros.sim.harness import node_config_path, replan_steps_of, sim_settings
+from cosmos_policy_ros.sim.model import shipped_model
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 FAKE_FACTORY = 'cosmos_policy_ros.testing:load_fake_policy'
@@ -57,7 +58,7 @@ def _lockstep(side, names, model, out, seeds):
 
     from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
 
-    config = sim_eval.node_config_path()
+    config = node_config_path()
     processes = start_policies(side, names, model, out / side, node_config=config,
                                parameters={'diagnostics_period': 0.05})
     context = rclpy.Context()
@@ -66,8 +67,8 @@ def _lockstep(side, names, model, out, seeds):
     def check():
         for process in processes:
             process.check()
-    fleet = FleetSim(names, sim_eval.sim_settings(
-        'lockstep', replan_steps=sim_eval.replan_steps_of(config)), context=context,
+    fleet = FleetSim(names, sim_settings(
+        'lockstep', replan_steps=replan_steps_of(config)), context=context,
         env_config=SimConfig(episode_timeout=1.2), check=check)
     try:
         fleet.wait_for_policies(timeout=600)
@@ -80,7 +81,7 @@ def _lockstep(side, names, model, out, seeds):
 
 
 def test_two_arms_in_lockstep_through_the_server_equal_their_single_robot_runs(tmp_path):
-    model = sim_eval.shipped_model()
+    model = shipped_model()
     if model is None:
         pytest.skip('no trained model shipped (cosmos_policy_ros/models/planar_reach)')
     names, seeds = ['arm_0', 'arm_1'], [100000, 100001]

@@ -9,6 +9,7 @@ stack installed with COSMOS_ROS_EXTRAS (scripts/setup_env.sh); when COSMOS_ROS_E
 a missing `ros2` fails instead of skipping. Waits are deadlines (failure guards), not timings.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,14 @@ def cli(ros_env, tmp_path, harness):
     once('daemon', 'stop')
 
 
+def _demo_frame(client, harness):
+    """One observation for demo.yaml (three cameras, 14 joints), stamped now."""
+    stamp = harness.now_ns()
+    for camera in ('left_wrist', 'right_wrist', 'primary'):
+        client.image(f'{camera}/image_raw', stamp, np.full((16, 16, 3), 80, np.uint8))
+    client.joints('joint_states', stamp, harness.ALOHA_JOINTS, np.linspace(-0.5, 0.5, 14))
+
+
 def _preset_files(tmp_path, preset):
     layout = 'aloha' if preset == 'demo' else preset
     model = tmp_path / f'fake_{preset}.yaml'
@@ -227,16 +236,10 @@ def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory
                 return False
             return True
 
-        def publish():
-            stamp = harness.now_ns()
-            for camera in ('left_wrist', 'right_wrist', 'primary'):
-                client.image(f'{camera}/image_raw', stamp, np.full((16, 16, 3), 80, np.uint8))
-            client.joints('joint_states', stamp, harness.ALOHA_JOINTS,
-                          np.linspace(-0.5, 0.5, 14))
-
         start_echo()
         try:
-            assert client.spin_until(echoed, DEADLINE, every=publish, period=0.2), (
+            assert client.spin_until(echoed, DEADLINE, period=0.2,
+                                     every=lambda: _demo_frame(client, harness)), (
                 'no chunk echoed:\n' + ''.join(printed) + launched.output)
         finally:
             if echoes[-1].poll() is None:
@@ -298,3 +301,110 @@ def test_policy_server_launch_for_two_namespaces_and_the_cli_per_robot(cli, tmp_
         code = _ctrl_c(launched)
     assert code == 0, launched.output
     assert 'Traceback' not in launched.output, launched.output
+
+
+def _node_pid(launched):
+    """The pid launch reports for policy_node ('process started with pid [N]')."""
+    match = re.search(r'policy_node-\d+\]: process started with pid \[(\d+)\]', launched.output)
+    return int(match.group(1)) if match else None
+
+
+def _until_output(launched, text, timeout=DEADLINE):
+    deadline = time.monotonic() + timeout
+    while text not in launched.output and launched.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling period
+    return text in launched.output
+
+
+def test_an_edited_copy_of_a_preset_is_the_one_in_effect(cli, tmp_path):
+    """README: copy a preset, edit it, launch it by its path: the node runs the copy (the
+    launch and the node say which file, the node what differs from the preset)."""
+    from cosmos_policy_ros.package_files import config_file
+
+    preset = config_file('aloha.yaml')
+    text = preset.read_text()
+    assert 'rate: 25.0' in text and 'cam_high/image_raw' in text
+    (tmp_path / 'my_robot.yaml').write_text(
+        text.replace('rate: 25.0', 'rate: 12.5').replace('cam_high/image_raw', 'top/image'))
+    model = _preset_files(tmp_path, 'aloha')
+    launched = cli.launch('config:=my_robot.yaml', f'model:={model}', FAKE_FACTORY)
+    try:
+        rate = cli.until(['param', 'get', '/cosmos_policy', 'rate'], 'Double value is: 12.5',
+                         launched)
+        assert rate.stdout.strip() == 'Double value is: 12.5', rate.stdout + launched.output
+        topic = cli.run('param', 'get', '/cosmos_policy', 'camera.primary.topic')
+        assert topic.stdout.strip() == 'String value is: top/image', topic.stdout
+        assert _until_output(launched, 'active: control loop at 12.5 Hz'), launched.output
+        mine = tmp_path / 'my_robot.yaml'
+        assert f'parameter file: {mine} (your file)' in launched.output
+        assert f'parameter files read: {mine}' in launched.output
+        assert (f'3 values differ from the preset aloha.yaml ({preset}): camera.primary.topic '
+                f"'top/image' (preset: 'cam_high/image_raw'); policy_factory") in (
+            launched.output)
+        assert 'rate 12.5 (preset: 25.0)' in launched.output
+    finally:
+        code = _ctrl_c(launched)
+    assert code == 0, launched.output
+
+
+def test_a_preset_name_that_is_no_file_and_a_failed_configure_fail_the_launch(cli, tmp_path):
+    launched = cli.launch('config:=alohaa.yaml', FAKE_FACTORY)
+    assert launched.wait(DEADLINE) == 1, launched.output
+    assert 'config:=alohaa.yaml: not a file here' in launched.output
+    assert 'aloha.yaml, demo.yaml' in launched.output  # the presets it could have meant
+    # The node fails to configure (its model file is missing): launch exits with 1.
+    launched = cli.launch('config:=aloha.yaml', f'model:={tmp_path / "missing.yaml"}',
+                          FAKE_FACTORY)
+    assert launched.wait(DEADLINE) == 1, launched.output
+    assert 'configure failed' in launched.output
+    assert 'policy_node-1 exited with code 1' in launched.output
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_the_launch_in_any_way_stops_the_node(cli, tmp_path, harness, signum):
+    """`kill` (SIGTERM) or SIGKILL of `ros2 launch` itself: launch leaves its children behind,
+    the node notices its parent is gone and stops: no policy outlives its launch."""
+    model = _preset_files(tmp_path, 'demo')
+    launched = cli.launch('config:=demo.yaml', f'model:={model}', FAKE_FACTORY)
+    pid = None
+    try:
+        assert _until_output(launched, 'active: control loop'), launched.output
+        pid = _node_pid(launched)
+        assert pid is not None and harness.pid_running(pid), launched.output
+        launched.process.send_signal(signum)  # the launch process only, not its group
+        assert launched.wait(DEADLINE) is not None, launched.output
+        assert harness.wait_until_ended(pid, DEADLINE), (
+            f'policy_node (pid {pid}) still runs after {signal.Signals(signum).name} of its '
+            f'launch:\n{launched.output}')
+    finally:
+        if pid is not None and harness.pid_running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_during_a_slow_shutdown_ends_cleanly(cli, tmp_path, client_factory, harness):
+    """Ctrl-C: SIGINT from the terminal and again from launch (here, several more) while an
+    inference of 3 s runs: the node absorbs them, finishes, and launch reports a clean exit."""
+    model = tmp_path / 'slow.yaml'
+    model.write_text('layout: {preset: aloha}\ndelay: 3.0\n')
+    launched = cli.launch('config:=demo.yaml', f'model:={model}', FAKE_FACTORY)
+    try:
+        assert _until_output(launched, 'active: control loop'), launched.output
+        client = client_factory()
+
+        def inferring():
+            parts = client.latest_diagnostics()
+            return parts and parts['policy'][2]['inference_in_flight'] == 'true'
+
+        assert client.spin_until(inferring, DEADLINE, period=0.2,
+                                 every=lambda: _demo_frame(client, harness)), (
+            launched.output)
+    finally:
+        os.killpg(launched.process.pid, signal.SIGINT)
+        for _ in range(5):
+            time.sleep(0.1)  # pacing: a user pressing Ctrl-C again
+            if launched.alive():
+                os.killpg(launched.process.pid, signal.SIGINT)
+        code = launched.wait(DEADLINE)
+    assert code == 0, launched.output
+    assert 'process has finished cleanly' in launched.output, launched.output
+    assert 'process has died' not in launched.output, launched.output

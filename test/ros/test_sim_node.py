@@ -2,14 +2,22 @@
 through the real policy_node deterministic, and the shipped trained model solving the task.
 
 No timing assertions: every wait is a condition with a generous deadline (a failure guard)."""
+import json
 import math
 import time
 
+import h5py
 import numpy as np
 import pytest
 
+from cosmos_policy_ros.cli.dataset import main as dataset_main
+from cosmos_policy_ros.ros.episode_recorder import EpisodeRecorder
+from cosmos_policy_ros.ros.sim_node import run_sim_episodes
 from cosmos_policy_ros.sim.arm import (CAMERAS, JOINT_NAMES, PlanarReachEnv, SimConfig)
-from cosmos_policy_ros.tools import sim_eval
+from cosmos_policy_ros.sim.baselines import run_baseline
+from cosmos_policy_ros.sim.harness import (DEFAULT_FIRST_SEED, node_config_path, run_policy,
+                                           sim_settings)
+from cosmos_policy_ros.sim.model import make_standin_model, shipped_model
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 NS = 1_000_000_000
@@ -69,7 +77,7 @@ def wired(ros_context):
     def make(msg_type, topic, **settings):
         env = PlanarReachEnv()
         env.reset(7)
-        sim = SimRobotNode(env, sim_eval.sim_settings('realtime', **settings),
+        sim = SimRobotNode(env, sim_settings('realtime', **settings),
                            context=ros_context, joint_names=JOINT_NAMES, cameras=CAMERAS)
         sim.controller.reset(env.joint_positions())
         node = rclpy.create_node('bad_input_source', context=ros_context)
@@ -138,14 +146,13 @@ def test_stale_and_malformed_trajectories_are_refused(wired):
 
 @pytest.fixture(scope='module')
 def standin_model(tmp_path_factory):
-    return sim_eval.make_standin_model(tmp_path_factory.mktemp('standin'))
+    return make_standin_model(tmp_path_factory.mktemp('standin'))
 
 
 def _lockstep(model, seeds, out, *, timeout=0.8):
     env = PlanarReachEnv(SimConfig(episode_timeout=timeout))
-    traces, _ = sim_eval.run_policy(model, sim_eval.node_config_path(), seeds, out,
-                                    mode='lockstep', env=env,
-                                    overrides=['num_denoising_steps:=2'])
+    traces, _ = run_policy(model, node_config_path(), seeds, out, runner=run_sim_episodes,
+                           mode='lockstep', env=env, overrides=['num_denoising_steps:=2'])
     return traces
 
 
@@ -176,13 +183,29 @@ MIN_SHIPPED_SUCCESSES = 9
 
 
 def test_the_shipped_model_solves_the_task_in_lockstep(tmp_path):
-    model = sim_eval.shipped_model()
+    model = shipped_model()
     if model is None:
         pytest.skip('no trained model shipped (cosmos_policy_ros/models/planar_reach)')
-    seeds = list(range(sim_eval.DEFAULT_FIRST_SEED, sim_eval.DEFAULT_FIRST_SEED + 10))
-    traces, _ = sim_eval.run_policy(model, sim_eval.node_config_path(), seeds, tmp_path)
+    seeds = list(range(DEFAULT_FIRST_SEED, DEFAULT_FIRST_SEED + 10))
+    recorder = EpisodeRecorder(tmp_path / 'rollouts')  # cosmos-policy-sim eval --record-rollouts
+    traces, _ = run_policy(model, node_config_path(), seeds, tmp_path,
+                           runner=run_sim_episodes, recorder=recorder)
     successes = sum(trace.success for trace in traces)
     assert successes >= MIN_SHIPPED_SUCCESSES, [(t.seed, t.success, t.steps) for t in traces]
-    hold = sim_eval.run_baseline('hold', seeds)
+    hold = run_baseline('hold', seeds)
     assert successes > sum(trace.success for trace in hold)
     assert not any(trace.refused for trace in traces)
+    # The recorded episodes export as rollouts labelled by the sim (/episode_outcome); the
+    # action of each step is the command the sim's controller executed then.
+    out = tmp_path / 'dataset'
+    assert dataset_main(['export', *map(str, recorder.paths), '--rollouts', '--config',
+                         str(node_config_path()), '--format', 'libero', '--images',
+                         'none', '--out', str(out), '--t5-embeddings',
+                         str(model / 't5_embeddings.safetensors'), '--no-progress']) == 0
+    record = json.loads((out / 'export.json').read_text())
+    assert [e['success'] for e in record['episodes']] == [t.success for t in traces]
+    for trace, entry in zip(traces, record['episodes']):
+        assert entry['steps'] == trace.steps and not entry['skipped_steps']
+        with h5py.File(out / entry['rollout_file'], 'r') as h5:
+            assert np.array_equal(h5['actions'][:], np.stack(trace.commands))
+            assert h5.attrs['success'] == trace.success

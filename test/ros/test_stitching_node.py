@@ -11,9 +11,12 @@ observation of the second chunk. No timing assertions.
 import numpy as np
 import pytest
 
-from cosmos_policy_ros.execution import blend_weights, STITCHING_METHODS
+from cosmos_policy_ros.execution import (blend_weights, ChunkTiming, plan_takeover, stitch,
+                                         STITCHING_METHODS)
+from cosmos_policy_ros.ros.sim_node import run_sim_episodes
 from cosmos_policy_ros.sim.arm import PlanarReachEnv, SimConfig
-from cosmos_policy_ros.tools import sim_eval
+from cosmos_policy_ros.sim.harness import node_config_path, run_policy
+from cosmos_policy_ros.sim.model import make_standin_model
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 DELAY_STEPS = 2
@@ -22,7 +25,7 @@ OVERLAP = 2
 
 @pytest.fixture(scope='module')
 def standin_model(tmp_path_factory):
-    return sim_eval.make_standin_model(tmp_path_factory.mktemp('standin'))
+    return make_standin_model(tmp_path_factory.mktemp('standin'))
 
 
 @pytest.fixture(scope='module')
@@ -32,8 +35,9 @@ def runs(standin_model, tmp_path_factory):
     traces = {}
     for method in STITCHING_METHODS:
         env = PlanarReachEnv(SimConfig(episode_timeout=0.8))
-        result, _ = sim_eval.run_policy(
-            standin_model, sim_eval.node_config_path(), [21], out, mode='lockstep', env=env,
+        result, _ = run_policy(
+            standin_model, node_config_path(), [21], out, runner=run_sim_episodes,
+            mode='lockstep', env=env,
             command_delay=DELAY_STEPS * 0.1, log_name=f'{method}.log',
             overrides=['num_denoising_steps:=2', f'stitching:={method}',
                        f'stitching_overlap:={OVERLAP}', f'latency_margin:={DELAY_STEPS * 0.1}'])
@@ -101,3 +105,24 @@ def test_inpaint_blend_is_the_inpainted_chunk_cross_faded(runs):
                        + w_new[:, None] * inpainted[rows], atol=1e-6)
     keep = np.r_[0:DELAY_STEPS, DELAY_STEPS + OVERLAP:len(second)]
     assert np.array_equal(second[keep], inpainted[keep])
+
+
+def test_ramp_equals_the_offline_stitch_of_the_plain_chunk(runs):
+    # The node path (the ControlLoop in policy_node, the chunk over ROS to the sim) equals
+    # execution.stitch, what the offline evaluator's ControlLoop applies, on the plain chunk.
+    first, none_second, _, _ = _chunks(runs['none'])
+    _, second, _, meta = _chunks(runs['ramp'])
+    assert (meta.conditioned_steps, meta.blended_steps) == (0, OVERLAP)
+    period = round(0.1 * 1e9)
+    executing, new = ChunkTiming(0, period, 8), ChunkTiming(4 * period, period, 8)
+    takeover = plan_takeover(executing, new, 4 * period, DELAY_STEPS * period)
+    offline = stitch('ramp', first, executing, none_second, new, takeover, overlap=OVERLAP)
+    np.testing.assert_array_equal(second[DELAY_STEPS:], offline.astype(np.float32))
+    np.testing.assert_array_equal(second[:DELAY_STEPS], none_second[:DELAY_STEPS])
+    # By hand: the switch is at step 6, the last committed command first[5]; rows 2, 3 are
+    # its thirds towards the plain chunk's row 4.
+    line = first[5] + np.array([[1 / 3], [2 / 3]]) * (none_second[4] - first[5])
+    np.testing.assert_allclose(second[2:4], line, atol=1e-6)
+    # What the sim executed: first[5] at step 5, then the ramp.
+    np.testing.assert_array_equal(runs['ramp'].commands[5], first[5])
+    np.testing.assert_array_equal(runs['ramp'].commands[6], second[2])

@@ -9,8 +9,8 @@ from cosmos_policy_ros.sim.arm import expert_chunk, JOINT_UPPER, PlanarReachEnv
 from cosmos_policy_ros.sim.episodes import (
     demonstration_plan, KINDS, policy_rollout, read_episode_bag, record_demonstrations,
     recovery_rollout, rollout, write_episode_bag)
-from cosmos_policy_ros.sim.inprocess import (
-    expert_source, hold_source, random_source, run_episode, spearman)
+from cosmos_policy_ros.sim.inprocess import expert_source, hold_source, random_source, run_episode
+from cosmos_policy_ros.sim.metrics import rank_correlation as spearman
 
 
 def test_rollout_kinds_succeed_or_fail_as_intended():

@@ -1,1 +1,0 @@
-"""Console scripts: replay, offline evaluation, checkpoint conversion."""
