@@ -86,7 +86,8 @@ def test_a_subset_of_the_robots_in_the_file_order(tmp_path):
      r'robot a: .* sets `device` to \'cuda:1\', but the model and engine settings belong to '
      r'the server'),
     ({'a': {'parameters': {'use_sim_time': True}}}, {}, r'`use_sim_time` is a server setting'),
-    ({'a': {'parameters': {'rates': 1.0}}}, {}, r"robot a: unknown parameter\(s\) \['rates'\]"),
+    ({'a': {'parameters': {'rates': 1.0}}}, {},
+     r"robot a: unknown parameter\(s\) 'rates' \(did you mean 'rate'\?\)"),
     ({'a': {'params': {}}}, {}, r"robot a: unknown key\(s\) \['params'\]"),
     ({'-a': {}}, {}, r'robot names are their namespaces'),
     ({'a': {'config': 'missing.yaml'}}, {}, r'robot a: config: cannot read parameter file'),

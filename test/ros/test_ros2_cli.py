@@ -301,6 +301,22 @@ def test_policy_server_launch_for_two_namespaces_and_the_cli_per_robot(cli, tmp_
         code = _ctrl_c(launched)
     assert code == 0, launched.output
     assert 'Traceback' not in launched.output, launched.output
+    assert f'parameter file: {fleet} (your file)' in launched.output  # as policy.launch.py
+
+
+def test_a_fleet_file_that_is_no_file_and_a_failed_server_fail_the_launch(cli, tmp_path):
+    """policy_server.launch.py resolves `fleet` and reports a failed server as
+    policy.launch.py does: exit code 1 with the reason."""
+    launched = cli.launch('fleet:=fleet_sim.yml', FAKE_FACTORY, file='policy_server.launch.py')
+    assert launched.wait(DEADLINE) == 1, launched.output
+    assert 'fleet:=fleet_sim.yml: not a file here' in launched.output
+    assert 'fleet_aloha.yaml, fleet_sim.yaml' in launched.output  # the files it could mean
+    # The server cannot start (its fleet file names no robot): launch exits with 1.
+    (tmp_path / 'empty.yaml').write_text('server: {model_path: x}\nrobots: {}\n')
+    launched = cli.launch('fleet:=empty.yaml', FAKE_FACTORY, file='policy_server.launch.py')
+    assert launched.wait(DEADLINE) == 1, launched.output
+    assert '`robots` must list at least one robot' in launched.output
+    assert 'policy_server-1 exited with code 1' in launched.output
 
 
 def _node_pid(launched):
