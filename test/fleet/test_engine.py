@@ -15,6 +15,9 @@ from cosmos_policy_ros.interface import Observation, PolicyOutput
 from cosmos_policy_ros.layout import LatentLayout
 
 DEADLINE = 60.0
+# The engine's clock for tests of the window: it never advances, so the window closes only when
+# every client waits (however late a robot thread starts on a loaded machine), never by time.
+STOPPED = lambda: 0.0  # noqa: E731
 
 
 class GatePolicy:
@@ -138,7 +141,7 @@ def test_max_batch_one_runs_the_same_requests_one_at_a_time(make_engine):
 
 def test_a_window_gathers_every_robot_of_a_tick_into_one_batch(make_engine):
     policy = GatePolicy()
-    engine = make_engine(policy, max_batch=8, batch_window=1.0)
+    engine = make_engine(policy, max_batch=8, batch_window=1.0, clock=STOPPED)
     clients = [engine.client(f'arm_{i}') for i in range(3)]
     robots = [Robot(client, i) for i, client in enumerate(clients)]
     policy.wait_started()  # not before every client waited (all 3): one batch
@@ -150,7 +153,7 @@ def test_a_window_gathers_every_robot_of_a_tick_into_one_batch(make_engine):
 
 def test_a_failing_request_fails_alone(make_engine):
     policy = GatePolicy()
-    engine = make_engine(policy, max_batch=8, batch_window=1.0)
+    engine = make_engine(policy, max_batch=8, batch_window=1.0, clock=STOPPED)
     good, bad = engine.client('good'), engine.client('bad')
     robots = [Robot(good, 5), Robot(bad, -1)]
     policy.wait_started()
@@ -181,7 +184,7 @@ def test_a_removed_robot_never_runs_its_waiting_request(make_engine):
 
 def test_a_robot_removed_while_its_batch_runs_does_not_hold_up_the_others(make_engine):
     policy = GatePolicy()
-    engine = make_engine(policy, max_batch=8, batch_window=1.0)
+    engine = make_engine(policy, max_batch=8, batch_window=1.0, clock=STOPPED)
     a, b = engine.client('a'), engine.client('b')
     robots = [Robot(a, 1), Robot(b, 2)]
     policy.wait_started()
@@ -194,15 +197,20 @@ def test_a_robot_removed_while_its_batch_runs_does_not_hold_up_the_others(make_e
 
 def test_a_policy_without_infer_batch_runs_its_requests_one_by_one(make_engine):
     policy = GatePolicy(batch=False)
-    engine = make_engine(policy, max_batch=8, batch_window=1.0)
+    engine = make_engine(policy, max_batch=8)
+    busy = Robot(engine.client('busy'), 9)
+    policy.wait_started()  # the engine is busy: the next two requests wait together
     robots = [Robot(engine.client(f'arm_{i}'), i) for i in range(2)]
-    policy.wait_started()
+    _queued(engine, 2)
     policy.release()
-    policy.wait_started()
-    policy.release()
+    for _ in robots:
+        policy.wait_started()
+        policy.release()
+    assert float(busy.join().actions[0, 0]) == 9
     assert sorted(float(robot.join().actions[0, 0]) for robot in robots) == [0, 1]
-    assert sorted(policy.batches) == [[0], [1]]
-    assert engine.stats.snapshot()['batch_sizes'] == {2: 1}  # one engine batch, two infers
+    assert policy.batches[0] == [9] and sorted(policy.batches[1:]) == [[0], [1]]
+    # The two waiting requests: one engine batch, two infers.
+    assert engine.stats.snapshot()['batch_sizes'] == {1: 1, 2: 1}
 
 
 def test_close_fails_the_waiting_requests_and_refuses_new_clients():
