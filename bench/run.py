@@ -57,7 +57,7 @@ def parse_args(argv):
                              'node: bench/node_suite.py')
     parser.add_argument('--budget', type=float, default=None, metavar='SECONDS',
                         help='gpu/node suites: skip sections that would not finish in this '
-                             'time (default 420 for gpu, 150 for node)')
+                             'time (default 480 for gpu, 150 for node)')
     parser.add_argument('--skip', action='append', default=[], metavar='SECTION',
                         help='gpu/node suites: leave out this section (repeatable)')
     parser.add_argument('--soak', type=float, default=None, metavar='SECONDS',
@@ -151,7 +151,7 @@ def _gpu_suite(args):
         print(f'unknown section(s) {unknown}; available: {list(gpu_suite.SECTIONS)}',
               file=sys.stderr)
         return 2
-    return gpu_suite.main(ctx, args.out, budget=args.budget or 420.0, skip=skip)
+    return gpu_suite.main(ctx, args.out, budget=args.budget or 480.0, skip=skip)
 
 
 if __name__ == '__main__':

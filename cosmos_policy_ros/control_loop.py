@@ -51,7 +51,7 @@ from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionEr
 from cosmos_policy_ros.counters import ReasonCounts
 from cosmos_policy_ros.execution import (ChunkTiming, known_prefix, LatencyEstimator,
                                          plan_takeover, rewritten_steps, stitch)
-from cosmos_policy_ros.interface import Observation, PolicyOutput
+from cosmos_policy_ros.interface import InferenceRequest, Observation, PolicyOutput
 from cosmos_policy_ros.node_config import bind_layout
 from cosmos_policy_ros.safety import check_chunk, JUMP
 from cosmos_policy_ros.sync import (current_proprio, MISSING, observation_from_set,
@@ -183,6 +183,11 @@ class Job:
     known_actions: Optional[np.ndarray] = None  # (k, d) robot units, for inpaint; None: none
     stitching: str = 'none'  # the method at the tick: the chunk is stitched and labelled by it
 
+    def request(self):
+        """The InferenceRequest of this job: what the policy is asked."""
+        return InferenceRequest(self.observation, self.num_steps, self.num_candidates,
+                                self.known_actions)
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -255,11 +260,9 @@ def run_inference(job, clock=time.perf_counter):
     """
     if job.reset_first:
         job.policy.reset()
-    # Only a job with known actions passes them: policies without inpainting keep working.
-    known = {} if job.known_actions is None else {'known_actions': job.known_actions}
+    request = job.request()
     start = clock()
-    output = job.policy.infer(job.observation, num_steps=job.num_steps,
-                              num_candidates=job.num_candidates, **known)
+    output = job.policy.infer(request.observation, **request.infer_kwargs())
     return output, clock() - start
 
 

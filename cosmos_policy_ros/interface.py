@@ -1,11 +1,13 @@
 """The one door between the ROS node (or any caller) and a policy: observation in, output out.
 
 ``Policy`` is what the node is given: ``cosmos_policy_ros.engine.policy.CosmosPolicy`` implements
-it, and so does ``cosmos_policy_ros.testing.FakePolicy``. numpy only, no torch, no rclpy.
+it, and so does ``cosmos_policy_ros.testing.FakePolicy``. A ``BatchPolicy`` also runs several
+``InferenceRequest`` s (the ticks of several robots) in one batched pass (``infer_batch``): what
+the policy server of cosmos_policy_ros.fleet batches. numpy only, no torch, no rclpy.
 """
 from dataclasses import dataclass, field
 import math
-from typing import Mapping, Optional, Protocol, Tuple
+from typing import List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -50,6 +52,8 @@ class PolicyOutput:
     selected_candidate: index of the returned candidate in candidate_values (0 without planning).
     num_conditioned_steps: the chunk's first steps inpainted from given known actions (0: none;
         see cosmos_policy_ros.execution and docs/stitching.md).
+    batch_size: observations computed in the same batched pass as this one (1: alone; see
+        BatchPolicy); `timings` and `evaluation_times` are then the whole pass's.
     """
 
     actions: np.ndarray
@@ -63,6 +67,25 @@ class PolicyOutput:
     candidate_values: Tuple[float, ...] = ()
     selected_candidate: int = 0
     num_conditioned_steps: int = 0
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    """One inference of a batch: an observation and the options of ``Policy.infer``."""
+
+    observation: Observation
+    num_steps: Optional[int] = None
+    num_candidates: Optional[int] = None
+    known_actions: Optional[np.ndarray] = None  # (k, d) robot units, for inpainting; None: none
+
+    def infer_kwargs(self):
+        """The keyword arguments of ``Policy.infer`` for this request (known_actions only when
+        given: policies without inpainting keep working)."""
+        kwargs = {'num_steps': self.num_steps, 'num_candidates': self.num_candidates}
+        if self.known_actions is not None:
+            kwargs['known_actions'] = self.known_actions
+        return kwargs
 
 
 class Policy(Protocol):
@@ -82,3 +105,16 @@ class Policy(Protocol):
 
     def reset(self) -> None:
         """Forget per-episode state (caches keyed on the instruction, etc.)."""
+
+
+class BatchPolicy(Policy, Protocol):
+    """A Policy that also infers several requests in one batched pass."""
+
+    def infer_batch(self, requests: Sequence[InferenceRequest]
+                    ) -> List[Union[PolicyOutput, Exception]]:
+        """One result per request, in order: its PolicyOutput, or the exception its inference
+        raised (a bad request fails alone; the others are still computed).
+
+        A request's output does not depend on which others share its batch: it equals
+        ``infer`` of that request alone up to floating-point rounding of batched kernels.
+        """

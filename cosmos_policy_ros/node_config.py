@@ -529,13 +529,13 @@ def bind_layout(config, layout):
                          jump_indices=jump_indices)
 
 
-def _flatten(mapping, prefix=''):
+def flatten_parameters(mapping, prefix=''):
     """{'camera': {'wrist': {'topic': 'x'}}} -> {'camera.wrist.topic': 'x'} (as ROS does)."""
     flat = {}
     for key, value in mapping.items():
         name = f'{prefix}{key}'
         if isinstance(value, dict):
-            flat.update(_flatten(value, name + '.'))
+            flat.update(flatten_parameters(value, name + '.'))
         else:
             flat[name] = value
     return flat
@@ -580,7 +580,7 @@ def config_from_parameters(parameters, *, source='parameters'):
     load_parameter_file); unknown names raise ValueError naming them and the closest known
     name.
     """
-    flat = _flatten(dict(parameters))
+    flat = flatten_parameters(dict(parameters))
     nested, listed = {}, {}
     for kind, key in ((CameraConfig, 'cameras'), (ProprioSourceConfig, 'proprio_sources')):
         try:
@@ -623,7 +623,7 @@ def read_parameter_file(path, *, node_name='cosmos_policy'):
     for key in sections:
         section = data[key]
         if isinstance(section, dict) and isinstance(section.get('ros__parameters'), dict):
-            parameters.update(_flatten(section['ros__parameters']))
+            parameters.update(flatten_parameters(section['ros__parameters']))
     if not parameters:
         raise ValueError(f'{path}: no `/**` or `{node_name}` section with ros__parameters.')
     return {name: value for name, value in parameters.items()

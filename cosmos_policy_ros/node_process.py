@@ -1,6 +1,7 @@
-"""``policy_node`` as a child process: started from the sourced workspace's launcher with a
-parameter file and overrides, its output in a log file, stopped with SIGINT (then killed if it
-does not end). Used by the closed-loop harness and the demo, which talk to it over topics.
+"""``policy_node`` (or ``policy_server``) as a child process: started from the sourced
+workspace's launcher with a parameter file and overrides, its output in a log file, stopped
+with SIGINT (then killed if it does not end). Used by the closed-loop harness, the demo and
+the fleet benchmark, which talk to it over topics.
 
 A core module: stdlib only (the launcher is found through the ament index).
 """
@@ -8,19 +9,22 @@ import os
 import signal
 import subprocess
 
-from cosmos_policy_ros.package_files import policy_node_executable
+from cosmos_policy_ros.package_files import ros_executable
 
 STOP_TIMEOUT_S = 30.0  # wall seconds a SIGINT-ed node gets before it is killed
 
 
 class PolicyProcess:
-    """policy_node --params-file `config` -p model_path:=`model` (use_sim_time), its stdout
-    and stderr in `log`; `overrides` are more NAME:=VALUE parameters."""
+    """`script` (policy_node, or policy_server) --params-file `config` -p model_path:=`model`
+    (use_sim_time), its stdout and stderr in `log`; `overrides` are more NAME:=VALUE
+    parameters, `ros_args` more ROS arguments (e.g. remaps)."""
 
-    def __init__(self, model, config, log, *, overrides=(), env=None):
+    def __init__(self, model, config, log, *, overrides=(), env=None, script='policy_node',
+                 ros_args=()):
+        self.script = script
         self.log = open(log, 'w')
-        args = [str(policy_node_executable()), '--ros-args', '--params-file', str(config),
-                '-p', f'model_path:={model}', '-p', 'use_sim_time:=true']
+        args = [str(ros_executable(script)), '--ros-args', '--params-file', str(config),
+                '-p', f'model_path:={model}', '-p', 'use_sim_time:=true', *ros_args]
         for override in overrides:
             args += ['-p', override]
         self.process = subprocess.Popen(args, env=env or dict(os.environ), stdout=self.log,
@@ -33,8 +37,8 @@ class PolicyProcess:
     def check(self):
         """Raise RuntimeError naming the log when the node has exited."""
         if self.process.poll() is not None:
-            raise RuntimeError(f'policy_node exited with code {self.process.returncode}; see '
-                               f'{self.log.name}')
+            raise RuntimeError(f'{self.script} exited with code {self.process.returncode}; '
+                               f'see {self.log.name}')
 
     def close(self):
         """SIGINT, wait, kill if needed; close the log. Safe to call twice."""

@@ -1,5 +1,6 @@
 """Where the package's non-Python files are: ``share/cosmos_policy_ros`` (config/, msg/, launch/)
-and the ``policy_node`` launcher in ``lib/cosmos_policy_ros``.
+and the launchers of the ROS scripts (``policy_node``, ``policy_server``) in
+``lib/cosmos_policy_ros``.
 
 Searched in order: the ament index (a sourced colcon workspace or ROS distro), the prefix the
 installed package lives in (``<prefix>/lib/pythonX.Y/site-packages/cosmos_policy_ros`` next to
@@ -86,8 +87,9 @@ def preset_files():
     return []
 
 
-def policy_node_executable():
-    """<prefix>/lib/cosmos_policy_ros/policy_node: the launcher colcon installs beside the
-    package's share directory (a built workspace; ValueError without one)."""
-    candidates = [share.parents[1] / 'lib' / PACKAGE / 'policy_node' for share in _share_dirs()]
-    return _first_file(_unique(candidates), 'policy_node launcher (build the workspace)')
+def ros_executable(script):
+    """<prefix>/lib/cosmos_policy_ros/<script>: the launcher of a ROS script of the package
+    (policy_node, policy_server) that colcon installs beside the package's share directory (a
+    built workspace; ValueError without one)."""
+    candidates = [share.parents[1] / 'lib' / PACKAGE / script for share in _share_dirs()]
+    return _first_file(_unique(candidates), f'{script} launcher (build the workspace)')

@@ -45,10 +45,16 @@ def load_policy_for(config):
     [acceleration={...} when compile_network, cuda_graphs or attention_backend is set]).
     """
     factory = import_factory(config.policy_factory)
+    return factory(config.model_path, device=config.device, dtype=config.dtype,
+                   **factory_options(config))
+
+
+def factory_options(config):
+    """The keyword arguments besides device and dtype that the factory gets (load_policy_for)."""
     options = {'decode_future_images': config.publish_future_images}
     if config.acceleration() is not None:
         options['acceleration'] = config.acceleration()
-    return factory(config.model_path, device=config.device, dtype=config.dtype, **options)
+    return options
 
 
 def load_checked_policy(config):

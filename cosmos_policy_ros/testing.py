@@ -17,11 +17,14 @@ Outputs are functions of the observation, so tests can check the data path:
 actions[k, j] = proprio[j mod D] + 0.001 * k ('follow'); value = mean of the R channel of the
 layout's first camera / 255; with N candidates, candidate i has value min(1, value + 0.01 i)
 and the last one is selected. With known_actions (k, d) (stitching by inpainting), the first k
-rows are those actions exactly and num_conditioned_steps = k. numpy and PyYAML only.
+rows are those actions exactly and num_conditioned_steps = k. `infer_batch` (a BatchPolicy)
+gives each request of a batch the same output, with one `delay` for the batch. numpy and
+PyYAML only.
 
 For tests of the control loop without ROS: `stub_node_config` (a one-camera, two-joint robot)
 and `fake_header` (a message header stand-in with a stamp in nanoseconds).
 """
+import dataclasses
 import json
 import os
 import threading
@@ -81,6 +84,7 @@ class FakePolicy:
         self.default_steps = default_steps
         self.calls = 0
         self.resets = 0
+        self.batches = []  # size of every infer_batch call
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -109,6 +113,34 @@ class FakePolicy:
                           'num_candidates': num_candidates,
                           'instruction': observation.instruction,
                           'proprio': np.asarray(observation.proprio).tolist()})
+
+    def infer_batch(self, requests):
+        """interface.BatchPolicy: every request's `infer` output, computed together: one
+        `delay` for the whole batch (a batched pass costs about one inference), `fail_every`
+        counts batches, a request that fails its checks fails alone. Records one line per
+        batch ({'batch': size, 'seeds': [...]}); each output has batch_size."""
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+            self.batches.append(len(requests))
+        start = time.monotonic()
+        if self.delay:
+            time.sleep(self.delay)
+        results = []
+        for request in requests:
+            try:
+                if self.fail_every and call % self.fail_every == 0:
+                    raise RuntimeError(f'fake failure (fail_every={self.fail_every})')
+                self._check(request.observation)
+                output = self._output(request.observation, request.num_steps,
+                                      request.num_candidates, request.known_actions)
+                results.append(dataclasses.replace(output, batch_size=len(requests)))
+            except Exception as error:  # this request's failure only
+                results.append(error)
+        self._record({'call': call, 'start': start, 'end': time.monotonic(),
+                      'batch': len(requests),
+                      'seeds': [request.observation.seed for request in requests]})
+        return results
 
     def reset(self):
         with self._lock:

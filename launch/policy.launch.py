@@ -13,14 +13,9 @@ The launch logs the parameter file it passes (full path); the node logs it again
 values that differ from the preset. When the node exits with an error (a failed configure,
 exit code 1), `ros2 launch` exits with code 1 too, so a script can tell a failed start.
 """
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
-from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+
+from cosmos_policy_ros.ros.launch_files import flag, launch_description, resolve_config, started
 
 ARGUMENTS = (
     ('config', 'demo.yaml', 'Parameter file: a path to your own file (an edited copy of a '
@@ -35,43 +30,14 @@ ARGUMENTS = (
 )
 
 
-class NodeFailed(RuntimeError):
-    """The node exited with an error: launch reports it and exits with code 1."""
-
-
-def _resolve_config(name):
-    """(absolute path, what it is): a path to an existing file, else a preset name."""
-    presets = os.path.join(get_package_share_directory('cosmos_policy_ros'), 'config')
-    if os.path.isfile(name):
-        return os.path.abspath(name), 'your file'
-    if os.sep in name or not name:
-        raise NodeFailed(f'config:={name}: no such file (relative paths are from '
-                         f'{os.getcwd()})')
-    path = os.path.join(presets, name)
-    if not os.path.isfile(path):
-        known = sorted(f for f in os.listdir(presets) if f.endswith('.yaml'))
-        raise NodeFailed(f'config:={name}: not a file here ({os.getcwd()}) nor a preset of '
-                         f'{presets}: {", ".join(known)}')
-    return path, 'the installed preset: copy it to edit it, then config:=<your copy>'
-
-
-def _check_exit(event, context):
-    if event.returncode != 0:
-        raise NodeFailed(f'{event.action.name} exited with code {event.returncode} (see its log '
-                         f'above)')
-
-
-def _node(context):
-    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    overrides = {
-        'use_sim_time': value['use_sim_time'].lower() == 'true',
-        'autostart': value['autostart'].lower() == 'true',
-    }
+def _node(value):
+    overrides = {'use_sim_time': flag(value['use_sim_time']),
+                 'autostart': flag(value['autostart'])}
     if value['model']:
         overrides['model_path'] = value['model']
     if value['policy_factory']:
         overrides['policy_factory'] = value['policy_factory']
-    config, what = _resolve_config(value['config'])
+    config, what = resolve_config(value['config'])
     node = LifecycleNode(
         package='cosmos_policy_ros',
         executable='policy_node',
@@ -86,12 +52,8 @@ def _node(context):
         # exits, so it is not killed in the middle of a clean stop.
         sigterm_timeout='15', sigkill_timeout='15',
     )
-    return [LogInfo(msg=f'parameter file: {config} ({what})'), node,
-            RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_check_exit))]
+    return started(node, config, what)
 
 
 def generate_launch_description():
-    return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=description)
-         for name, default, description in ARGUMENTS]
-        + [OpaqueFunction(function=_node)])
+    return launch_description(ARGUMENTS, _node)

@@ -127,8 +127,8 @@ def test_gpu_suite_rehearsal_on_cpu(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads((out / 'gpu-cpu-quick.json').read_text())
     sections = record['sections']
-    assert list(sections) == ['environment', 'dit_forward', 'infer', 'best_of_n', 'attention',
-                              'compile', 'pytest_gpu']
+    assert list(sections) == ['environment', 'dit_forward', 'infer', 'best_of_n', 'fleet',
+                              'attention', 'compile', 'pytest_gpu']
     assert sections['pytest_gpu'] == {'status': 'skipped', 'reason': '--skip'}
     assert all(section['status'] == 'ok' for name, section in sections.items()
                if name != 'pytest_gpu'), sections
@@ -142,6 +142,12 @@ def test_gpu_suite_rehearsal_on_cpu(tmp_path):
     best = sections['best_of_n']['rows']['eager']
     assert best['selected_max_abs_action_difference'] < 1e-4  # the chosen chunk = its own run
     assert set(best['medians_ms']) == {'one', 'batched', 'sequential'}
+    fleet = sections['fleet']['rows']
+    assert set(fleet) == {'libero', 'aloha'}
+    for row in fleet.values():  # batch 1/2/4/8, each robot's chunk = its own infer
+        assert set(row['medians_ms']) == {'batch_1', 'batch_2', 'batch_4', 'batch_8'}
+        assert row['throughput_over_batch1']['1'] == 1.0
+        assert row['max_relative_difference_to_single'] < 1e-5
     backends = sections['attention']['backends']
     assert backends['native']['relative_difference_to_native'] == 0
     assert backends['_native_math']['relative_difference_to_native'] < 1e-5
@@ -184,8 +190,15 @@ def test_gpu_targets_verdicts_and_table():
             'best_of_n': {'status': 'ok', 'rows': {
                 'eager': {'medians_ms': {'batched': 900.0}, 'batched_over_one': 2.5},
                 'cuda_graphs': {'medians_ms': {'batched': 700.0}, 'batched_over_one': 3.5}}},
+            'fleet': {'status': 'ok', 'rows': {'libero': {
+                'steps': 5, 'medians_ms': {'batch_1': 400.0, 'batch_8': 700.0},
+                'chunks_per_s': {'1': 2.5, '8': 11.4},
+                'throughput_over_batch1': {'1': 1.0, '8': 4.57}}}},
             'attention': {'status': 'error', 'reason': 'boom'}}}
     met = gpu_suite.targets_met(record)
+    # Throughput is a lower bound: 4.57x at batch 8 misses the 5x target.
+    assert met['fleet_batch8_throughput_over_batch1'] == {
+        'value': 4.57, 'variant': 'LIBERO, eager, batch 8 vs 1', 'target': 5.0, 'met': False}
     assert met['libero_5_steps_seconds'] == {'value': 0.12, 'variant': 'compiled_cuda_graphs',
                                              'target': 0.15, 'met': True}
     assert met['peak_memory_gb']['met'] is False  # 5.5 GB > 5 GB
@@ -196,6 +209,9 @@ def test_gpu_targets_verdicts_and_table():
     assert '| LIBERO 5-step chunk end to end (compiled_cuda_graphs) | 0.12 s | <= 0.15 s | yes |' \
         in table
     assert '- attention: error (boom)' in table
+    assert '| libero, 5 steps | 0.400 (2.5) | - | - | 0.700 (11.4) |' in table
+    assert '| policy server: chunks/s at batch 8 / batch 1 (LIBERO, eager, batch 8 vs 1) | ' \
+        '4.57 x | >= 5.0 x | NO |' in table
 
 
 def test_node_suite_statistics():

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from cosmos_policy_ros.interface import Observation
+from cosmos_policy_ros.interface import InferenceRequest, Observation
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.testing import FakePolicy, load_fake_policy
 
@@ -51,6 +51,23 @@ def test_failure_modes():
     with pytest.raises(ValueError, match='not the layout cameras'):
         policy.infer(Observation(images={'wrist': np.zeros((2, 2, 3), np.uint8)},
                                  proprio=np.zeros(9)))
+
+
+def test_infer_batch_gives_each_request_its_own_output_and_fails_alone(tmp_path):
+    record = tmp_path / 'calls.jsonl'
+    policy = FakePolicy(LIBERO, record_path=str(record))
+    requests = [InferenceRequest(observation(seed=1), num_steps=4),
+                InferenceRequest(observation(proprio=np.zeros(3))),  # bad: fails alone
+                InferenceRequest(observation(red=102, seed=2), num_candidates=2)]
+    good, bad, best = policy.infer_batch(requests)
+    single = policy.infer(observation(seed=1), num_steps=4)
+    np.testing.assert_array_equal(good.actions, single.actions)
+    assert (good.seed, good.num_steps, good.batch_size) == (1, 4, 3)
+    assert isinstance(bad, ValueError) and 'proprio has shape' in str(bad)
+    assert best.selected_candidate == 1 and best.value == pytest.approx(102 / 255 + 0.01)
+    assert policy.batches == [3]
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert lines[0]['batch'] == 3 and lines[0]['seeds'] == [1, 3, 2]
 
 
 def test_concurrency_is_recorded(tmp_path):

@@ -67,6 +67,15 @@ def test_datasets_import_without_rclpy():
     assert result.returncode == 0, 'datasets modules need rclpy:\n' + result.stderr
 
 
+def test_fleet_imports_without_torch_or_rclpy():
+    """The policy server's rules (fleet/) are a capability: no torch (the model comes in as a
+    Policy), no rclpy, nothing of the ROS layer."""
+    fleet = ['cosmos_policy_ros.fleet'] + _modules('cosmos_policy_ros.fleet.')
+    assert 'cosmos_policy_ros.fleet.scheduler' in fleet
+    result = _import_with_poison(fleet, ['torch', 'rclpy', 'diffusers', 'cosmos_policy_ros.ros'])
+    assert result.returncode == 0, 'fleet modules import a forbidden module:\n' + result.stderr
+
+
 def test_poisoned_import_is_detected():
     # Negative control: a module that imports torch must fail under the core rule.
     result = _import_with_poison(['json', 'torch.nn'], ['torch'])

@@ -2,6 +2,7 @@
 dependency is not installed, says in one line what to install instead of a traceback.
 
     policy_node            ROS 2 (rclpy) and the engine
+    policy_server          ROS 2 and the engine (several robots, one model: fleet/)
     cosmos-policy-convert  the engine (pip extra `engine`)
     cosmos-policy-synthetic  the engine
     cosmos-policy-replay   the tools (pip extra `tools`); `play` needs ROS 2, `eval` the engine
@@ -58,6 +59,10 @@ def run(script, module, function='main'):
 
 def policy_node():
     return run('policy_node', 'cosmos_policy_ros.ros.policy_node')
+
+
+def policy_server():
+    return run('policy_server', 'cosmos_policy_ros.ros.policy_server')
 
 
 def convert():

@@ -21,6 +21,9 @@ which gives the same numbers because every candidate has its own noise stream:
 3. Selection as the ALOHA server: keep the base-seed candidate unless another is strictly
    better (ties go to the lowest seed).
 
+``plan_batch`` runs best-of-N for several observations (several robots' ticks) as one batch of
+B * N samples, each observation with its own base seed; ``plan`` is its one-observation case.
+
 With ``score_single_candidate`` (a model's choice, in its model.json) the planning network
 also scores a lone candidate (num_candidates 1): the chunk is the policy pass's, the value
 published with it the planning network's (step 2) instead of the joint pass's. The reference
@@ -150,22 +153,70 @@ def plan(net, clean_latent, text_embedding, layout, *, proprio, seed, num_candid
     if clean_latent.shape[0] != 1:
         raise ValueError(f'plan() takes one observation: clean_latent must have batch 1, got '
                          f'{tuple(clean_latent.shape)}.')
-    n = num_candidates
-    seeds = [(seed + j) % SEED_MODULUS for j in range(n)]
-    proprio = torch.as_tensor(proprio).reshape(1, -1)
-    policy = generate(net, clean_latent.expand(n, -1, -1, -1, -1), text_embedding, layout,
-                      proprio=proprio.expand(n, -1), mode='policy', seeds=seeds,
-                      sampler=sampler, stats=stats,
+    return plan_batch(net, clean_latent, text_embedding, layout, proprio=proprio,
+                      seeds=[seed], num_candidates=num_candidates, sampler=sampler,
+                      stats=stats, planning_net=planning_net, config=config,
                       round_proprio_to_bf16=round_proprio_to_bf16,
-                      known_actions=_per_candidate(known_actions, n))
+                      known_actions=known_actions)[0]
+
+
+def plan_batch(net, clean_latent, text_embedding, layout, *, proprio, seeds, num_candidates,
+               sampler, stats=None, planning_net=None, config=PlanningConfig(),
+               round_proprio_to_bf16=True, known_actions=None):
+    """Best-of-N for B observations in one batch of B * N samples; a PlanResult for each.
+
+    Observation b's candidate j is sample b * N + j with seed seeds[b] + j, so each result
+    equals plan() of that observation alone (every sample has its own noise stream; only the
+    rounding of batched kernels may differ).
+    clean_latent: (B, 16, T, S, S); text_embedding: (1 or B, L, 1024); proprio: (B, D)
+    normalized; seeds: B base seeds; known_actions: optional (B, k, d) normalized.
+    """
+    batch, n = clean_latent.shape[0], num_candidates
+    seeds = list(seeds)
+    if len(seeds) != batch:
+        raise ValueError(f'`seeds` must give one base seed per observation: {batch} expected, '
+                         f'got {len(seeds)}.')
+    candidate_seeds = [(seed + j) % SEED_MODULUS for seed in seeds for j in range(n)]
+    proprio = torch.as_tensor(proprio).reshape(batch, -1)
+    # One row per sample, b-major: (B, ...) -> (B * N, ...); a batch-1 text broadcasts.
+    if batch == 1:
+        latent_n, proprio_n = clean_latent.expand(n, -1, -1, -1, -1), proprio.expand(n, -1)
+        text_n = text_embedding
+    else:
+        latent_n = clean_latent.repeat_interleave(n, dim=0)
+        proprio_n = proprio.repeat_interleave(n, dim=0)
+        text_n = (text_embedding if text_embedding.shape[0] == 1
+                  else text_embedding.repeat_interleave(n, dim=0))
+    policy = generate(net, latent_n, text_n, layout, proprio=proprio_n, mode='policy',
+                      seeds=candidate_seeds, sampler=sampler, stats=stats,
+                      round_proprio_to_bf16=round_proprio_to_bf16,
+                      known_actions=_per_candidate(known_actions, batch, n))
+    predictions = None
     if planning_net is None:
-        values = policy.value.astype(np.float64)
-        return PlanResult(policy, values, select_candidate(values), None)
-    predictions = score_with_planning_net(
-        planning_net, policy.latent, text_embedding, layout, proprio=proprio, seeds=seeds,
-        sampler=sampler, config=config, round_proprio_to_bf16=round_proprio_to_bf16)
-    values = aggregate_values(predictions, config.aggregation)
-    return PlanResult(policy, values, select_candidate(values), predictions)
+        values = policy.value.astype(np.float64).reshape(batch, n)
+    else:
+        predictions = score_with_planning_net(
+            planning_net, policy.latent, text_n, layout, proprio=proprio_n,
+            seeds=candidate_seeds, sampler=sampler, config=config,
+            round_proprio_to_bf16=round_proprio_to_bf16)
+        values = aggregate_values(predictions, config.aggregation).reshape(batch, n)
+    return [PlanResult(samples(policy, b * n, (b + 1) * n), values[b],
+                       select_candidate(values[b]),
+                       None if predictions is None else predictions[:, b * n:(b + 1) * n])
+            for b in range(batch)]
+
+
+def samples(result, start, stop):
+    """The GenerateResult of samples start..stop - 1 of a batched one (the same fields)."""
+    def rows(value):
+        return None if value is None else value[start:stop]
+    seeds = result.seeds if not isinstance(result.seeds, tuple) else result.seeds[start:stop]
+    return dataclasses.replace(
+        result, latent=rows(result.latent), clean_latent=rows(result.clean_latent),
+        actions_normalized=rows(result.actions_normalized), actions=rows(result.actions),
+        value=rows(result.value), future_proprio_normalized=rows(
+            result.future_proprio_normalized), future_proprio=rows(result.future_proprio),
+        seeds=seeds)
 
 
 def score_with_planning_net(planning_net, policy_latent, text_embedding, layout, *, proprio,
@@ -174,12 +225,12 @@ def score_with_planning_net(planning_net, policy_latent, text_embedding, layout,
     value passes; or with config.value_from 'world_model' Q(s, a) (E_w, N), the world-model
     passes' own values.
 
-    policy_latent: (N, 16, T, S, S) latents of the policy pass; proprio: (1, D) normalized;
-    seeds: the N candidate seeds. Row i * E_v + k is future state i, value pass k (row i:
-    world-model pass i).
+    policy_latent: (N, 16, T, S, S) latents of the policy pass; proprio: (1 or N, D)
+    normalized; text_embedding: (1 or N, L, 1024); seeds: the N candidate seeds. Row
+    i * E_v + k is future state i, value pass k (row i: world-model pass i).
     """
     n = policy_latent.shape[0]
-    proprio_n = proprio.expand(n, -1)
+    proprio_n = proprio.expand(n, -1) if proprio.shape[0] == 1 else proprio
     futures, q_values = [], []
     for i, steps in enumerate(config.world_model_schedule):
         result = generate(planning_net, policy_latent, text_embedding, layout,
@@ -193,10 +244,13 @@ def score_with_planning_net(planning_net, policy_latent, text_embedding, layout,
         return np.stack(q_values)  # E_w x (N,) -> (E_w, N)
     e_w = len(futures)
     stacked = torch.cat(futures, dim=0)  # E_w x (N, ...) -> (E_w * N, 16, T, S, S)
+    # Row i * N + j of the stack is future state i of candidate j: repeat per-candidate inputs.
+    text = text_embedding if text_embedding.shape[0] == 1 else text_embedding.repeat(
+        e_w, 1, 1)
     predictions = []
     for k, steps in enumerate(config.value_schedule):
-        result = generate(planning_net, stacked, text_embedding, layout,
-                          proprio=proprio.expand(e_w * n, -1), mode='value',
+        result = generate(planning_net, stacked, text, layout,
+                          proprio=proprio_n.repeat(e_w, 1), mode='value',
                           seeds=[(seed + k) % SEED_MODULUS for _ in range(e_w)
                                  for seed in seeds],
                           sampler=_with_steps(sampler, steps),
@@ -207,15 +261,15 @@ def score_with_planning_net(planning_net, policy_latent, text_embedding, layout,
     return np.stack(predictions, axis=1).reshape(e_w * len(predictions), n)
 
 
-def _per_candidate(known_actions, n):
-    """(1, k, d) known actions repeated for n candidates; None stays None."""
+def _per_candidate(known_actions, batch, n):
+    """(B, k, d) known actions repeated for n candidates each, b-major; None stays None."""
     if known_actions is None:
         return None
     known = torch.as_tensor(np.asarray(known_actions, dtype=np.float64))
-    if known.ndim != 3 or known.shape[0] != 1:
-        raise ValueError(f'`known_actions` of plan() must be (1, k, d); got '
+    if known.ndim != 3 or known.shape[0] != batch:
+        raise ValueError(f'`known_actions` of plan() must be ({batch}, k, d); got '
                          f'{tuple(known.shape)}.')
-    return known.expand(n, -1, -1)
+    return known.expand(n, -1, -1) if batch == 1 else known.repeat_interleave(n, dim=0)
 
 
 def _with_steps(sampler, steps):

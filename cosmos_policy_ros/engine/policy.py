@@ -1,5 +1,8 @@
 """CosmosPolicy: the engine's one door, ``infer(observation) -> PolicyOutput``.
 
+``infer_batch(requests)`` runs the observations of several robots as one batched pass (the
+policy server, cosmos_policy_ros.fleet); ``infer`` is its one-request case.
+
 One inference (reference section 7, minus its overheads):
 
 1. preprocess: every camera image through the training pipeline (engine.images), the proprio
@@ -16,6 +19,7 @@ from the released files (``from_released``); ``load_policy`` is the factory the 
 import dataclasses
 from pathlib import Path
 import time
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -25,11 +29,11 @@ from cosmos_policy_ros.engine.checkpoint import load_dit, load_vae
 from cosmos_policy_ros.engine.generate import generate, NonFiniteOutput
 from cosmos_policy_ros.engine.images import ImagePipelineConfig, preprocess_images
 from cosmos_policy_ros.engine.model_dir import is_model_dir, model_files, read_spec, weights_hint
-from cosmos_policy_ros.engine.planning import plan, PlanningConfig
+from cosmos_policy_ros.engine.planning import plan_batch, PlanningConfig, samples
 from cosmos_policy_ros.engine.sampling import SamplerConfig
 from cosmos_policy_ros.engine.stopwatch import Stopwatch
 from cosmos_policy_ros.engine.text import T5Encoder, TextEmbeddings
-from cosmos_policy_ros.interface import PolicyOutput, SEED_MODULUS
+from cosmos_policy_ros.interface import InferenceRequest, PolicyOutput, SEED_MODULUS
 from cosmos_policy_ros.layout import LatentLayout
 from cosmos_policy_ros.normalization import NormStats
 
@@ -61,8 +65,22 @@ def resolve_device(device='auto', dtype='auto'):
     return device, dtype
 
 
+class _Prepared(NamedTuple):
+    """One request checked and preprocessed (CosmosPolicy.infer_batch); `key`: what requests
+    must share to run in one pass (sampler, candidates, known steps, text length)."""
+
+    key: Tuple
+    sampler: SamplerConfig
+    candidates: int
+    seed: int
+    known: Optional[torch.Tensor]  # (1, k, d) normalized known first steps, or None
+    proprio: torch.Tensor  # (1, D) normalized
+    pixels: torch.Tensor  # (N, 3, S, S) uint8 camera frames in layout order
+    text: torch.Tensor  # (1, L, 1024) on the device
+
+
 class CosmosPolicy:
-    """Cosmos Policy inference on one device; implements cosmos_policy_ros.interface.Policy.
+    """Cosmos Policy inference on one device; implements cosmos_policy_ros.interface.BatchPolicy.
 
     dit, vae: CosmosDiT / CosmosVAE (or any objects following their protocols) on one device.
     layout: LatentLayout; stats: NormStats; text_embeddings: TextEmbeddings.
@@ -211,56 +229,123 @@ class CosmosPolicy:
         Returns a PolicyOutput with float32 actions (K, d) in robot units;
         num_conditioned_steps says how many first steps were inpainted.
         """
-        sampler = self.sampler if num_steps is None else dataclasses.replace(
-            self.sampler, num_steps=num_steps)
-        candidates = 1 if num_candidates is None else num_candidates
+        result, = self.infer_batch([InferenceRequest(observation, num_steps, num_candidates,
+                                                     known_actions)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def infer_batch(self, requests):
+        """Infer several InferenceRequests (several robots' observations) in one batched pass.
+
+        Returns one PolicyOutput per request, in order, or the exception of a request that
+        failed (interface.BatchPolicy). Each request is checked and preprocessed alone (a bad
+        one fails alone); requests that can share a pass (the same sampler steps, candidates,
+        known steps and text length) are encoded and denoised as one batch, each sample with
+        its own seed (engine.noise), so a chunk does not depend on who shared its batch. A
+        batch that raises (e.g. out of memory, a non-finite network output) is run again one
+        request at a time, so the failure stays with its request. Every output of a pass
+        reports the pass's timings and its batch_size.
+        """
+        results = [None] * len(requests)
+        watch = Stopwatch(self.device, clock=self._clock)
+        groups = {}
+        with torch.inference_mode(), watch.stage('total'):
+            with watch.stage('preprocess'):
+                for index, request in enumerate(requests):
+                    try:
+                        item = self._prepared(request)
+                    except Exception as error:  # this request's own fault: it fails alone
+                        results[index] = error
+                        continue
+                    groups.setdefault(item.key, []).append((index, item))
+            for group in groups.values():
+                try:
+                    outputs = self._run_batch([item for _, item in group], watch)
+                except Exception as error:
+                    if len(group) == 1:
+                        results[group[0][0]] = error
+                        continue
+                    outputs = []
+                    for _, item in group:  # isolate the failure: one request at a time
+                        try:
+                            outputs += self._run_batch([item], watch)
+                        except Exception as single_error:
+                            outputs.append(single_error)
+                for (index, _), output in zip(group, outputs):
+                    results[index] = output
+        stages, evaluations = watch.results()
+        return [result if isinstance(result, Exception) else dataclasses.replace(
+            result, timings=stages, evaluation_times=evaluations)
+            for result in self._with_weights_hint(results)]
+
+    def _with_weights_hint(self, results):
+        """Until an inference succeeds, a non-finite network output also says what was loaded
+        (loaded_from: check the weight files); the first success ends that (the weights work:
+        later non-finite outputs have other causes)."""
+        if self._loaded_from is None:
+            return results
+        hinted = [NonFiniteOutput(f'{result} {self._loaded_from()}')
+                  if isinstance(result, NonFiniteOutput) else result for result in results]
+        if any(not isinstance(result, Exception) for result in results):
+            self._loaded_from = None
+        return hinted
+
+    def _prepared(self, request):
+        """A request checked and preprocessed: _Prepared (one observation's tensors)."""
+        observation = request.observation
+        sampler = self.sampler if request.num_steps is None else dataclasses.replace(
+            self.sampler, num_steps=request.num_steps)
+        candidates = 1 if request.num_candidates is None else request.num_candidates
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             raise ValueError(f'`num_candidates` must be a positive integer. Got {candidates!r}.')
         seed = _check_seed(observation.seed)
-        known = self._normalized_known(known_actions)
-        try:
-            output = self._infer(observation, sampler, candidates, seed, known)
-        except NonFiniteOutput as error:
-            if self._loaded_from is None:
-                raise
-            raise NonFiniteOutput(f'{error} {self._loaded_from()}') from None
-        self._loaded_from = None  # the weights work: later non-finite outputs have other causes
-        return output
+        known = self._normalized_known(request.known_actions)
+        proprio = self._normalized_proprio(observation)  # (1, D) float32
+        frames = preprocess_images(observation.images, self.images,
+                                   cameras=self.layout.cameras)
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (N, S, S, 3) -> (N, 3, S, S)
+        text = self._text_embedding(observation)  # (1, L, 1024)
+        key = (sampler, candidates, 0 if known is None else known.shape[1], text.shape[1])
+        return _Prepared(key, sampler, candidates, seed, known, proprio, pixels, text)
 
-    def _infer(self, observation, sampler, candidates, seed, known):
-        watch = Stopwatch(self.device, clock=self._clock)
-        with torch.inference_mode(), watch.stage('total'):
-            with watch.stage('preprocess'):
-                proprio = self._normalized_proprio(observation)  # (1, D) float32
-                frames = preprocess_images(observation.images, self.images,
-                                           cameras=self.layout.cameras)
-                # (N, S, S, 3) -> (N, 3, S, S)
-                pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
-                text = self._text_embedding(observation)
-            with watch.stage('encode'):
-                encoded = self.vae.encode_conditioning(pixels[None].to(self.device))
-                clean = torch.zeros((1, *self.layout.latent_shape), dtype=torch.float32,
-                                    device=self.device)
-                clean[:, :, :encoded.shape[2]] = encoded.float()  # (1, 16, 2 + N, h, w)
-            with watch.stage('denoise'):
-                net = watch.timed_network(self.dit)
-                if candidates == 1 and not self._scores_single_candidate:
-                    policy = generate(net, clean, text, self.layout, proprio=proprio,
-                                      mode='policy', seeds=seed, sampler=sampler,
-                                      stats=self.stats,
-                                      round_proprio_to_bf16=self.round_proprio_to_bf16,
-                                      known_actions=known)
-                    values, selected, candidate_values = policy.value, 0, ()
-                else:
-                    planning_net = (None if self.planning_dit is None
-                                    else watch.timed_network(self.planning_dit))
-                    result = plan(net, clean, text, self.layout, proprio=proprio, seed=seed,
-                                  num_candidates=candidates, sampler=sampler, stats=self.stats,
-                                  planning_net=planning_net, config=self.planning,
+    def _run_batch(self, items, watch):
+        """Encode, denoise and extract B prepared requests of one key; B PolicyOutputs."""
+        first = items[0]
+        sampler, candidates, batch = first.sampler, first.candidates, len(items)
+        known = None if first.known is None else torch.cat([item.known for item in items])
+        proprio = torch.cat([item.proprio for item in items])  # B x (1, D) -> (B, D)
+        text = torch.cat([item.text for item in items])  # B x (1, L, 1024) -> (B, L, 1024)
+        seeds = [item.seed for item in items]
+        with watch.stage('encode'):
+            pixels = torch.stack([item.pixels for item in items])  # -> (B, N, 3, S, S)
+            encoded = self.vae.encode_conditioning(pixels.to(self.device))
+            clean = torch.zeros((batch, *self.layout.latent_shape), dtype=torch.float32,
+                                device=self.device)
+            clean[:, :, :encoded.shape[2]] = encoded.float()  # (B, 16, 2 + N, h, w)
+        with watch.stage('denoise'):
+            net = watch.timed_network(self.dit)
+            if candidates == 1 and not self._scores_single_candidate:
+                passed = generate(net, clean, text, self.layout, proprio=proprio,
+                                  mode='policy', seeds=seeds, sampler=sampler,
+                                  stats=self.stats,
                                   round_proprio_to_bf16=self.round_proprio_to_bf16,
                                   known_actions=known)
-                    policy, values, selected = result.policy, result.values, result.selected
-                    candidate_values = tuple(float(v) for v in values)
+                picks = [(samples(passed, b, b + 1), passed.value[b:b + 1], 0, ())
+                         for b in range(batch)]
+            else:
+                planning_net = (None if self.planning_dit is None
+                                else watch.timed_network(self.planning_dit))
+                results = plan_batch(net, clean, text, self.layout, proprio=proprio,
+                                     seeds=seeds, num_candidates=candidates, sampler=sampler,
+                                     stats=self.stats, planning_net=planning_net,
+                                     config=self.planning,
+                                     round_proprio_to_bf16=self.round_proprio_to_bf16,
+                                     known_actions=known)
+                picks = [(result.policy, result.values, result.selected,
+                          tuple(float(v) for v in result.values)) for result in results]
+        outputs = []
+        for b, (policy, values, selected, candidate_values) in enumerate(picks):
             with watch.stage('extract'):
                 actions = policy.actions[selected].astype(np.float32)
                 future_proprio = policy.future_proprio[selected].astype(np.float32)
@@ -269,21 +354,13 @@ class CosmosPolicy:
             if self.decode_future_images:
                 with watch.stage('decode'):
                     future_images = self._future_images(policy.latent[selected:selected + 1],
-                                                        encoded)
-        stages, evaluations = watch.results()
-        return PolicyOutput(
-            actions=actions,
-            value=value,
-            future_proprio=future_proprio,
-            future_images=future_images,
-            timings=stages,
-            evaluation_times=evaluations,
-            seed=seed,
-            num_steps=sampler.num_steps,
-            candidate_values=candidate_values,
-            selected_candidate=selected,
-            num_conditioned_steps=policy.conditioned_steps,
-        )
+                                                        encoded[b:b + 1])
+            outputs.append(PolicyOutput(
+                actions=actions, value=value, future_proprio=future_proprio,
+                future_images=future_images, seed=seeds[b], num_steps=sampler.num_steps,
+                candidate_values=candidate_values, selected_candidate=selected,
+                num_conditioned_steps=policy.conditioned_steps, batch_size=batch))
+        return outputs
 
     def reset(self):
         """Forget per-episode state: the device copies of instruction embeddings."""

@@ -373,28 +373,39 @@ def _spin(executor):
                 return
 
 
-def main(args=None):
-    """Console script: run the node until SIGINT/SIGTERM (exit 0) or a failed autostart (1).
-
-    `kill -USR1 <pid>` prints every thread's Python stack to stderr (for a node that seems stuck).
-    """
+def start_process(script, logger, args):
+    """The start of a ROS console script of this package (policy_node, policy_server): SIGUSR1
+    prints every thread's stack, the stop signals are absorbed (process_lifetime), rclpy is
+    initialized with `args`, and a ParentWatch stops the process once its parent has ended
+    (logged by `logger`). Returns the started watch (stop it on the way out), or None after
+    one line on stderr when ROS cannot start."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     process_lifetime.absorb_stop_signals()  # before rclpy.init, whose handler chains to it
     try:
         rclpy.init(args=args)
     except Exception as error:  # e.g. an unparsable --params-file
-        print(f'policy_node: cannot start ROS: {error}', file=sys.stderr)
+        print(f'{script}: cannot start ROS: {error}', file=sys.stderr)
+        return None
+
+    def parent_gone(pid):
+        get_logger(logger).warning(
+            f'the process that started this node (pid {pid}, e.g. ros2 launch) has ended: '
+            f'stopping {script}, so that no policy outlives its launch')
+        process_lifetime.stop_self()
+
+    return process_lifetime.ParentWatch(parent_gone).start()
+
+
+def main(args=None):
+    """Console script: run the node until SIGINT/SIGTERM (exit 0) or a failed autostart (1).
+
+    `kill -USR1 <pid>` prints every thread's Python stack to stderr (for a node that seems stuck).
+    """
+    watch = start_process('policy_node', NODE_NAME, args)
+    if watch is None:
         return 2
     node = None
     code = 0
-
-    def parent_gone(pid):
-        get_logger(NODE_NAME).warning(
-            f'the process that started this node (pid {pid}, e.g. ros2 launch) has ended: '
-            f'stopping, so that no policy outlives its launch')
-        process_lifetime.stop_self()
-
-    watch = process_lifetime.ParentWatch(parent_gone).start()
     try:
         node = PolicyNode(argv=sys.argv if args is None else args)
         started = True

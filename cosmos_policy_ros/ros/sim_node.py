@@ -73,14 +73,20 @@ class SimRobotNode:
 
     def __init__(self, env, settings: SimSettings = SimSettings(), *, context=None,
                  node_name='planar_reach_sim', joint_names: Sequence[str] = (),
-                 cameras: Sequence[str] = (), recorder=None):
+                 cameras: Sequence[str] = (), recorder=None, namespace=None, executor=None,
+                 diagnostics=True):
+        """recorder: an EpisodeRecorder (one bag per episode: rollouts), or None; namespace: of
+        the node and its topics (one arm of a fleet); executor: one to share with other sims
+        (default: its own); diagnostics: subscribe to /diagnostics itself (false: whoever drives
+        several sims routes the messages to `on_diagnostics`)."""
         self.env = env
         self.settings = settings
-        self.recorder = recorder  # an EpisodeRecorder: one bag per episode (rollouts), or None
+        self.recorder = recorder
         self.joint_names = tuple(joint_names)
         self.cameras = tuple(cameras)
-        self.node = rclpy.create_node(node_name, context=context)
-        self.executor = SingleThreadedExecutor(context=context)
+        self.node = rclpy.create_node(node_name, context=context, namespace=namespace)
+        self.executor = executor or SingleThreadedExecutor(context=context)
+        self._own_executor = executor is None
         self.executor.add_node(self.node)
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                               reliability=ReliabilityPolicy.RELIABLE,
@@ -102,13 +108,14 @@ class SimRobotNode:
         self._pending = []  # (msg metadata) of chunks accepted during the current step
         self._delayed = []  # (due ns, msg) of chunks received, not yet given to the controller
         if settings.command_source == 'action_chunk':
-            self.node.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, reliable)
+            self._chunk_sub = self.node.create_subscription(ActionChunk, 'action_chunk',
+                                                            self._on_chunk, reliable)
         else:
             self.node.create_subscription(JointTrajectory, 'joint_trajectory',
                                           self._on_trajectory, reliable)
             # Chunk messages are still counted for the lockstep handshake.
-            self.node.create_subscription(ActionChunk, 'action_chunk', self._count_chunk,
-                                          reliable)
+            self._chunk_sub = self.node.create_subscription(ActionChunk, 'action_chunk',
+                                                            self._count_chunk, reliable)
         if settings.future_images:
             for name in self.cameras:
                 self.node.create_subscription(
@@ -116,14 +123,15 @@ class SimRobotNode:
                     lambda msg, name=name: self._on_future(name, msg), reliable)
         self._diag = {}
         self._diag_count = 0
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
-                                      QoSProfile(depth=50))
+        if diagnostics:
+            self.node.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics,
+                                          QoSProfile(depth=50))
         self.now_ns = 0  # the sim clock (last published /clock)
         self.obs_sent = 0
         self.clock_ticks = 0
         self._ticks_base = None
-        self._trace = None
-        self._step = 0
+        self._refused_before = {}
+        self._record_frames = False
         self.episodes = []
 
     # --- inputs ---------------------------------------------------------------------------------
@@ -179,7 +187,7 @@ class SimRobotNode:
             return
         self.future.setdefault(stamp_to_ns(msg.header.stamp), {})[camera] = rgb
 
-    def _on_diagnostics(self, msg):
+    def on_diagnostics(self, msg):
         values = _diagnostic_values(msg, self.settings.policy_node)
         if values:
             self._diag = values
@@ -220,6 +228,13 @@ class SimRobotNode:
             self._record('/joint_states', ns, joints)
         self.obs_sent += 1
         return images
+
+    def inputs_matched(self):
+        """Whether the policy node is matched on every camera and joint topic and on its
+        chunks: an observation published now reaches it, and its chunk reaches this sim."""
+        publishers = [*self._image_pub.values(), self._joint_pub]
+        return (all(publisher.get_subscription_count() > 0 for publisher in publishers)
+                and self._chunk_sub.get_publisher_count() > 0)
 
     def publish_task(self, text):
         self._task_pub.publish(String(data=text))
@@ -283,21 +298,10 @@ class SimRobotNode:
     def run_episode(self, seed, *, record_frames: Optional[bool] = None):
         """Run one episode to success or timeout; returns its EpisodeTrace."""
         env, settings = self.env, self.settings
-        config = env.config
-        record = settings.record_frames if record_frames is None else record_frames
-        env.reset(seed)
-        period = config.step_period
-        period_ns = round(period * NS)
-        start_ns = self._start_ns(seed, config)
-        self.controller.reset(env.joint_positions())
-        refused_before = dict(self.controller.refused)
-        self._pending = []
-        self._delayed = []
-        trace = EpisodeTrace(seed=int(seed), task=env.task, start_ns=start_ns,
-                             step_period=period)
-        self.publish_task(env.task)
-        if self.recorder is not None:
-            self._start_recording(seed, start_ns, env.task)
+        period_ns = round(env.config.step_period * NS)
+        trace = self.begin_episode(seed, self._start_ns(seed, env.config),
+                                   record_frames=record_frames)
+        start_ns = trace.start_ns
         lockstep = settings.mode == 'lockstep'
         if lockstep and self._ticks_base is None:
             self._wait(lambda v: 'ticks' in v and self._idle(v), 'its tick count')
@@ -307,10 +311,7 @@ class SimRobotNode:
         step = 0
         while not env.done:
             now_ns = start_ns + step * period_ns
-            images = env.render()
-            if record:
-                trace.frames.append(images['primary'])
-            self.publish_observation(now_ns, images)
+            images = self.observe(trace, now_ns)
             if lockstep:
                 if self._decision_due(step, trace):
                     self._wait(lambda v: self._received_all(v, env.task),
@@ -323,13 +324,8 @@ class SimRobotNode:
                     self._wait(lambda v: int(v.get('ticks', -1)) >= expected and self._idle(v),
                                f'tick {expected} done',
                                resend=lambda: self.publish_clock(now_ns))
-                self._deliver(now_ns)
-                self._take_pending(trace, step, now_ns)
-                applied = self.controller.command(now_ns)
-                trace.record_step(env.joint_positions(), env.distance_to_goal(), applied)
-                env.step(applied.command, period)
+                self.advance(trace, step, now_ns, env.config.step_period)
             else:
-                first = None
                 for sub in range(0, period_ns, sub_ns):
                     t = now_ns + sub
                     self.publish_clock(t)
@@ -339,24 +335,63 @@ class SimRobotNode:
                         if left <= 0:
                             break
                         self.spin(min(left, 0.005))
-                    self._deliver(t)
-                    self._take_pending(trace, step, t)
-                    applied = self.controller.command(t)
-                    if first is None:
-                        first = applied
-                        trace.record_step(env.joint_positions(), env.distance_to_goal(),
-                                          applied)
-                    env.step(applied.command, min(sub_ns, period_ns - sub) / NS)
+                    self.advance(trace, step, t, min(sub_ns, period_ns - sub) / NS,
+                                 record=sub == 0)
                     if env.done:
                         break
             step += 1
             if env.success and trace.success_step is None:
                 trace.success_step = step
-        trace.steps = step
-        trace.refused = {reason: count - refused_before.get(reason, 0)
+        return self.end_episode(trace, step)
+
+    # --- the pieces of an episode (run_episode; a fleet driver runs several sims with them) ---
+    def begin_episode(self, seed, start_ns, *, record_frames: Optional[bool] = None):
+        """Reset the arm for `seed`, publish its task (and open its bag when recording
+        rollouts); the new EpisodeTrace from `start_ns`."""
+        env = self.env
+        env.reset(seed)
+        self.controller.reset(env.joint_positions())
+        self._refused_before = dict(self.controller.refused)
+        self._pending = []
+        self._delayed = []
+        self._record_frames = (self.settings.record_frames if record_frames is None
+                               else record_frames)
+        trace = EpisodeTrace(seed=int(seed), task=env.task, start_ns=start_ns,
+                             step_period=env.config.step_period)
+        self.publish_task(env.task)
+        if self.recorder is not None:
+            self._start_recording(seed, start_ns, env.task)
+        return trace
+
+    def observe(self, trace, now_ns):
+        """Render the cameras, keep the primary frame when recording frames, publish the
+        observation stamped `now_ns`; returns the images."""
+        images = self.env.render()
+        if self._record_frames:
+            trace.frames.append(images['primary'])
+        self.publish_observation(now_ns, images)
+        return images
+
+    def advance(self, trace, step, now_ns, dt, *, record=True):
+        """One control step at `now_ns`: chunks due reach the controller, its command moves
+        the arm for `dt` seconds; `record` the step in the trace (once per step period)."""
+        self._deliver(now_ns)
+        self._take_pending(trace, step, now_ns)
+        applied = self.controller.command(now_ns)
+        if record:
+            trace.record_step(self.env.joint_positions(), self.env.distance_to_goal(), applied)
+        self.env.step(applied.command, dt)
+        return applied
+
+    def end_episode(self, trace, steps):
+        """Close the episode after `steps` steps: refusals, the sim/episode line (and the
+        outcome in its bag); the trace."""
+        before = self._refused_before
+        trace.steps = steps
+        trace.refused = {reason: count - before.get(reason, 0)
                          for reason, count in self.controller.refused.items()
-                         if count > refused_before.get(reason, 0)}
-        self.now_ns = max(self.now_ns, start_ns + step * period_ns)
+                         if count > before.get(reason, 0)}
+        self.now_ns = max(self.now_ns, trace.start_ns + steps * round(trace.step_period * NS))
         summary = {'seed': trace.seed, 'task': trace.task, 'success': trace.success,
                    'steps': trace.steps, 'chunks': len(trace.chunks), 'refused': trace.refused}
         self._episode_pub.publish(String(data=json.dumps(summary)))
@@ -400,7 +435,10 @@ class SimRobotNode:
     def close(self):
         if self.recorder is not None:
             self.recorder.abort()  # an unfinished episode's bag keeps what it has, no outcome
-        self.executor.shutdown()
+        if self._own_executor:
+            self.executor.shutdown()
+        else:
+            self.executor.remove_node(self.node)
         self.node.destroy_node()
 
 

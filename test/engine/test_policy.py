@@ -448,7 +448,7 @@ def test_the_weights_hint_is_given_only_before_the_first_good_inference(model_di
     def broken(*args):
         raise NonFiniteOutput('the network produced non-finite values (latent frames [3]).')
 
-    monkeypatch.setattr(policy, '_infer', broken)
+    monkeypatch.setattr(policy, '_run_batch', broken)  # every pass fails
     with pytest.raises(NonFiniteOutput) as raised:
         policy.infer(observation(policy))
     assert str(raised.value) == 'the network produced non-finite values (latent frames [3]).'

@@ -196,7 +196,7 @@ def diagnostics_values(msg):
 class Client:
     """Test-side node: publishes inputs, records outputs, spins until conditions hold."""
 
-    def __init__(self, context, *, trajectory=False, future_cameras=()):
+    def __init__(self, context, *, trajectory=False, future_cameras=(), namespace=None):
         # Imported here: collecting this directory must work without rclpy (tests skip).
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
@@ -211,7 +211,8 @@ class Client:
         from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
 
         self.context = context
-        self.node = rclpy.create_node('node_test_client', context=context)
+        # namespace: a robot's (relative topics then are that robot's, e.g. /arm_1/task).
+        self.node = rclpy.create_node('node_test_client', context=context, namespace=namespace)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.chunks, self.values, self.diagnostics = [], [], []
@@ -331,11 +332,16 @@ class Client:
         finally:
             self.node.destroy_client(service)
 
-    def latest_diagnostics(self):
-        return diagnostics_values(self.diagnostics[-1]) if self.diagnostics else {}
+    def latest_diagnostics(self, node=None):
+        """The newest /diagnostics statuses (of the node named `node`, when given)."""
+        for msg in reversed(self.diagnostics):
+            if node is None or any(status.name.startswith(node + ': ')
+                                   for status in msg.status):
+                return diagnostics_values(msg)
+        return {}
 
-    def diagnostic(self, part, key, default=None):
-        values = self.latest_diagnostics().get(part, (None, None, {}))[2]
+    def diagnostic(self, part, key, default=None, node=None):
+        values = self.latest_diagnostics(node).get(part, (None, None, {}))[2]
         return values.get(key, default)
 
     def close(self):

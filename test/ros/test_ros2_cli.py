@@ -1,5 +1,6 @@
 """What a robot user types: `ros2 launch cosmos_policy_ros policy.launch.py` with each preset,
-then `ros2 lifecycle`, `ros2 param`, `ros2 topic echo` on the running node, and Ctrl-C.
+then `ros2 lifecycle`, `ros2 param`, `ros2 topic echo` on the running node, and Ctrl-C; and
+`policy_server.launch.py` for two robot namespaces, each robot handled by the CLI on its own.
 
 Every command is the real `ros2` CLI as a subprocess, in this test process's private ROS domain
 (test/conftest.py). The node runs the fake policy (instant, no weights) through the launch
@@ -102,10 +103,10 @@ def cli(ros_env, tmp_path, harness):
                     or state.stdout.strip() != before or time.monotonic() > end):
                 return result, state
 
-    def launch(*arguments):
+    def launch(*arguments, file='policy.launch.py'):
         """`ros2 launch ...` in a process group of its own (as a terminal runs it)."""
         process = harness.OutputProcess(
-            [ros2, 'launch', 'cosmos_policy_ros', 'policy.launch.py', *arguments], ros_env,
+            [ros2, 'launch', 'cosmos_policy_ros', file, *arguments], ros_env,
             cwd=tmp_path, start_new_session=True)
         launches.append(process)
         return process
@@ -253,6 +254,69 @@ def test_running_node_params_topic_echo_and_ctrl_c(cli, tmp_path, client_factory
         code = _ctrl_c(launched)
     assert code == 0, launched.output
     assert 'Traceback' not in launched.output, launched.output
+
+
+def test_policy_server_launch_for_two_namespaces_and_the_cli_per_robot(cli, tmp_path, harness):
+    """policy_server.launch.py with a fleet file of three robots and `robots:=` two of them:
+    one process, a lifecycle node per robot in its namespace; `ros2 param` reads each robot's
+    own parameters and sets one robot's without touching the other's, `ros2 lifecycle`
+    deactivates one robot while the other stays active; Ctrl-C ends it all with exit 0."""
+    import yaml
+
+    model = _preset_files(tmp_path, 'libero')
+    robot = harness.libero_parameters(rate=10.0)
+    robot.pop('policy_factory')  # the server's (here: the launch argument)
+    fleet = tmp_path / 'fleet.yaml'
+    fleet.write_text(yaml.safe_dump({
+        'server': {'model_path': '/set/at/launch', 'device': 'cpu'},
+        'robot_defaults': robot,
+        'robots': {'cell_a': {'parameters': {'task': 'put the bowl on the plate'}},
+                   'cell_b': {'parameters': {'task': 'open the drawer', 'seed': 7}},
+                   'cell_c': {}}}))
+    launched = cli.launch(f'fleet:={fleet}', 'robots:=cell_a,cell_b', f'model:={model}',
+                          FAKE_FACTORY, 'use_sim_time:=false', file='policy_server.launch.py')
+    try:
+        for node in ('/cell_a/cosmos_policy', '/cell_b/cosmos_policy'):
+            state = cli.until(['lifecycle', 'get', node], 'active [3]', launched)
+            assert state.stdout.strip() == 'active [3]', state.stdout + launched.output
+        nodes = cli.run('node', 'list').stdout.split()
+        assert {'/cell_a/cosmos_policy', '/cell_b/cosmos_policy', '/policy_server'} <= set(
+            nodes) and '/cell_c/cosmos_policy' not in nodes, nodes
+        task = cli.run('param', 'get', '/cell_b/cosmos_policy', 'task')
+        assert task.stdout.strip() == 'String value is: open the drawer', task.stdout
+        seed = cli.run('param', 'get', '/cell_a/cosmos_policy', 'seed')
+        assert seed.stdout.strip() == 'Integer value is: 0', seed.stdout
+        factory = cli.run('param', 'get', '/cell_a/cosmos_policy', 'policy_factory')
+        assert 'cosmos_policy_ros.fleet.engine:shared_policy' in factory.stdout, factory.stdout
+        result, state = cli.transition('/cell_b/cosmos_policy', 'deactivate', 'active [3]',
+                                       'inactive [2]')
+        assert state.stdout.strip() == 'inactive [2]', result.stdout + result.stderr
+        other = cli.run('lifecycle', 'get', '/cell_a/cosmos_policy')
+        assert other.stdout.strip() == 'active [3]', other.stdout
+        rate = cli.run('param', 'set', '/cell_a/cosmos_policy', 'rate', '5.0')
+        assert rate.stdout.strip() == 'Set parameter successful', rate.stdout + rate.stderr
+        assert cli.run('param', 'get', '/cell_b/cosmos_policy', 'rate').stdout.strip() == (
+            'Double value is: 10.0')
+    finally:
+        code = _ctrl_c(launched)
+    assert code == 0, launched.output
+    assert 'Traceback' not in launched.output, launched.output
+    assert f'parameter file: {fleet} (your file)' in launched.output  # as policy.launch.py
+
+
+def test_a_fleet_file_that_is_no_file_and_a_failed_server_fail_the_launch(cli, tmp_path):
+    """policy_server.launch.py resolves `fleet` and reports a failed server as
+    policy.launch.py does: exit code 1 with the reason."""
+    launched = cli.launch('fleet:=fleet_sim.yml', FAKE_FACTORY, file='policy_server.launch.py')
+    assert launched.wait(DEADLINE) == 1, launched.output
+    assert 'fleet:=fleet_sim.yml: not a file here' in launched.output
+    assert 'fleet_aloha.yaml, fleet_sim.yaml' in launched.output  # the files it could mean
+    # The server cannot start (its fleet file names no robot): launch exits with 1.
+    (tmp_path / 'empty.yaml').write_text('server: {model_path: x}\nrobots: {}\n')
+    launched = cli.launch('fleet:=empty.yaml', FAKE_FACTORY, file='policy_server.launch.py')
+    assert launched.wait(DEADLINE) == 1, launched.output
+    assert '`robots` must list at least one robot' in launched.output
+    assert 'policy_server-1 exited with code 1' in launched.output
 
 
 def _node_pid(launched):
