@@ -1,35 +1,53 @@
 """The node suite: policy_node's own cost, measured from outside through its topics.
 
-    . scripts/setup_env.sh && python bench/run.py --suite node              # ~4 min
-    . scripts/setup_env.sh && python bench/run.py --suite node --soak 600   # the 10-minute soak
+    . scripts/setup_env.sh && python bench/run.py --suite node              # ~18 min
+    . scripts/setup_env.sh && python bench/run.py --suite node --soak 600 --skip overhead
+                                                         # the 10-minute soak: node_soak600.json
 
-The installed ``policy_node`` runs as a subprocess (``--ros-args --params-file``) with the ALOHA
-configuration (three 480 x 640 rgb8 cameras, 14 joint positions) on a private loopback ROS
-graph; this process publishes the observations and reads the chunks, as a robot would.
+The installed ``policy_node`` runs as a subprocess (``--ros-args --params-file``, a namespace of
+its own) with the ALOHA configuration (three 480 x 640 rgb8 cameras, 14 joint positions,
+rate 25 Hz) on a private loopback ROS graph; this process publishes the observations and reads
+the chunks, as a robot would.
 
-  overhead_fake   the instant fake policy (cosmos_policy_ros.testing): one observation at a
-                  time (the next after the chunk of the last, 20-60 ms later); per chunk:
-                  latency = receive time - header stamp (the observation's), overhead =
-                  latency - inference_time (the policy's own time, in the message); node
-                  overhead = overhead - the time this process spent publishing the observation
-  overhead_fake_small  the same with 96 x 128 images (how much of it is moving the pixels)
-  overhead_tiny   the same with the tiny random-weight model (real engine, CPU), while a probe
-                  calls the node's get_parameters service every 10 ms: callback latency = its
-                  round trip, during an inference and idle
+  overhead        processes measured interleaved (round-robin blocks), so that load from
+                  elsewhere hits them alike; two runs:
+                  1. floor              bench/relay_floor.py, the least an rclpy node can do
+                                        with the same inputs (FLOORS: single-threaded and
+                                        events executor; events with glibc's malloc defaults)
+                     overhead_fake      the node with the instant fake policy (its defaults)
+                     stage_timing       the same with the debug option stage_timing: per stage
+                                        of an observation's trip, from the node's marks and
+                                        this process's (stage_timing.py)
+                     overhead_fake_small  the node with 96 x 128 images
+                     (blocks of 0.3 s, every process running)
+                  2. variants           the floor again and the node with one setting changed
+                                        back, and as it was before issue 26 (VARIANTS); blocks
+                                        of 1.5 s while the others are stopped (SIGSTOP): idle,
+                                        a 1 kHz timer loads the machine
+                  One observation at a time (45-85 ms after the last one's chunk, more than
+                  1 / rate): latency = receive time - header stamp; overhead =
+                  latency - inference_time (in the message); node overhead = overhead - the
+                  time this process spent publishing the observation
+  overhead_tiny   the node with the tiny random-weight model (real engine, CPU), while a probe
+                  calls its get_parameters service every 10 ms: callback latency = the round
+                  trip, during an inference and idle
   soak            the tiny model, observations replayed open-loop at 4 Hz (a loop of 16
                   distinct observations) for --soak seconds; the node's RSS (/proc) every 2 s
 
-Targets (issue 12): overhead p50 <= 2 ms and p99 <= 5 ms; callback latency p99 <= 5 ms during
-inference; RSS growth < 1 % over the soak. Writes <out>/node.json and a row in SUMMARY.md.
-The node ticks at 1000 Hz (its maximum), so waiting for the tick adds at most 1 ms.
+Targets (issue 26): node overhead p50 <= 2 ms and p99 <= 5 ms, or within 1.5x of the floor
+where the floor is above that; callback latency p99 <= 5 ms during inference; RSS growth < 1 %
+over the soak. Writes <out>/node.json (node_soak<N>.json for a soak-only run) and a row in
+SUMMARY.md.
 """
 import json
+import math
 import os
 from pathlib import Path
 import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,26 +58,56 @@ import workloads
 import yaml
 
 import cosmos_policy_ros
+from cosmos_policy_ros.stage_timing import MARKS, stage_durations, STAGE_NAMES
 
 JOINTS = [f'{side}_{joint}' for side in ('left', 'right') for joint in (
     'waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate', 'gripper')]
 CAMERAS = ('left_wrist', 'right_wrist', 'primary')
 TARGETS = {'overhead_p50_ms': 2.0, 'overhead_p99_ms': 5.0,
            'callback_p99_during_inference_ms': 5.0, 'rss_growth_percent': 1.0}
+FLOOR_FACTOR = 1.5  # the overhead target where the floor itself is above the absolute one
 NS = 1_000_000_000
-RATE = float(os.environ.get('NODE_BENCH_RATE', 1000.0))  # Hz: the node's tick rate
+RATE = 25.0  # Hz: the ALOHA configuration's control rate (config/aloha.yaml)
+GAP = (0.045, 0.085)  # s between a chunk and the next observation: more than 1 / RATE
+LIVE_BLOCK = 0.3  # s per interleaved block, every process running
+HEADLINE_FACTOR = 5 / 3  # the floor and the node get this many times the variants' seconds
+IDLE_SECONDS = 5.0  # s of CPU time reading while no observation comes
+STOPPED_BLOCK = 1.5  # s per block, the others stopped (each stays under DDS's 20 s lease)
+# The relay's runs: executor and arguments (bench/relay_floor.py); the floor is the fastest.
+FLOORS = {'single_threaded': ['--executor', 'single_threaded'],
+          'events': ['--executor', 'events'],
+          'events_glibc_defaults': ['--executor', 'events', '--glibc-defaults']}
+# The node before issue 26 (and this suite's settings then: a 1 kHz timer, so that the wait
+# for a tick was at most 1 ms), and the node with one of its defaults changed back.
+BEFORE = {'executor': 'multi_threaded', 'tick_on_arrival': False, 'rate': 1000.0,
+          'keep_freed_memory': False}
+VARIANTS = {
+    'before': BEFORE,
+    'before_timed': dict(BEFORE, stage_timing=True),
+    'multi_threaded': {'executor': 'multi_threaded'},
+    'single_threaded': {'executor': 'single_threaded'},
+    'single_threaded_timed': {'executor': 'single_threaded', 'stage_timing': True},
+    'timer_1khz': {'tick_on_arrival': False, 'rate': 1000.0},
+    'glibc_defaults': {'keep_freed_memory': False},
+}
+# This process's marks around the node's (stage_timing.MARKS): the observation's stamp (set
+# before publishing it) and the chunk's receipt; the stages ending at the node's first mark
+# (the DDS write of the set's last message) and at the receipt.
+BENCH_ORDER = ('stamp', *MARKS, 'receipt')
+BENCH_NAMES = dict(STAGE_NAMES, source='observation_publish', receipt='chunk_delivery')
 
 
-# Fast DDS profile for this host: a shared-memory segment that holds a 0.9 MB image (the default
-# 512 KB does not, so images went over UDP loopback, where fragments were lost under load), and
-# UDP as well for discovery. Used by the node and by this process (FASTDDS_DEFAULT_PROFILES_FILE).
+# Fast DDS profile for this host: a shared-memory segment that holds the 0.9 MB images of every
+# target (the default 512 KB does not hold one, so images went over UDP loopback, where
+# fragments were lost under load), and UDP as well for discovery. Used by every process of the
+# suite (FASTDDS_DEFAULT_PROFILES_FILE).
 FASTDDS_PROFILE = '''<?xml version="1.0" encoding="UTF-8" ?>
 <profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
   <transport_descriptors>
     <transport_descriptor>
       <transport_id>shm_large</transport_id>
       <type>SHM</type>
-      <segment_size>33554432</segment_size>
+      <segment_size>134217728</segment_size>
     </transport_descriptor>
     <transport_descriptor>
       <transport_id>udp</transport_id>
@@ -156,18 +204,17 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-class Node:
-    """policy_node as a subprocess; its output goes to a log file."""
+class Process:
+    """A benchmark subprocess in its own ROS namespace; its output goes to a log file."""
 
-    def __init__(self, params, directory, name):
-        path = Path(directory) / f'{name}-params.yaml'
-        path.write_text(yaml.dump({'/**': {'ros__parameters': params}}, Dumper=_NoAliasDumper))
+    def __init__(self, command, directory, name):
+        self.name = name
         self.log_path = Path(directory) / f'{name}.log'
         self._log = open(self.log_path, 'w')
         env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
-        self.process = subprocess.Popen([str(node_script()), '--ros-args', '--params-file',
-                                         str(path)], stdout=self._log,
-                                        stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            [*command, '--ros-args', '-r', f'__ns:=/{name}'], stdout=self._log,
+            stderr=subprocess.STDOUT, env=env)
 
     @property
     def pid(self):
@@ -176,8 +223,17 @@ class Node:
     def alive(self):
         return self.process.poll() is None
 
+    def pause(self):
+        if self.alive():
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.alive():
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self):
         if self.alive():
+            self.resume()
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(30)
@@ -191,56 +247,64 @@ class Node:
         return '\n'.join(self.log_path.read_text().splitlines()[-lines:])
 
 
-class Robot:
-    """The robot side: publishes observations, receives chunks, probes the node's services."""
+def start_node(params, directory, name):
+    """policy_node with these parameters, in namespace /<name>."""
+    path = Path(directory) / f'{name}-params.yaml'
+    path.write_text(yaml.dump({'/**': {'ros__parameters': params}}, Dumper=_NoAliasDumper))
+    return Process([str(node_script()), '--ros-args', '--params-file', str(path)], directory,
+                   name)
 
-    def __init__(self, frames=16, height=480, width=640):
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.qos import qos_profile_sensor_data
+
+def start_relay(arguments, directory, name):
+    """bench/relay_floor.py with these arguments, in namespace /<name>."""
+    script = Path(__file__).resolve().parent / 'relay_floor.py'
+    return Process([sys.executable, str(script), *arguments], directory, name)
+
+
+class Target:
+    """The robot side of one process: publishers, chunks and stage times by stamp."""
+
+    def __init__(self, node, name, frames, stage_times):
         from rcl_interfaces.srv import GetParameters
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
 
-        from cosmos_policy_ros.msg import ActionChunk
-        self._rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f'node_bench_{width}', context=self.context)
+        from cosmos_policy_ros.msg import ActionChunk, StageTimes
+        self.name = name
+        self.frames = frames
         self.lock = threading.Lock()
-        self.chunks = []  # (receive ns, stamp ns, inference_time s)
-        self.node.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, 50)
-        # Sensor-data QoS like a camera driver (best effort, depth 5): with reliable images of
-        # 0.9 MB, a lost fragment waits for Fast DDS's 3 s heartbeat (seen here).
-        self.cameras = {camera: self.node.create_publisher(Image, f'{camera}/image_raw',
-                                                           qos_profile_sensor_data)
+        self.chunks = {}  # stamp ns -> (receive ns, inference_time s)
+        self.stages = {}  # stamp ns -> {mark: ns} (stage_timing)
+        self.arrived = threading.Condition(self.lock)
+        node.create_subscription(ActionChunk, f'/{name}/action_chunk', self._on_chunk, 50)
+        if stage_times:
+            node.create_subscription(StageTimes, f'/{name}/cosmos_policy/stage_times',
+                                     self._on_stage_times, 50)
+        # Best effort like a camera driver: with reliable images of 0.9 MB, a lost fragment
+        # waited for Fast DDS's 3 s heartbeat (seen here). Keep last 1: a writer's history
+        # stays in its shared-memory segment, and sixteen targets' histories of 5 did not fit
+        # (the samples left over UDP and observations were lost).
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
+        self.cameras = {camera: node.create_publisher(Image, f'/{name}/{camera}/image_raw', qos)
                         for camera in CAMERAS}
-        self.joints = self.node.create_publisher(JointState, 'joint_states',
-                                                 qos_profile_sensor_data)
-        self.client = self.node.create_client(GetParameters, '/cosmos_policy/get_parameters')
-        self._request = GetParameters.Request(names=['rate'])
-        # A loop of distinct observations (replay), messages built once, stamps set per publish.
-        self.frames = []
-        rng = np.random.default_rng(0)
-        for index in range(frames):
-            images = {}
-            for number, camera in enumerate(CAMERAS):
-                rgb = workloads.camera_image(height, width, seed=index * 3 + number)
-                msg = Image(height=height, width=width, encoding='rgb8', step=width * 3)
-                msg.data = rgb.tobytes()
-                images[camera] = msg
-            joints = JointState(name=list(JOINTS),
-                                position=rng.uniform(-0.3, 0.3, len(JOINTS)).tolist())
-            self.frames.append((images, joints))
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spinner.start()
+        self.joints = node.create_publisher(JointState, f'/{name}/joint_states', qos)
+        self.client = node.create_client(GetParameters, f'/{name}/cosmos_policy/get_parameters')
+        self.request = GetParameters.Request(names=['rate'])
 
     def _on_chunk(self, msg):
         received = time.time_ns()
         stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
         with self.lock:
-            self.chunks.append((received, stamp, float(msg.inference_time)))
+            self.chunks[stamp] = (received, float(msg.inference_time))
+            self.arrived.notify_all()
+
+    def _on_stage_times(self, msg):
+        stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+        with self.lock:
+            self.stages[stamp] = dict(zip(msg.marks, msg.times_ns))
+            self.arrived.notify_all()
 
     def publish(self, index):
         """Publish observation `index` (mod the loop) stamped now; (stamp ns, publish ns)."""
@@ -254,26 +318,16 @@ class Robot:
             self.cameras[camera].publish(msg)
         return stamp, time.time_ns() - stamp
 
-    def chunk_for(self, stamp):
+    def wait(self, table, stamp, timeout):
+        """The entry of `stamp` in self.chunks or self.stages, or None after `timeout` s."""
         with self.lock:
-            for chunk in self.chunks:
-                if chunk[1] == stamp:
-                    return chunk
-        return None
-
-    def wait_chunk(self, stamp, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            chunk = self.chunk_for(stamp)
-            if chunk is not None:
-                return chunk
-            time.sleep(0.0005)
-        return None
+            self.arrived.wait_for(lambda: stamp in table, timeout)
+            return table.get(stamp)
 
     def probe(self, timeout=2.0):
         """One get_parameters round trip: (send ns, seconds) or (send ns, None) on timeout."""
         sent = time.time_ns()
-        future = self.client.call_async(self._request)
+        future = self.client.call_async(self.request)
         done = threading.Event()
         future.add_done_callback(lambda _: done.set())
         if not done.wait(timeout):
@@ -281,52 +335,120 @@ class Robot:
             return sent, None
         return sent, (time.time_ns() - sent) / NS
 
-    def wait_ready(self, node, timeout):
-        """Until the node publishes a chunk for a fresh observation (it is configured, active)."""
+
+def make_frames(count, height, width):
+    """A loop of distinct observations (replay): messages built once, stamps set per publish."""
+    from sensor_msgs.msg import Image, JointState
+    frames = []
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        images = {}
+        for number, camera in enumerate(CAMERAS):
+            rgb = workloads.camera_image(height, width, seed=index * 3 + number)
+            msg = Image(height=height, width=width, encoding='rgb8', step=width * 3)
+            msg.data = rgb.tobytes()
+            images[camera] = msg
+        joints = JointState(name=list(JOINTS),
+                            position=rng.uniform(-0.3, 0.3, len(JOINTS)).tolist())
+        frames.append((images, joints))
+    return frames
+
+
+class Robot:
+    """The robot side: one rclpy node in this process with a Target per process measured.
+
+    It receives on rclpy's EventsExecutor (dispatch in C++: the least this process adds to
+    every latency, the floor's and the node's alike), spun in slices like policy_node's.
+    """
+
+    def __init__(self):
+        import rclpy
+        from rclpy.experimental import EventsExecutor
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('node_bench', context=self.context)
+        self.targets = {}
+        self._frames = {}
+        self.executor = EventsExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+
+    def _spin(self):
+        while not self._stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.2)
+
+    def add(self, name, *, height=480, width=640, frames=16, stage_times=False):
+        if (height, width) not in self._frames:
+            self._frames[height, width] = make_frames(frames, height, width)
+        target = Target(self.node, name, self._frames[height, width], stage_times)
+        self.targets[name] = target
+        return target
+
+    def wait_ready(self, target, process, timeout):
+        """Until the process answers a fresh observation (a node: configured and active)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not node.alive():
-                raise RuntimeError(f'policy_node exited ({node.process.returncode}):\n'
-                                   f'{node.tail()}')
-            stamp, _ = self.publish(0)
-            if self.wait_chunk(stamp, 1.0) is not None:
+            if not process.alive():
+                raise RuntimeError(f'{process.name} exited ({process.process.returncode}):\n'
+                                   f'{process.tail()}')
+            stamp, _ = target.publish(0)
+            if target.wait(target.chunks, stamp, 1.0) is not None:
                 return
-        raise RuntimeError(f'no chunk from policy_node within {timeout} s:\n{node.tail()}')
+        raise RuntimeError(f'no chunk from {process.name} within {timeout} s:\n'
+                           f'{process.tail()}')
 
     def close(self):
+        self._stop.set()
+        self._spinner.join(5)
         self.executor.shutdown()
         self.node.destroy_node()
         self._rclpy.try_shutdown(context=self.context)
 
 
-def closed_loop(robot, node, seconds, *, timeout, probe=False):
-    """Observations one at a time; per chunk the latency terms in ms; probe samples if asked."""
+def stage_ms(marks, stamp, receipt):
+    """{stage: ms} of one observation, from the stamp to the chunk's receipt (they add up to
+    its latency)."""
+    ns = stage_durations(dict(marks, stamp=stamp, receipt=receipt), BENCH_ORDER, BENCH_NAMES)
+    return {name: value / 1e6 for name, value in ns.items()}
+
+
+def closed_loop(target, process, seconds, *, timeout, rng, probe=False, stage_times=False,
+                start_index=1):
+    """Observations one at a time for `seconds`; per chunk the latency terms in ms (and the
+    stages with stage_times); probe samples if asked. Returns (samples, probes, missing)."""
     samples, probes, missing = [], [], 0
     stop = threading.Event()
 
     def prober():
         while not stop.is_set():
-            probes.append(robot.probe())
+            probes.append(target.probe())
             time.sleep(0.01)
     thread = threading.Thread(target=prober, daemon=True) if probe else None
     if thread:
         thread.start()
-    rng = random.Random(0)
-    end, index = time.monotonic() + seconds, 1
-    while time.monotonic() < end and node.alive():
-        stamp, publish_ns = robot.publish(index)
+    end, index = time.monotonic() + seconds, start_index
+    while time.monotonic() < end and process.alive():
+        time.sleep(rng.uniform(*GAP))  # after the last chunk, a random phase against the tick
+        stamp, publish_ns = target.publish(index)
         index += 1
-        chunk = robot.wait_chunk(stamp, timeout)
+        chunk = target.wait(target.chunks, stamp, timeout)
         if chunk is None:
             missing += 1
         else:
-            received, _, inference = chunk
+            received, inference = chunk
             latency = (received - stamp) / 1e6
-            samples.append({'stamp': stamp, 'received': received, 'latency_ms': latency,
-                            'inference_ms': inference * 1e3, 'publish_ms': publish_ns / 1e6,
-                            'overhead_ms': latency - inference * 1e3,
-                            'node_overhead_ms': latency - inference * 1e3 - publish_ns / 1e6})
-        time.sleep(rng.uniform(0.02, 0.06))  # a random phase against the node's tick
+            sample = {'stamp': stamp, 'received': received, 'latency_ms': latency,
+                      'inference_ms': inference * 1e3, 'publish_ms': publish_ns / 1e6,
+                      'overhead_ms': latency - inference * 1e3,
+                      'node_overhead_ms': latency - inference * 1e3 - publish_ns / 1e6}
+            if stage_times:
+                marks = target.wait(target.stages, stamp, 1.0)
+                if marks is not None and set(MARKS[2:]) <= set(marks):
+                    sample['stages_ms'] = stage_ms(marks, stamp, received)
+            samples.append(sample)
     stop.set()
     if thread:
         thread.join(5)
@@ -334,9 +456,91 @@ def closed_loop(robot, node, seconds, *, timeout, probe=False):
 
 
 def summarize_overhead(samples, missing):
-    return {key: percentiles([s[key] for s in samples])
-            for key in ('latency_ms', 'inference_ms', 'publish_ms', 'overhead_ms',
-                        'node_overhead_ms')} | {'chunks': len(samples), 'missing': missing}
+    result = {key: percentiles([s[key] for s in samples])
+              for key in ('latency_ms', 'inference_ms', 'publish_ms', 'overhead_ms',
+                          'node_overhead_ms')} | {'chunks': len(samples), 'missing': missing}
+    staged = [s['stages_ms'] for s in samples if 'stages_ms' in s]
+    if staged:
+        result['stages_ms'] = breakdown(staged)
+    return result
+
+
+def breakdown(staged):
+    """Per stage: percentiles and the share of the mean latency (the stages add up to it)."""
+    names = list(staged[0])
+    total = sum(float(np.mean([s[name] for s in staged])) for name in names)
+    result = {}
+    for name in names:
+        stats = percentiles([s[name] for s in staged])
+        stats['share_of_mean'] = stats['mean'] / total if total else 0.0
+        result[name] = stats
+    return result
+
+
+def interleave(targets, processes, seconds, *, timeout, stage_times=(), stop_others=False):
+    """Closed-loop samples of every process, round-robin in blocks, for about `seconds` each.
+
+    stop_others: blocks of STOPPED_BLOCK seconds while the other processes are stopped
+    (SIGSTOP), so that idle work (a 1 kHz timer) of one does not load the others; a resumed
+    process first catches up (warm_up). Else blocks of LIVE_BLOCK seconds with every process
+    running (a stopped process's DDS peers now and then stalled for about 100 ms after its
+    resume). Returns {name: (samples, missing)}.
+    """
+    block = STOPPED_BLOCK if stop_others else LIVE_BLOCK
+    names = list(processes)
+    results = {name: ([], 0) for name in names}
+    rng = random.Random(0)
+    if stop_others:
+        for process in processes.values():
+            process.pause()
+    try:
+        rounds = max(1, math.ceil(seconds / block))
+        for number in range(rounds):
+            shift = number % len(names)
+            for name in names[shift:] + names[:shift]:  # no process always follows another
+                process, target = processes[name], targets[name]
+                if stop_others:
+                    process.resume()
+                try:
+                    if stop_others:
+                        warm_up(target, timeout)
+                    samples, _, missing = closed_loop(
+                        target, process, block, timeout=timeout, rng=rng,
+                        stage_times=name in stage_times, start_index=1 + number * 1000)
+                finally:
+                    if stop_others:
+                        process.pause()
+                kept, lost = results[name]
+                results[name] = (kept + samples, lost + missing)
+    finally:
+        for process in processes.values():
+            process.resume()
+    return results
+
+
+def warm_up(target, timeout, tries=3, settle=0.3):
+    """After a resume: observations until one is answered, then `settle` s (a stopped 1 kHz
+    timer fires its missed ticks at once on the EventsExecutor); none is counted."""
+    for _ in range(tries):
+        stamp, _ = target.publish(0)
+        if target.wait(target.chunks, stamp, timeout) is not None:
+            break
+    time.sleep(settle)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    with open(f'/proc/{pid}/stat') as stream:
+        fields = stream.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def idle_cpu(processes, seconds=IDLE_SECONDS):
+    """{name: percent of one core} each process uses while it gets no observation."""
+    before = {name: cpu_seconds(process.pid) for name, process in processes.items()}
+    time.sleep(seconds)
+    return {name: round(100 * (cpu_seconds(process.pid) - before[name]) / seconds, 1)
+            for name, process in processes.items()}
 
 
 def split_probes(probes, samples):
@@ -354,18 +558,57 @@ def split_probes(probes, samples):
             'timed_out': lost}
 
 
-def fake_run(robot, directory, name, seconds):
-    """The closed-loop overhead of a node with the instant fake policy."""
+def measure(robot, directory, nodes, floors, seconds, *, stop_others=False):
+    """Interleave the relay runs `floors` (names of FLOORS) and the fake-policy nodes `nodes`
+    ({name: parameter changes}); {name: overhead summary}, floors as 'floor_<name>'."""
     fake = Path(directory) / 'fake.yaml'
     fake.write_text('layout: {preset: aloha}\n')
-    node = Node(parameters(fake, 'cosmos_policy_ros.testing:load_fake_policy'), directory,
-                name)
+    factory = 'cosmos_policy_ros.testing:load_fake_policy'
+    processes, targets, timed = {}, {}, []
     try:
-        robot.wait_ready(node, 120)
-        samples, _, missing = closed_loop(robot, node, seconds, timeout=1)
+        for floor in floors:
+            name = f'floor_{floor}'
+            processes[name] = start_relay(FLOORS[floor], directory, name)
+            targets[name] = robot.add(name)
+        for name, changes in nodes.items():
+            processes[name] = start_node(parameters(fake, factory, **changes), directory, name)
+            small = name == 'overhead_fake_small'
+            targets[name] = robot.add(name, height=96 if small else 480,
+                                      width=128 if small else 640, frames=4 if small else 16,
+                                      stage_times=changes.get('stage_timing', False))
+            if changes.get('stage_timing'):
+                timed.append(name)
+        for name, process in processes.items():
+            robot.wait_ready(targets[name], process, 180)
+        idle = idle_cpu(processes)
+        results = interleave(targets, processes, seconds, timeout=1.0, stage_times=timed,
+                             stop_others=stop_others)
+        rss = {name: rss_bytes(process.pid) / 1e6 for name, process in processes.items()}
     finally:
-        node.stop()
-    return summarize_overhead(samples, missing)
+        for process in processes.values():
+            process.stop()
+    return {name: dict(summarize_overhead(*results[name]), rss_mb=round(rss[name], 1),
+                       idle_cpu_percent=idle[name]) for name in processes}
+
+
+def overhead_run(robot, directory, seconds, skip, quick):
+    """The interleaved runs: the floor with the node and its stage breakdown, every process
+    running; then the floor with the variants, the others stopped during each block (the
+    variants with a 1 kHz timer would load the machine while idle)."""
+    floors = list(FLOORS)[:1] if quick else list(FLOORS)
+    nodes = {'overhead_fake': {}, 'stage_timing': {'stage_timing': True}}
+    if 'overhead_fake_small' not in skip and not quick:
+        nodes['overhead_fake_small'] = {}
+    summary = measure(robot, directory, nodes, floors, seconds * HEADLINE_FACTOR)
+    sections = {'floor': {floor: summary[f'floor_{floor}'] for floor in floors}}
+    sections.update({name: summary[name] for name in nodes})
+    if 'variants' not in skip and not quick:
+        summary = measure(robot, directory, VARIANTS, floors, seconds, stop_others=True)
+        variants = {'floor': {floor: summary[f'floor_{floor}'] for floor in floors}}
+        variants.update({name: dict(summary[name], parameters=VARIANTS[name])
+                         for name in VARIANTS})
+        sections['variants'] = variants
+    return sections
 
 
 def tiny_model(directory):
@@ -386,82 +629,92 @@ def tiny_model(directory):
 def run(args, clock=time.monotonic):
     soak = 120.0 if args.soak is None else float(args.soak)
     quick = args.quick
-    seconds = 6.0 if quick else 20.0
-    result = {'preset': f'ALOHA config, 3 x 480x640 rgb8 + 14 joints, rate 1000 Hz, '
+    seconds = 6.0 if quick else 24.0
+    result = {'preset': f'ALOHA config, 3 x 480x640 rgb8 + 14 joints, rate {RATE:g} Hz, '
                         f'soak {soak:.0f} s', 'targets': TARGETS, 'sections': {}}
     skip = {name for entry in args.skip for name in entry.split(',') if name}
+    if 'overhead_fake' in skip:  # the old name of the interleaved section
+        skip.add('overhead')
     profile_dir = tempfile.mkdtemp(prefix='node-bench-')
     if os.environ.get('NODE_BENCH_DDS_PROFILE', '1') == '1':
         use_fastdds_profile(profile_dir)
-        result['fastdds_profile'] = 'shared memory segment 32 MiB + UDPv4'
-    result['load_average_at_start'] = round(os.getloadavg()[0], 2)
+        result['fastdds_profile'] = 'shared memory segment 128 MiB + UDPv4'
+    result['load_average_at_start'] = [round(value, 2) for value in os.getloadavg()]
     robot = Robot()
     try:
         with tempfile.TemporaryDirectory() as directory:
-            if 'overhead_fake' not in skip:
-                result['sections']['overhead_fake'] = fake_run(robot, directory, 'fake',
-                                                               seconds)
-            if 'overhead_fake_small' not in skip:  # the same with 96 x 128 images: the share
-                small = Robot(frames=4, height=96, width=128)  # of moving 2.8 MB of pixels
-                try:
-                    result['sections']['overhead_fake_small'] = fake_run(
-                        small, directory, 'fake_small', seconds)
-                finally:
-                    small.close()
+            if 'overhead' not in skip:
+                result['sections'].update(overhead_run(robot, directory, seconds, skip, quick))
+                result['load_average_after_overhead'] = [round(value, 2)
+                                                         for value in os.getloadavg()]
             if skip >= {'overhead_tiny', 'soak'}:
                 return finish(result)
             model = tiny_model(directory)
-            node = Node(parameters(model), directory, 'tiny')
+            node = start_node(parameters(model), directory, 'tiny')
+            target = robot.add('tiny')
             try:
-                robot.wait_ready(node, 300)
+                robot.wait_ready(target, node, 300)
                 if 'overhead_tiny' not in skip:
-                    samples, probes, missing = closed_loop(robot, node, seconds * 1.5,
-                                                           timeout=30, probe=True)
+                    samples, probes, missing = closed_loop(
+                        target, node, seconds * 1.5, timeout=30, rng=random.Random(0),
+                        probe=True)
                     section = summarize_overhead(samples, missing)
                     section['callback'] = split_probes(probes, samples)
                     result['sections']['overhead_tiny'] = section
                 if 'soak' not in skip:
-                    result['sections']['soak'] = soak_run(robot, node, soak, clock)
+                    result['sections']['soak'] = soak_run(target, node, soak, clock)
             finally:
                 node.stop()
     finally:
         robot.close()
         shutil.rmtree(profile_dir, ignore_errors=True)
+    result['load_average_at_end'] = [round(value, 2) for value in os.getloadavg()]
     return finish(result)
 
 
-def soak_run(robot, node, seconds, clock):
+def soak_run(target, node, seconds, clock):
     """Open-loop replay at 4 Hz for `seconds`; RSS every 2 s; chunks counted."""
     rss, start = [], clock()
-    with robot.lock:
-        before = len(robot.chunks)
+    with target.lock:
+        before = len(target.chunks)
     index, next_publish, next_sample = 0, start, start
     while clock() - start < seconds and node.alive():
         now = clock()
         if now >= next_publish:
-            robot.publish(index)
+            target.publish(index)
             index += 1
             next_publish += 0.25
         if now >= next_sample:
             rss.append((now - start, rss_bytes(node.pid)))
             next_sample += 2.0
         time.sleep(0.005)
-    with robot.lock:
-        chunks = len(robot.chunks) - before
+    with target.lock:
+        chunks = len(target.chunks) - before
     return {'seconds': round(clock() - start, 1), 'observations': index, 'chunks': chunks,
             'rss': rss_growth(rss), 'rss_samples_mb': [(round(t, 1), round(r / 1e6, 2))
                                                        for t, r in rss],
             'node_alive': node.alive()}
 
 
+def floor_of(sections):
+    """(executor, node overhead stats) of the relay with the lowest p50, or None."""
+    floors = {name: section['node_overhead_ms'] for name, section in
+              sections.get('floor', {}).items() if section['node_overhead_ms'].get('count')}
+    if not floors:
+        return None
+    return min(floors.items(), key=lambda item: item[1]['p50'])
+
+
 def finish(result):
     sections, met = result['sections'], {}
+    floor = floor_of(sections)
     for name in ('overhead_fake', 'overhead_fake_small', 'overhead_tiny'):
         if name in sections:
             overhead = sections[name]['node_overhead_ms']
             if overhead.get('count'):
-                met[f'{name}.overhead_p50_ms'] = (overhead['p50'], TARGETS['overhead_p50_ms'])
-                met[f'{name}.overhead_p99_ms'] = (overhead['p99'], TARGETS['overhead_p99_ms'])
+                for key in ('p50', 'p99'):
+                    met[f'{name}.overhead_{key}_ms'] = (overhead[key],
+                                                        TARGETS[f'overhead_{key}_ms'])
     callback = sections.get('overhead_tiny', {}).get('callback', {}).get('during_inference_ms')
     if callback and callback.get('count'):
         met['callback_p99_during_inference_ms'] = (
@@ -469,11 +722,23 @@ def finish(result):
     growth = (sections.get('soak') or {}).get('rss')
     if growth:
         met['rss_growth_percent'] = (growth['growth_percent'], TARGETS['rss_growth_percent'])
-    result['targets_met'] = {name: {'value': round(value, 3), 'target': target,
-                                    'met': bool(value <= target)}
-                             for name, (value, target) in met.items()}
+    verdicts = {}
+    for name, (value, target) in met.items():
+        entry = {'value': round(value, 3), 'target': target, 'met': bool(value <= target)}
+        if floor is not None and name.startswith('overhead_fake.overhead_'):
+            key = name.split('_')[-2]  # p50 or p99
+            floor_value = floor[1][key]
+            entry['floor'] = {'relay_executor': floor[0], 'value': round(floor_value, 3)}
+            entry['ratio_to_floor'] = round(value / floor_value, 2)
+            if floor_value > target:  # the floor itself misses: within FLOOR_FACTOR of it
+                entry['met'] = bool(value <= FLOOR_FACTOR * floor_value)
+        verdicts[name] = entry
+    result['targets_met'] = verdicts
     parts = [f'{name} {entry["value"]:.3g} ({"met" if entry["met"] else "MISSED"})'
-             for name, entry in result['targets_met'].items()]
+             for name, entry in verdicts.items()]
+    if floor is not None:
+        parts.append(f'rclpy floor ({floor[0]} relay) p50 {floor[1]["p50"]:.3g} / p99 '
+                     f'{floor[1]["p99"]:.3g} ms')
     result['headline'] = '; '.join(parts) or 'no target measured'
     return result
 
@@ -485,9 +750,14 @@ def main(args):
                                repetitions=1)
     started = time.perf_counter()
     result = run(args)
-    result['title'] = 'policy_node overhead, callback latency during inference, RSS soak'
+    name = 'node'
+    result['title'] = 'policy_node overhead vs the rclpy floor, stages, callback latency, RSS'
+    if set(result['sections']) == {'soak'}:  # a soak on its own: its own record
+        name = f'node_soak{int(args.soak or 120)}'
+        result['title'] = (f'policy_node RSS over a {(args.soak or 120) / 60:g}-minute soak '
+                           f'(tiny model, replay at 4 Hz)')
     result['wall_seconds'] = round(time.perf_counter() - started, 1)
-    path = harness.write_result('node', ctx, result, args.out)
+    path = harness.write_result(name, ctx, result, args.out)
     harness.write_summary(args.out)
     print(json.dumps(result['targets_met'], indent=1))
     print(f'[node] {result["headline"]}\n[node] -> {path}', flush=True)

@@ -10,7 +10,11 @@ the one clock read is the inference stopwatch (``clock``, an argument too, for t
     set_task(text)              a new task: the policy is reset before the next inference
     tick(now_ns, ...)           the tick decision: a ``Job`` (an observation to infer on) or a
                                 ``Skip`` with its reason (inference_busy, no_task,
-                                chunk_executing, dropped, or the sync query's reason)
+                                chunk_executing, dropped, or the sync query's reason); a
+                                tick is a timer's or an arrival's (a message just stored: an
+                                inference starts there only 1 / rate after the last one
+                                started, and only on a set stamped at or before now:
+                                rate_bound, ahead_of_clock)
     complete(job, now)          run_inference (reset on a new task, infer, timed), then
     finish(job, output, ...)    the finish decision: ``Finished`` with the ``Chunk`` to publish,
                                 or with the reason it is rejected (deactivated, task_changed,
@@ -29,8 +33,8 @@ Also here: ``input_streams(config)`` (topic, message type and conversion of ever
 stream; ``InputStream.ingest(msg, buffer)``), ``make_sync_buffer(config)`` and
 ``replan_due(now_ns, executing, config)``, the replanning rule. Messages are duck-typed (rclpy
 messages and rosbags' deserialized ones have the same fields). Thread-safe: the node calls
-``receive`` from its subscription threads, ``tick`` from its timer and ``complete`` from its
-inference thread. numpy and stdlib only.
+``receive`` from its subscription callbacks, ``tick`` from its timer and its subscription
+callbacks (arrival ticks) and ``complete`` from its inference thread. numpy and stdlib only.
 """
 from dataclasses import dataclass
 import functools
@@ -59,6 +63,8 @@ INFERENCE_BUSY = 'inference_busy'
 NO_TASK = 'no_task'
 CHUNK_EXECUTING = 'chunk_executing'
 DROPPED = 'dropped'  # a stream's messages arrive, but every one so far was dropped
+RATE_BOUND = 'rate_bound'  # an arrival tick: the last inference started under 1 / rate ago
+AHEAD_OF_CLOCK = 'ahead_of_clock'  # an arrival tick: the set is stamped after now
 # Why a finished chunk is not published (besides the safety check's reasons, see safety.py).
 DEACTIVATED = 'deactivated'
 TASK_CHANGED = 'task_changed'
@@ -283,6 +289,7 @@ class ControlLoop:
         self._reset_pending = False
         self._epoch = 0
         self._running = False
+        self._last_start_ns = None  # when the last job was handed over (the tick's now_ns)
 
     def _apply(self, config, binding, limits):
         self.config, self.binding, self.limits = config, binding, limits
@@ -293,6 +300,7 @@ class ControlLoop:
         with self._lock:
             self._epoch += 1
             self._running = True
+            self._last_start_ns = None
             self.executing = None
             self.executed = None
 
@@ -345,16 +353,28 @@ class ControlLoop:
 
     # --- the tick decision -------------------------------------------------------------------
     def tick(self, now_ns, *, busy=False, submit=None, replan=True, reference_ns=None,
-             exact=None):
+             exact=None, arrival=False):
         """What a control tick at `now_ns` does: a Job, or a Skip with its reason.
 
         busy: an inference is running (skip). submit(job) -> bool: hands the job over (the
         node's worker); False means busy, and the observation stays unused. replan=False: no
         replanning rule (one chunk per frame offline). reference_ns: the set of this reference
         stamp instead of the newest one; exact: {stream: stamp} to rebuild a recorded set.
+
+        arrival=False: a timer's tick. arrival=True: a tick on a message just stored, so that
+        a set starts its inference as soon as it is complete instead of at the next timer
+        tick. The rate still bounds replanning: an arrival tick skips with rate_bound while
+        the last job was handed over less than 1 / rate ago on this clock (a later tick takes
+        the set), and with ahead_of_clock on a set stamped after `now_ns` (a lockstep
+        simulation publishes the observation before its clock: the timer tick at that time
+        takes it, as without arrival ticks). Neither marks the set used. Timer ticks are as
+        they always were.
         """
         with self._lock:
             config = self.config
+            if arrival and self._last_start_ns is not None and (
+                    0 <= now_ns - self._last_start_ns < round(NS_PER_S / config.rate)):
+                return Skip(RATE_BOUND)
             if busy:
                 return Skip(INFERENCE_BUSY)
             if not self.task:
@@ -368,6 +388,8 @@ class ControlLoop:
                 result = self.buffer.query(now_ns, reference_ns=reference_ns)
             if not result.ok:
                 return self._no_set(result)
+            if arrival and result.reference_stamp_ns > now_ns:
+                return Skip(AHEAD_OF_CLOCK)
             seed = config.seed_for(result.reference_stamp_ns)
             expected_ns, known = self._plan_known(now_ns, result.reference_stamp_ns, config)
             job = Job(observation=observation_from_set(
@@ -382,6 +404,7 @@ class ControlLoop:
                 return Skip(INFERENCE_BUSY)
             self.buffer.mark_used(result.reference_stamp_ns)
             self._reset_pending = False
+            self._last_start_ns = now_ns
             return job
 
     def _no_set(self, result):

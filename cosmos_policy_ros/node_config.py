@@ -30,6 +30,7 @@ TRANSPORTS = ('raw', 'compressed')
 PROPRIO_TYPES = ('joint_state', 'pose')
 JOINT_FIELDS = ('position', 'velocity', 'effort')
 QUATERNION_ORDERS = ('xyzw', 'wxyz')
+EXECUTORS = ('events', 'single_threaded', 'multi_threaded')
 POSE_WIDTH = 7  # x, y, z and a quaternion
 
 _NAME = re.compile(r'^[a-z][a-z0-9_]*$')
@@ -229,6 +230,16 @@ class NodeConfig:
               'inference thread waits up to this long for the GIL after every torch op while '
               'callbacks run; the Python default 5 ms made a CPU inference 25x slower here',
         unit='s', low=1e-6, high=0.1)
+    executor: str = param(
+        'events', "The rclpy executor policy_node spins: events (rclpy's experimental "
+                  'EventsExecutor, one thread, dispatch in C++), single_threaded or '
+                  'multi_threaded (4 threads); inference has its own thread in each',
+        choices=EXECUTORS)
+    keep_freed_memory: bool = param(
+        True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '
+              'images) from the heap and keep up to 64 MiB of freed memory for reuse, so that '
+              'each image does not map and fault in fresh pages (allocator.py); false: glibc '
+              'defaults')
     warmup_iterations: int = param(2, 'Inferences on a synthetic observation during configure',
                                    low=0, high=100)
     max_warmup_latency: float = param(
@@ -259,6 +270,11 @@ class NodeConfig:
     # --- control loop ------------------------------------------------------------------------
     rate: float = param(10.0, 'Control loop tick rate (ROS clock)', unit='Hz', low=0.0,
                         low_exclusive=True, high=1000.0, runtime=True)
+    tick_on_arrival: bool = param(
+        True, 'Also tick when a message is stored, so that a complete synchronized set starts '
+              'its inference at once instead of at the next timer tick; none starts within '
+              '1 / rate of the last start all the same, and a set stamped after the clock '
+              'waits for the timer')
     replan_mode: str = param('every_tick', 'every_tick: infer at every tick when idle; '
                                            'steps_left: infer when the executing chunk has at '
                                            'most replan_threshold steps left',
@@ -312,6 +328,9 @@ class NodeConfig:
                               high=1000)
     diagnostics_period: float = param(1.0, 'Period of /diagnostics', unit='s', low=0.0,
                                       low_exclusive=True, high=60.0)
+    stage_timing: bool = param(
+        False, "Debug: publish with each chunk the wall-clock times of its observation's trip "
+               'through the node on ~/stage_times (StageTimes; docs/performance.md section 8)')
 
     # --- safety ------------------------------------------------------------------------------
     action_lower_limits: tuple = param((), 'Per-dimension lower limits of the actions; empty: '

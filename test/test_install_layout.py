@@ -67,7 +67,7 @@ def test_colcon_build_in_a_fresh_workspace(tmp_path):
     share = tmp_path / 'install' / 'cosmos_policy_ros' / 'share' / 'cosmos_policy_ros'
     assert (share / 'package.xml').is_file()
     assert sorted(p.name for p in (share / 'msg').glob('*.msg')) == [
-        'ActionChunk.msg', 'ValueEstimate.msg']
+        'ActionChunk.msg', 'StageTimes.msg', 'ValueEstimate.msg']
     assert {p.name for p in (share / 'config').glob('*.yaml')} == {
         p.name for p in (ROOT / 'config').glob('*.yaml')}
     assert {p.name for p in (share / 'launch').iterdir()} == {

@@ -1,8 +1,13 @@
 """Input subscriptions: hand each message to the control loop, log its drops (throttled).
 
 One subscription per camera (Image or CompressedImage), per proprio source (JointState or
-PoseStamped) and for the task (std_msgs/String, transient local). Nothing else happens here.
+PoseStamped) and for the task (std_msgs/String, transient local). After a message is stored,
+`on_stored()` (the node's arrival tick) is called, if given. With `marks` (an InputMarks: the
+debug option stage_timing) each stored message's input marks are recorded there, with the DDS
+source and reception times where `message_info` (the executor passes rclpy's MessageInfo);
+without, the callbacks take no time reading.
 """
+import dataclasses
 import functools
 import time
 
@@ -12,6 +17,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from cosmos_policy_ros.conversions import stamp_to_ns
 from cosmos_policy_ros.counters import Throttle
 
 MESSAGE_TYPES = {'sensor_msgs/msg/Image': Image,
@@ -41,17 +47,27 @@ class InputStreams:
     here, throttled per stream and reason.
     """
 
-    def __init__(self, node, config, loop, *, on_task):
+    def __init__(self, node, config, loop, *, on_task, on_stored=None, marks=None,
+                 message_info=True):
         self._node = node
         self._receive = loop.receive
+        self._on_stored = on_stored
+        self._marks = marks
         self._drop_log = Throttle(LOG_PERIOD)
         self.subscriptions = []
         qos = input_qos(config)
-        # One mutually exclusive group per subscription: streams are converted in parallel,
-        # but the messages of one stream reach the sync buffer in the order they arrived (its
-        # settled-member rule relies on that), and task messages apply in order.
+        # One mutually exclusive group per subscription: streams are converted in parallel
+        # (multi-threaded executor), but the messages of one stream reach the sync buffer in
+        # the order they arrived (its settled-member rule relies on that), and task messages
+        # apply in order.
         for stream in loop.streams:
-            callback = functools.partial(self._on_message, stream)
+            if marks is None:
+                callback = functools.partial(self._on_message, stream)
+            elif message_info:
+                callback = functools.partial(self._on_timed_message, *_timed(stream))
+            else:
+                callback = functools.partial(self._on_timed_message, *_timed(stream),
+                                             info=None)
             self.subscriptions.append(node.create_subscription(
                 MESSAGE_TYPES[stream.msg_type], stream.topic, callback, qos,
                 callback_group=MutuallyExclusiveCallbackGroup()))
@@ -61,7 +77,28 @@ class InputStreams:
 
     def _on_message(self, stream, msg):
         reason, detail = self._receive(stream, msg)
-        if not reason or not self._drop_log.ready((stream.name, reason), time.monotonic()):
+        if not reason:
+            if self._on_stored is not None:
+                self._on_stored()
+            return
+        self._dropped(stream, reason, detail)
+
+    def _on_timed_message(self, stream, converted, msg, info):
+        """_on_message taking the input marks (info: rclpy's MessageInfo with the DDS times)."""
+        callback = time.time_ns()
+        reason, detail = self._receive(stream, msg)
+        if reason:
+            self._dropped(stream, reason, detail)
+            return
+        marks = {'callback': callback, 'converted': converted[0], 'stored': time.time_ns()}
+        if info is not None:
+            marks.update(source=info['source_timestamp'], received=info['received_timestamp'])
+        self._marks.record(stream.name, stamp_to_ns(msg.header.stamp), marks)
+        if self._on_stored is not None:
+            self._on_stored()
+
+    def _dropped(self, stream, reason, detail):
+        if not self._drop_log.ready((stream.name, reason), time.monotonic()):
             return
         self._node.get_logger().warning(
             f'dropped a message on {stream.topic} ({stream.name}): {reason}: {detail} '
@@ -72,3 +109,14 @@ class InputStreams:
         for subscription in self.subscriptions:
             self._node.destroy_subscription(subscription)
         self.subscriptions.clear()
+
+
+def _timed(stream):
+    """(a copy of `stream` whose conversion notes when it ended, [that time in ns])."""
+    converted = [0]  # one stream's callbacks never overlap (their own exclusive group)
+
+    def convert(msg):
+        payload = stream.convert(msg)
+        converted[0] = time.time_ns()
+        return payload
+    return dataclasses.replace(stream, convert=convert), converted

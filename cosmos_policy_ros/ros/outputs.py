@@ -1,4 +1,7 @@
 """Output messages and publishers of the policy node, built from a control_loop.Chunk."""
+import array
+import time
+
 from builtin_interfaces.msg import Duration, Time
 import numpy as np
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -6,7 +9,7 @@ from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from cosmos_policy_ros.conversions import ns_to_stamp, rgb_to_image_fields
-from cosmos_policy_ros.msg import ActionChunk, ValueEstimate
+from cosmos_policy_ros.msg import ActionChunk, StageTimes, ValueEstimate
 
 
 def time_msg(ns):
@@ -34,7 +37,8 @@ def action_chunk_msg(*, stamp_ns, frame_id, action_names, actions, step_period, 
     msg.horizon = horizon
     msg.action_dim = action_dim
     msg.step_period = float(step_period)
-    msg.actions = actions.reshape(-1)  # (K, d) -> (K * d,)
+    # (K, d) -> (K * d,) as an array.array: rclpy would convert a numpy array value by value.
+    msg.actions = array.array('f', actions.reshape(-1).tobytes())
     msg.value = float(value)
     msg.source_names = list(source_names)
     msg.source_stamps = [time_msg(ns) for ns in source_stamps_ns]
@@ -87,6 +91,17 @@ def image_msg(*, stamp_ns, frame_id, rgb):
     return msg
 
 
+def stage_times_msg(*, stamp_ns, frame_id, last_stream, marks):
+    """StageTimes of one chunk: marks {name: ns}, in the order given."""
+    msg = StageTimes()
+    msg.header.stamp = time_msg(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.last_stream = last_stream
+    msg.marks = list(marks)
+    msg.times_ns = [int(ns) for ns in marks.values()]
+    return msg
+
+
 def output_qos(config):
     """QoS of every output: reliable, volatile, `output_depth` deep."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=config.output_depth,
@@ -95,7 +110,8 @@ def output_qos(config):
 
 
 class ChunkPublishers:
-    """The node's lifecycle publishers: action_chunk, value, [joint_trajectory], [future/*]."""
+    """The node's lifecycle publishers: action_chunk, value, [joint_trajectory], [future/*],
+    [~/stage_times] (stage_timing)."""
 
     def __init__(self, node, config):
         self._node = node
@@ -107,10 +123,21 @@ class ChunkPublishers:
                             if config.publish_joint_trajectory else None)
         self._future = {name: create(Image, f'future/{name}/image', qos)
                         for name in config.camera_names} if config.publish_future_images else {}
+        self._stage_times = (create(StageTimes, '~/stage_times', qos) if config.stage_timing
+                             else None)
 
-    def publish(self, chunk):
-        """Publish a chunk on every output; True when its trajectory points were all past."""
-        self._chunk.publish(action_chunk_msg(**chunk.action_chunk_fields()))
+    def publish(self, chunk, marks=None):
+        """Publish a chunk on every output; True when its trajectory points were all past.
+
+        marks: None, or a dict that gets the 'built' and 'published' marks of the ActionChunk.
+        """
+        msg = action_chunk_msg(**chunk.action_chunk_fields())
+        if marks is None:
+            self._chunk.publish(msg)
+        else:
+            marks['built'] = time.time_ns()
+            self._chunk.publish(msg)
+            marks['published'] = time.time_ns()
         self._value.publish(value_msg(**chunk.value_fields()))
         elapsed = self._trajectory is not None and not len(chunk.trajectory_indices)
         if self._trajectory is not None and not elapsed:
@@ -124,7 +151,14 @@ class ChunkPublishers:
                                                      frame_id=chunk.frame_id, rgb=image))
         return elapsed
 
+    def publish_stage_times(self, chunk, last_stream, marks):
+        """The chunk's StageTimes on ~/stage_times (only with stage_timing)."""
+        self._stage_times.publish(stage_times_msg(stamp_ns=chunk.stamp_ns,
+                                                  frame_id=chunk.frame_id,
+                                                  last_stream=last_stream, marks=marks))
+
     def destroy(self):
-        for publisher in (self._chunk, self._value, self._trajectory, *self._future.values()):
+        for publisher in (self._chunk, self._value, self._trajectory, *self._future.values(),
+                          self._stage_times):
             if publisher is not None:
                 self._node.destroy_lifecycle_publisher(publisher)

@@ -2,19 +2,23 @@
 
     configure   read and validate parameters, load the policy through `policy_factory`, warm
                 it up on a synthetic observation, subscribe to the inputs
-    activate    start the control loop (a timer on the ROS clock: follows use_sim_time)
+    activate    start the control loop (a timer on the ROS clock: follows use_sim_time; with
+                tick_on_arrival also a tick each time a message is stored)
     deactivate  stop the loop (a chunk still being computed is discarded)
     cleanup     unsubscribe, stop the inference thread, release the policy
 
 Every rule is elsewhere, in core modules tested without a ROS graph: the control loop's in a
 ControlLoop (control_loop.py, docs/control-loop.md; the offline evaluator drives the same one),
 what is counted and logged about it in a NodeHealth (health.py). Here is only what needs ROS:
-each timer tick on the ROS clock asks the loop for a job and hands it to the inference thread;
-the thread runs it through the loop and publishes the chunk the loop returns. Subscription
-callbacks hand messages to the loop (inputs.py), so they keep being served while the policy
-runs. With `autostart` (default true) the node configures and activates itself; a failed
-configure then ends the process with exit code 1. The process ends with the one that started
-it (process_lifetime.py: a launch stopped in any way never leaves the policy running).
+each timer tick on the ROS clock (and, with tick_on_arrival, each stored message) asks the
+loop for a job and hands it to the inference thread; the thread runs it through the loop and
+publishes the chunk the loop returns. Subscription callbacks hand messages to the loop
+(inputs.py), so they keep being served while the policy runs. With `autostart` (default true)
+the node configures and activates itself; a failed configure then ends the process with exit
+code 1. The process ends with the one that started it (process_lifetime.py: a launch stopped
+in any way never leaves the policy running). `executor` picks the rclpy executor;
+`stage_timing` (debug) publishes the times of each chunk's trip through the node
+(stage_timing.py).
 """
 import faulthandler
 import signal
@@ -26,11 +30,17 @@ from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (ExternalShutdownException, MultiThreadedExecutor,
+                             SingleThreadedExecutor)
+try:
+    from rclpy.experimental import EventsExecutor
+except ImportError:  # rclpy before Jazzy: executor events is refused (SlicedEventsExecutor)
+    EventsExecutor = None
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.logging import get_logger
 
-from cosmos_policy_ros import package_files, process_lifetime
+from cosmos_policy_ros import allocator, package_files, process_lifetime
+from cosmos_policy_ros.control_loop import Job
 from cosmos_policy_ros.health import NodeHealth
 from cosmos_policy_ros.parameter_report import parameter_files, report_lines
 from cosmos_policy_ros.policy_loading import load_control_loop, steady_median
@@ -38,9 +48,11 @@ from cosmos_policy_ros.ros import outputs, params
 from cosmos_policy_ros.ros.diagnostics import DiagnosticsReporter
 from cosmos_policy_ros.ros.inputs import InputStreams
 from cosmos_policy_ros.ros.worker import InferenceWorker
+from cosmos_policy_ros.stage_timing import InputMarks, MARKS
 
 NODE_NAME = 'cosmos_policy'
 STOP_TIMEOUT = 10.0  # seconds to wait for a running inference when cleaning up
+EVENTS_SPIN_SLICE = 1.0  # seconds one EventsExecutor.spin_once may wait
 
 
 class PolicyNode(LifecycleNode):
@@ -59,6 +71,7 @@ class PolicyNode(LifecycleNode):
         self._state = 'unconfigured'
         self._configure_error = ''
         self._loop = self._worker = self._inputs = self._chunk_publishers = None
+        self._input_marks = None  # InputMarks with stage_timing
         self._control_timer = None
         self._health = NodeHealth()
         self._diagnostics = DiagnosticsReporter(
@@ -134,6 +147,8 @@ class PolicyNode(LifecycleNode):
             self.get_logger().info(line)
         # The inference thread must not queue for the GIL behind the callbacks after every op.
         sys.setswitchinterval(config.python_switch_interval)
+        if config.keep_freed_memory and not allocator.keep_freed_memory():
+            self.get_logger().info('keep_freed_memory: not glibc, malloc left as it is')
         self.get_logger().info(f'loading the policy: {config.policy_factory}('
                                f'{config.model_path!r}, device={config.device!r}, '
                                f'dtype={config.dtype!r})')
@@ -145,7 +160,11 @@ class PolicyNode(LifecycleNode):
         self._loop, self._health = loop, NodeHealth(latencies)
         self._worker = InferenceWorker(self._run_job, self._inference_failed)
         self._chunk_publishers = outputs.ChunkPublishers(self, config)
-        self._inputs = InputStreams(self, config, loop, on_task=self._set_task)
+        self._input_marks = InputMarks() if config.stage_timing else None
+        self._inputs = InputStreams(
+            self, config, loop, on_task=self._set_task, marks=self._input_marks,
+            on_stored=self._on_arrival if config.tick_on_arrival else None,
+            message_info=config.executor != 'events')  # the EventsExecutor passes none
         binding = loop.binding
         self.get_logger().info(
             f'configured: model {loop.model_id!r}, cameras {list(config.camera_names)}, '
@@ -193,12 +212,28 @@ class PolicyNode(LifecycleNode):
         return self.get_clock().now().nanoseconds
 
     def _on_tick(self):
+        """The control timer: a tick that begins a new period (counted in the diagnostics)."""
+        self._tick(arrival=False)
+
+    def _on_arrival(self):
+        """A message was stored (tick_on_arrival): a tick, counted only when it starts a job."""
+        self._tick(arrival=True)
+
+    def _tick(self, arrival):
+        marks = None if self._input_marks is None else {'tick': time.time_ns()}
         now_ns = self._now_ns()
         loop, worker, health = self._loop, self._worker, self._health
         if self._state != 'active' or loop is None or worker is None:
             return
-        health.tick(now_ns, loop.tick(now_ns, busy=worker.busy,
-                                      submit=lambda job: worker.submit((loop, health, job))))
+
+        def submit(job):
+            if marks is not None:
+                marks['handed'] = time.time_ns()
+            return worker.submit((loop, health, job, marks))
+        decision = loop.tick(now_ns, busy=worker.busy, submit=submit, arrival=arrival)
+        if arrival and not isinstance(decision, Job):
+            return  # the timer's ticks are the ones that count (tick rate, skip reasons)
+        health.tick(now_ns, decision)
 
     def _set_task(self, text):
         loop = self._loop
@@ -207,17 +242,40 @@ class PolicyNode(LifecycleNode):
 
     # --- the inference thread (its exceptions go to _inference_failed) -------------------------
     def _run_job(self, item):
-        loop, health, job = item  # the health of the tick, even if a configure replaced it
+        loop, health, job, marks = item  # the tick's health, even if a configure replaced it
         try:
-            finished, _, elapsed = loop.complete(job, self._now_ns)
+            if marks is None:
+                finished, _, elapsed = loop.complete(job, self._now_ns)
+            else:
+                marks['started'] = time.time_ns()
+                finished, _, elapsed = loop.complete(job, lambda: self._marked_now(marks))
+                marks['finished'] = time.time_ns()
             publishers = self._chunk_publishers  # None once cleanup began
-            past = finished.ok and publishers is not None and publishers.publish(finished.chunk)
+            past = finished.ok and publishers is not None and publishers.publish(
+                finished.chunk, marks)
             warning = health.finished(finished, elapsed, time.monotonic(),
                                       trajectory_elapsed=past)
         finally:
             health.job_done()  # after the chunk is counted (or the error raised)
+        if marks is not None and finished.ok and publishers is not None:
+            self._publish_stage_times(publishers, finished.chunk, job, marks)
         if warning:
             self.get_logger().warning(warning)
+
+    def _marked_now(self, marks):
+        """The ROS time the finish decision is made at; the 'inferred' mark (stage_timing)."""
+        marks['inferred'] = time.time_ns()
+        return self._now_ns()
+
+    def _publish_stage_times(self, publishers, chunk, job, marks):
+        input_marks = self._input_marks
+        member = input_marks.last_member(job.stamps) if input_marks is not None else None
+        if member is None:  # its messages' marks were dropped (a configure meanwhile)
+            return
+        stream, first = member
+        marks = {**first, **marks}
+        publishers.publish_stage_times(chunk, stream, {mark: marks[mark] for mark in MARKS
+                                                       if mark in marks})
 
     def _inference_failed(self, error):
         for line in self._health.error(error):
@@ -256,6 +314,45 @@ class PolicyNode(LifecycleNode):
             self._now_ns(), time.monotonic(), node_name=self.get_fully_qualified_name(),
             lifecycle_state=self._state, configure_error=self._configure_error,
             loop=self._loop)
+
+
+class SlicedEventsExecutor:
+    """rclpy's EventsExecutor, spun in slices of spin_once(timeout_sec).
+
+    In rclpy 9.1.2 its spin() and spin_once() without a timeout never dispatch a callback (a
+    busy wait that holds the GIL and ignores SIGTERM), and spin_once goes on after shutdown();
+    spin_once(timeout_sec) works and releases the GIL while it waits. spin() here runs until
+    shutdown() or the context's end. It gives callbacks no MessageInfo (a SystemError).
+    """
+
+    def __init__(self, context=None):
+        if EventsExecutor is None:
+            raise ValueError('`executor` events needs rclpy.experimental.EventsExecutor (ROS 2 '
+                             'Jazzy or newer); choose single_threaded or multi_threaded')
+        self._executor = EventsExecutor(context=context)
+        self.context = self._executor.context
+        self._stopped = threading.Event()
+
+    def add_node(self, node):
+        return self._executor.add_node(node)
+
+    def spin(self):
+        while self.context.ok() and not self._stopped.is_set():
+            self._executor.spin_once(timeout_sec=EVENTS_SPIN_SLICE)
+
+    def shutdown(self, timeout_sec=None):
+        self._stopped.set()
+        self._executor.wake()
+        return self._executor.shutdown()
+
+
+def make_executor(kind, context=None):
+    """The rclpy executor `kind` names (node_config.EXECUTORS)."""
+    if kind == 'events':
+        return SlicedEventsExecutor(context=context)
+    if kind == 'single_threaded':
+        return SingleThreadedExecutor(context=context)
+    return MultiThreadedExecutor(num_threads=4, context=context)
 
 
 def _spin(executor):
@@ -317,7 +414,8 @@ def main(args=None):
                        and node.trigger_activate() == TransitionCallbackReturn.SUCCESS)
             code = 0 if started or not rclpy.ok() else 1  # a shutdown meanwhile is clean
         if started and rclpy.ok():
-            executor = MultiThreadedExecutor(num_threads=4)
+            # A refused override left the default (configure reports it): always valid.
+            executor = make_executor(node.get_parameter('executor').value)
             executor.add_node(node)
             try:
                 _spin(executor)

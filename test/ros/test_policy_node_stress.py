@@ -1,8 +1,9 @@
 """Many configure/activate/deactivate/cleanup cycles and node shutdowns in one process (issue 14).
 
-The node spins on a MultiThreadedExecutor in a background thread (as `policy_node` does) while
-this thread drives the lifecycle, so each transition destroys and creates subscriptions,
-publishers and timers while executor threads build wait sets, and an inference may be running
+The node spins on a MultiThreadedExecutor, and on the EventsExecutor (policy_node's default),
+in a background thread (as `policy_node` does) while this thread drives the lifecycle, so each
+transition destroys and creates subscriptions, publishers and timers while executor threads
+build wait sets, and an inference may be running
 when cleanup comes. Every cycle must succeed and produce a chunk; no thread may be left behind.
 Waits are conditions with deadlines, never timing assertions: it passes however slow the machine.
 """
@@ -31,11 +32,12 @@ def inference_threads():
             if thread.name == 'cosmos_policy_inference']
 
 
-def test_lifecycle_cycles_and_shutdowns_in_one_process(write_setup, client_factory, harness):
-    from rclpy.executors import MultiThreadedExecutor
+@pytest.mark.parametrize('kind', ['multi_threaded', 'events'])
+def test_lifecycle_cycles_and_shutdowns_in_one_process(write_setup, client_factory, harness,
+                                                       kind):
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from cosmos_policy_ros.ros.policy_node import _spin, PolicyNode
+    from cosmos_policy_ros.ros.policy_node import _spin, make_executor, PolicyNode
 
     success = TransitionCallbackReturn.SUCCESS
     params_file = write_setup(harness.libero_parameters(autostart=False, rate=50.0),
@@ -47,7 +49,7 @@ def test_lifecycle_cycles_and_shutdowns_in_one_process(write_setup, client_facto
     try:
         for index in range(NODES):
             node = PolicyNode(context=context)
-            executor = MultiThreadedExecutor(num_threads=4, context=context)
+            executor = make_executor(kind, context=context)
             executor.add_node(node)
             errors = []
 
