@@ -373,6 +373,17 @@ def _spin(executor):
                 return
 
 
+def spin_nodes(executor, nodes):
+    """Spin `nodes` on `executor` until ROS shuts down (a stop signal, the parent gone), then
+    shut the executor down: the run loop of policy_node and policy_server."""
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        _spin(executor)
+    finally:
+        executor.shutdown()
+
+
 def start_process(script, logger, args):
     """The start of a ROS console script of this package (policy_node, policy_server): SIGUSR1
     prints every thread's stack, the stop signals are absorbed (process_lifetime), rclpy is
@@ -415,12 +426,7 @@ def main(args=None):
             code = 0 if started or not rclpy.ok() else 1  # a shutdown meanwhile is clean
         if started and rclpy.ok():
             # A refused override left the default (configure reports it): always valid.
-            executor = make_executor(node.get_parameter('executor').value)
-            executor.add_node(node)
-            try:
-                _spin(executor)
-            finally:
-                executor.shutdown()
+            spin_nodes(make_executor(node.get_parameter('executor').value), [node])
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:

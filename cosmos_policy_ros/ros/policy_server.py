@@ -37,7 +37,7 @@ from cosmos_policy_ros import process_lifetime
 from cosmos_policy_ros.fleet.config import load_fleet, NODE_NAME
 from cosmos_policy_ros.fleet.engine import BatchingEngine, serve, unserve
 from cosmos_policy_ros.policy_loading import load_checked_policy
-from cosmos_policy_ros.ros.policy_node import _spin, PolicyNode, start_process
+from cosmos_policy_ros.ros.policy_node import PolicyNode, spin_nodes, start_process
 
 SERVER_NAME = 'policy_server'
 # The server's own parameters: (name, default, description). Empty / 0 / negative: the
@@ -213,13 +213,8 @@ def main(args=None):
             return 1
         server.start_robots()
         if rclpy.ok():
-            executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS + len(server.robots))
-            for node in server.nodes():
-                executor.add_node(node)
-            try:
-                _spin(executor)
-            finally:
-                executor.shutdown()
+            spin_nodes(MultiThreadedExecutor(num_threads=EXECUTOR_THREADS + len(server.robots)),
+                       server.nodes())
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
