@@ -207,6 +207,17 @@ def pose_values(msg, quaternion_order='xyzw'):
     return values
 
 
+def action_chunk_rows(msg):
+    """cosmos_policy_ros/ActionChunk -> its actions as a (horizon, action_dim) float64 array
+    (the flat `actions` field is row-major: step by step)."""
+    horizon, dim = int(msg.horizon), int(msg.action_dim)
+    values = np.asarray(msg.actions, dtype=np.float64)
+    if values.size != horizon * dim:
+        raise ConversionError('size', f'{values.size} action values, not horizon x action_dim '
+                                      f'= {horizon} x {dim}')
+    return values.reshape(horizon, dim)  # (K*d,) -> (K, d)
+
+
 def future_point_indices(stamp_ns, step_period_ns, count, now_ns):
     """Indices k < count of the actions at stamp + k * step_period that are not yet past now.
 

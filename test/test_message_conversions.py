@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image as PILImage
 import pytest
 
-from cosmos_policy_ros.conversions import (compressed_image_to_rgb, ConversionError,
-                                           future_point_indices, image_to_rgb,
+from cosmos_policy_ros.conversions import (action_chunk_rows, compressed_image_to_rgb,
+                                           ConversionError, future_point_indices, image_to_rgb,
                                            joint_state_values, ns_to_stamp, pose_values,
                                            rgb_to_image_fields, stamp_to_ns)
 
@@ -226,3 +226,12 @@ def test_rosbags_messages_convert_like_rclpy_ones():
     joints = JointState(header=header, name=['a', 'b'], position=np.array([1.0, 2.0]),
                         velocity=np.array([]), effort=np.array([]))
     np.testing.assert_array_equal(joint_state_values(joints, ['b', 'a']), [2.0, 1.0])
+
+
+def test_an_action_chunk_is_read_step_by_step_and_a_wrong_size_is_refused():
+    flat = array.array('d', [0.0, 1.0, 2.0, 10.0, 11.0, 12.0])  # 2 steps x 3 joints, row-major
+    rows = action_chunk_rows(NS(horizon=2, action_dim=3, actions=flat))
+    np.testing.assert_array_equal(rows, [[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]])
+    assert rows.dtype == np.float64
+    with pytest.raises(ConversionError, match='6 action values, not horizon x action_dim = 3 x 3'):
+        action_chunk_rows(NS(horizon=3, action_dim=3, actions=flat))

@@ -6,7 +6,7 @@ from typing import Tuple
 import numpy as np
 
 from cosmos_policy_ros.bags.storage import BagError
-from cosmos_policy_ros.conversions import stamp_to_ns
+from cosmos_policy_ros.conversions import action_chunk_rows, ConversionError, stamp_to_ns
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,10 @@ def chunk_arrays(items):
         if tuple(message.action_names) != names:
             raise BagError(f'{where} names its actions {list(message.action_names)}, the '
                            f'first chunk {list(names)}')
-        values = np.asarray(message.actions, dtype=np.float64)
-        if values.size != horizon * dim:
-            raise BagError(f'{where} has {values.size} action values, not horizon x '
-                           f'action_dim = {horizon * dim}')
-        actions[index] = values.reshape(horizon, dim)  # (K*d,) -> (K, d), row-major
+        try:
+            actions[index] = action_chunk_rows(message)
+        except ConversionError as error:
+            raise BagError(f'{where} has {error}') from None
     return ChunkArrays(
         stamps_ns=np.array([stamp_to_ns(i.message.header.stamp) for i in items], np.int64),
         log_ns=np.array([i.stamp_ns for i in items], dtype=np.int64),

@@ -27,7 +27,8 @@ from collections import Counter
 
 import numpy as np
 
-from cosmos_policy_ros.conversions import NS_PER_S, stamp_to_ns
+from cosmos_policy_ros.conversions import (action_chunk_rows, ConversionError, NS_PER_S,
+                                           stamp_to_ns)
 
 PENDING = object()  # resolve(): not decided yet
 NO_ACTION = 'no_action'
@@ -132,17 +133,17 @@ class ExecutedChunks:
         if list(message.action_names) and tuple(message.action_names) != self.names:
             raise ValueError(f'{where} names its actions {list(message.action_names)}; the '
                              f"config's action_names are {list(self.names)}")
-        values = np.asarray(message.actions, dtype=np.float64)
-        if values.size != horizon * dim:
-            raise ValueError(f'{where} has {values.size} values, not horizon x action_dim = '
-                             f'{horizon} x {dim}')
+        try:
+            rows = action_chunk_rows(message)
+        except ConversionError as error:
+            raise ValueError(f'{where} has {error}') from None
         self.count += 1
         period_ns = round(float(message.step_period) * NS_PER_S)
-        if not np.all(np.isfinite(values)) or period_ns <= 0 or horizon < 1:
+        if not np.all(np.isfinite(rows)) or period_ns <= 0 or horizon < 1:
             self.dropped[NON_FINITE] += 1
             return NON_FINITE
         self.chunks.append((item.stamp_ns, stamp_to_ns(message.header.stamp), period_ns,
-                            values.reshape(horizon, dim)))  # (K*d,) -> (K, d), row-major
+                            rows))
         return ''
 
     def resolve(self, stamp_ns, now_ns, final=False):
