@@ -279,9 +279,11 @@ def compare(run, single):
     (SINGLE).
 
     An episode's first chunk is computed from the same observation in both (the reset arm):
-    it must agree within TOLERANCE. Later chunks see states the executed actions made, so any
-    rounding difference of a batched pass carries into them (closed_loop_*: reported, the
-    success and the chunk schedule must still agree).
+    it must agree within TOLERANCE. Later chunks see states the executed actions made, so a
+    rounding difference of a batched pass would carry into them (closed_loop_*). On the CPU
+    the engine is batch-invariant (docs/fleet.md), so every chunk of a server side should be
+    bit-identical (`bit_identical`) and the success the same; separate nodes run with fewer
+    torch threads, which round differently (reported, not judged).
     """
     first, worst, identical, same_schedule, same_success = 0.0, 0.0, True, True, True
     for arm, reference in zip(run['lockstep']['episodes'], single['lockstep']['episodes']):
@@ -386,6 +388,7 @@ def judge(record, runs, default):
                for name in sides_run if name != 'separate']
     first = max((correctness['per_n'][arms][name]['first_chunk_max_relative_difference']
                  for arms, name in batched), default=0.0)
+    identical = all(correctness['per_n'][arms][name]['bit_identical'] for arms, name in batched)
     flips = sum(len(correctness['outcomes'][arms][name]['other_outcome'])
                 for arms, name in batched if arms in correctness['outcomes'])
     total = sum(correctness['outcomes'][arms][name]['episodes']
@@ -399,6 +402,8 @@ def judge(record, runs, default):
         else:
             parts.append(f'{name} {entry["value"]:.2f} ({"met" if entry["met"] else "MISSED"})')
     parts.append(f'first chunks vs single-robot {first:.1e} relative (<= {TOLERANCE:g}); '
+                 f'every server chunk bit-identical to single-robot: '
+                 f'{"yes" if identical else "no"}; '
                  f'batched lockstep episodes with another outcome: {flips} of {total}')
     record['headline'] = '; '.join(parts)
     return record

@@ -22,6 +22,13 @@ other users of them in the process are untouched):
 - per-frame AdaLN (``per_frame_adaln``, default on): the AdaLN-LoRA modulation MLPs run once per
   latent frame instead of once per token, as in the reference. Mathematically identical (every
   token of a frame carries the same embedding); saves about 9 % of the 2B FLOPs.
+- batch invariance on the CPU (inference, per-frame AdaLN): the time embedding and the AdaLN
+  modulation MLPs, whose GEMMs have a few rows per sample, run one sample at a time. oneDNN/MKL
+  choose a GEMM kernel by the row count, so those few rows would round differently in a batch
+  of B than alone; the token-wise GEMMs and attention already give a sample the same bits at
+  any batch size. So a sample's output is bit for bit the same in any batch (several robots of
+  a policy server, best-of-N candidates): test/engine/test_infer_batch.py. Not on CUDA, where
+  cuBLAS picks kernels by the row count for the large GEMMs too.
 
 torchvision is not needed: diffusers resizes the padding mask with
 ``torchvision.transforms.functional.resize(..., NEAREST)``. When torchvision is not importable,
@@ -36,7 +43,8 @@ import types
 from diffusers.models.normalization import RMSNorm
 from diffusers.models.transformers import transformer_cosmos
 from diffusers.models.transformers.transformer_cosmos import (
-    CosmosAdaLayerNorm, CosmosAdaLayerNormZero, CosmosRotaryPosEmbed, CosmosTransformer3DModel)
+    CosmosAdaLayerNorm, CosmosAdaLayerNormZero, CosmosEmbedding, CosmosRotaryPosEmbed,
+    CosmosTransformer3DModel)
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -137,6 +145,7 @@ class _PatchState:
     def __init__(self):
         self.bf16_parity = False  # round like the reference's bf16 buffers / TE RMSNorm
         self.tokens_per_frame = None  # set during CosmosDiT.forward: AdaLN runs per frame
+        self.per_sample = False  # set during CosmosDiT.forward: small GEMMs one sample at a time
 
 
 class _ParityRMSNorm(RMSNorm):
@@ -225,12 +234,30 @@ class _FrameAdaLN(CosmosAdaLayerNorm):
         return x.view(batch, tokens, dim)
 
 
+class _PerSampleEmbedding(CosmosEmbedding):
+    """The timestep embedding, one sample at a time when batch invariance is on."""
+
+    def forward(self, hidden_states, timestep):
+        batch = hidden_states.shape[0]
+        if not self._patch_state.per_sample or batch == 1:
+            return super().forward(hidden_states, timestep)
+        rows = timestep.shape[0] // batch  # timestep: (B * T,) flattened by the transformer
+        parts = [super(_PerSampleEmbedding, self).forward(hidden_states[b:b + 1],
+                                                          timestep[b * rows:(b + 1) * rows])
+                 for b in range(batch)]
+        return tuple(torch.cat(outputs) for outputs in zip(*parts))  # (temb, embedded)
+
+
 def _frame_modulation(norm, embedded_timestep, temb, frames, per_frame):
     """SiLU -> linear_1 -> linear_2 (+ LoRA temb) on the first token of each frame: (B, T, kD)."""
     batch = embedded_timestep.shape[0]
     # (B, THW, D) -> (B, T, HW, D) -> (B, T, D): every token of a frame holds the same row
-    emb = embedded_timestep.reshape(batch, frames, per_frame, -1)[:, :, 0]
-    modulation = norm.linear_2(norm.linear_1(norm.activation(emb)))
+    emb = norm.activation(embedded_timestep.reshape(batch, frames, per_frame, -1)[:, :, 0])
+    if norm._patch_state.per_sample and batch > 1:  # T rows per sample: one sample at a time
+        modulation = torch.cat([norm.linear_2(norm.linear_1(emb[b:b + 1]))
+                                for b in range(batch)])
+    else:
+        modulation = norm.linear_2(norm.linear_1(emb))
     if temb is not None:
         modulation = modulation + temb.reshape(batch, frames, per_frame, -1)[:, :, 0]
     return modulation
@@ -304,6 +331,7 @@ class CosmosDiT(nn.Module):
         self._padding_masks = {}
         state = self._patch_state
         _retype(self.transformer.rope, _CosmosRoPE, state)
+        _retype(self.transformer.time_embed, _PerSampleEmbedding, state)
         _retype(self.transformer.time_embed.norm, _ParityRMSNorm, state)
         _retype(self.transformer.norm_out, _FrameAdaLN, state)
         for block in self.transformer.transformer_blocks:
@@ -341,6 +369,7 @@ class CosmosDiT(nn.Module):
         state.bf16_parity = self.bf16_parity
         if self.per_frame_adaln:
             state.tokens_per_frame = (height // p_h) * (width // p_w)
+            state.per_sample = x.device.type == 'cpu' and not torch.is_grad_enabled()
         try:
             return self.transformer(
                 hidden_states=x,
@@ -353,6 +382,7 @@ class CosmosDiT(nn.Module):
             )[0]
         finally:
             state.tokens_per_frame = None
+            state.per_sample = False
 
     def _padding_mask(self, height, width):
         """All-zero (1, 1, 8H, 8W) padding mask (the reference's is the 224 x 224 image size)."""

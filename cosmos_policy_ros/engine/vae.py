@@ -15,6 +15,13 @@ section 6; /work/shared/reference/diffusers-adapter.md section 3) and adds what 
 - optional bf16 parity (``parity``; by default on for bf16 weights): the VAE's RMS norms
   normalize in the input dtype as the reference does (diffusers normalizes bf16 input in fp32).
   Applied per instance; diffusers' own WanRMS_norm class is not modified.
+- batch invariance on the CPU: PyTorch takes other conv3d kernels for one sample than for a
+  batch (oneDNN for more of the layers at B >= 2, rounding differently), and the oneDNN rows of
+  a sample are the same bits at any B >= 2. So ``encode_conditioning`` encodes a lone sample as
+  a batch of two copies there: a sample's latents are then the same bits alone and in any batch
+  (a policy server's robots), as the DiT's outputs are (engine/dit.py); the pair costs a single
+  robot about 5 ms (23 -> 28 ms, the shipped sim model), where encoding batches one sample at
+  a time would cost a batch of four 92 instead of 41 ms. On CUDA a batch is encoded as it comes.
 """
 from dataclasses import dataclass
 
@@ -175,6 +182,8 @@ class CosmosVAE(nn.Module):
             raise ValueError(f'`camera_images` must be (B, N, 3, H, W). '
                              f'Got {tuple(camera_images.shape)}.')
         batch, cameras, _, height, width = camera_images.shape
+        if batch == 1 and self.device.type == 'cpu':  # batch invariance (module docstring)
+            return self.encode_conditioning(camera_images.expand(2, -1, -1, -1, -1))[:1]
         self._check_video(camera_images[:, 0, :, None], 'camera_images')
         self._patch_state.bf16_parity = self.bf16_parity
         prefix_latents, prefix_cache = self._prefix_for(height, width)
