@@ -18,7 +18,6 @@ from cosmos_policy_ros.engine.text import UnknownInstructionError
 from cosmos_policy_ros.interface import InferenceRequest, Observation
 
 
-
 @pytest.fixture(scope='module')
 def policy(libero_model_dir):
     return load_policy(libero_model_dir, device='cpu', dtype='fp32')
