@@ -719,7 +719,7 @@ def run(args, clock=time.monotonic):
                     section = summarize_overhead(samples, missing)
                     section['callback'] = split_probes(probes, samples)
                     section['callback']['subscription'] = subscription_waits(
-                        target, node, seconds * 1.5, timeout=30, rng=random.Random(1))
+                        target, node, seconds * 3, timeout=30, rng=random.Random(1))
                     result['sections']['overhead_tiny'] = section
                 if 'soak' not in skip:
                     result['sections']['soak'] = soak_run(target, node, soak, clock)
