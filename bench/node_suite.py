@@ -19,6 +19,8 @@ the chunks, as a robot would.
                                         of an observation's trip, from the node's marks and
                                         this process's (stage_timing.py)
                      overhead_fake_small  the node with 96 x 128 images
+                     fleet_fake         policy_server serving one robot with the same
+                                        parameters (FLEET; --skip fleet: not)
                      (blocks of 0.3 s, every process running)
                   2. variants           the floor again and the node with one setting changed
                                         back, and as it was before issue 26 (VARIANTS); blocks
@@ -28,9 +30,11 @@ the chunks, as a robot would.
                   1 / rate): latency = receive time - header stamp; overhead =
                   latency - inference_time (in the message); node overhead = overhead - the
                   time this process spent publishing the observation
-  overhead_tiny   the node with the tiny random-weight model (real engine, CPU), while a probe
-                  calls its get_parameters service every 10 ms: callback latency = the round
-                  trip, during an inference and idle
+  overhead_tiny   the node with the tiny random-weight model (real engine, CPU, stage_timing),
+                  while a probe calls its get_parameters service every 10 ms (the round trip,
+                  during an inference and idle); then subscription_waits: a subscription
+                  callback's wait, from the node's callback mark, during an inference and idle
+                  (the callback target's verdict)
   soak            the tiny model, observations replayed open-loop at 4 Hz (a loop of 16
                   distinct observations) for --soak seconds; the node's RSS (/proc) every 2 s
 
