@@ -231,10 +231,11 @@ class NodeConfig:
               'callbacks run; the Python default 5 ms made a CPU inference 25x slower here',
         unit='s', low=1e-6, high=0.1)
     executor: str = param(
-        'events', "The rclpy executor policy_node spins: events (rclpy's EventsExecutor, one "
-                  'thread, dispatch in C++: the fastest here), single_threaded, or '
-                  'multi_threaded (4 threads); inference has its own thread in each. A fleet '
-                  "server's robots share the server's (docs/performance.md section 8)",
+        'multi_threaded', 'The rclpy executor policy_node spins: multi_threaded (4 threads), '
+                          "single_threaded, or events (rclpy's EventsExecutor, one thread, "
+                          'dispatch in C++: the fastest here, but with use_sim_time it did not '
+                          'tick in the lockstep tests, docs/performance.md section 8); inference '
+                          "has its own thread in each. A fleet server's robots share the server's",
         choices=EXECUTORS)
     keep_freed_memory: bool = param(
         True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '

@@ -2,7 +2,7 @@
 
 The node spins on a MultiThreadedExecutor in a background thread while this thread drives the
 lifecycle, so each transition destroys and creates subscriptions, publishers and timers while
-executor threads build wait sets; and on the EventsExecutor (policy_node's default), where the
+executor threads build wait sets; and on the EventsExecutor (`executor: events`), where the
 transitions run in the executor's thread (SlicedEventsExecutor.run), as the lifecycle services
 run them in policy_node: that executor must not see entities change in another thread. An
 inference may be running when cleanup comes. Every cycle must succeed and produce a chunk; no
