@@ -19,6 +19,8 @@ the chunks, as a robot would.
                                         of an observation's trip, from the node's marks and
                                         this process's (stage_timing.py)
                      overhead_fake_small  the node with 96 x 128 images
+                     fleet_fake         policy_server serving one robot with the same
+                                        parameters (FLEET; --skip fleet: not)
                      (blocks of 0.3 s, every process running)
                   2. variants           the floor again and the node with one setting changed
                                         back, and as it was before issue 26 (VARIANTS); blocks
@@ -28,9 +30,11 @@ the chunks, as a robot would.
                   1 / rate): latency = receive time - header stamp; overhead =
                   latency - inference_time (in the message); node overhead = overhead - the
                   time this process spent publishing the observation
-  overhead_tiny   the node with the tiny random-weight model (real engine, CPU), while a probe
-                  calls its get_parameters service every 10 ms: callback latency = the round
-                  trip, during an inference and idle
+  overhead_tiny   the node with the tiny random-weight model (real engine, CPU, stage_timing),
+                  while a probe calls its get_parameters service every 10 ms (the round trip,
+                  during an inference and idle); then subscription_waits: a subscription
+                  callback's wait, from the node's callback mark, during an inference and idle
+                  (the callback target's verdict)
   soak            the tiny model, observations replayed open-loop at 4 Hz (a loop of 16
                   distinct observations) for --soak seconds; the node's RSS (/proc) every 2 s
 
@@ -70,6 +74,8 @@ NS = 1_000_000_000
 RATE = 25.0  # Hz: the ALOHA configuration's control rate (config/aloha.yaml)
 GAP = (0.045, 0.085)  # s between a chunk and the next observation: more than 1 / RATE
 LIVE_BLOCK = 0.3  # s per interleaved block, every process running
+# The fleet path: policy_server serving one robot (the same parameters) through its engine.
+FLEET = ('fleet_fake',)
 HEADLINE_FACTOR = 5 / 3  # the floor and the node get this many times the variants' seconds
 IDLE_SECONDS = 5.0  # s of CPU time reading while no observation comes
 STOPPED_BLOCK = 1.5  # s per block, the others stopped (each stays under DDS's 20 s lease)
@@ -136,12 +142,12 @@ def use_fastdds_profile(directory):
     return path
 
 
-def node_script():
+def node_script(name='policy_node'):
     """The console script colcon installed into <prefix>/lib/cosmos_policy_ros."""
     prefix = Path(cosmos_policy_ros.__file__).resolve().parents[4]
-    script = prefix / 'lib' / 'cosmos_policy_ros' / 'policy_node'
+    script = prefix / 'lib' / 'cosmos_policy_ros' / name
     if not script.is_file():
-        raise FileNotFoundError(f'policy_node is not installed at {script}: run '
+        raise FileNotFoundError(f'{name} is not installed at {script}: run '
                                 f'`. scripts/setup_env.sh` first (it builds and installs it)')
     return script
 
@@ -254,6 +260,23 @@ def start_node(params, directory, name):
     path.write_text(yaml.dump({'/**': {'ros__parameters': params}}, Dumper=_NoAliasDumper))
     return Process([str(node_script()), '--ros-args', '--params-file', str(path)], directory,
                    name)
+
+
+def start_server(params, directory, name):
+    """policy_server serving one robot, `name` (its namespace), with these node parameters:
+    the model settings in the fleet file's server section, the rest the robot's; one request
+    per batch (no batch window), so the engine adds only its hand-off."""
+    from cosmos_policy_ros.fleet.config import SHARED_PARAMETERS
+    robot = Path(directory) / f'{name}-robot.yaml'
+    robot.write_text(yaml.dump({'/**': {'ros__parameters': {
+        key: value for key, value in params.items() if key not in SHARED_PARAMETERS}}},
+        Dumper=_NoAliasDumper))
+    fleet = Path(directory) / f'{name}-fleet.yaml'
+    server = {key: params[key] for key in SHARED_PARAMETERS if key in params}
+    fleet.write_text(yaml.dump({'server': dict(server, max_batch=1, batch_window=0.0),
+                                'robots': {name: {'config': str(robot)}}}))
+    return Process([str(node_script('policy_server')), '--ros-args', '-p',
+                    f'fleet_file:={fleet}'], directory, f'{name}_server')
 
 
 def start_relay(arguments, directory, name):
@@ -559,6 +582,40 @@ def split_probes(probes, samples):
             'timed_out': lost}
 
 
+def subscription_waits(target, process, seconds, *, timeout, rng):
+    """How long a subscription callback waits, during an inference and idle (ms): an
+    observation starts an inference (arrival tick), a second one follows 10-100 ms later,
+    while it runs; the chunk of each (the second's is the next job: latest wins) carries the
+    node's `callback` mark (stage_timing) of the set's last message. wait = callback - stamp -
+    the time this process spent publishing the set (one host clock): DDS delivery and the
+    executor's dispatch, in the node, while its inference thread computes."""
+    during, idle, missing, index = [], [], 0, 100_000
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and process.alive():
+        time.sleep(rng.uniform(*GAP))
+        sent = [target.publish(index)]
+        time.sleep(rng.uniform(0.01, 0.1))
+        sent.append(target.publish(index + 1))
+        index += 2
+        chunks = [target.wait(target.chunks, stamp, timeout) for stamp, _ in sent]
+        if None in chunks:
+            missing += 1
+            continue
+        received, inference = chunks[0]
+        for (stamp, publish_ns), kind in zip(sent, ('idle', 'during')):
+            marks = target.wait(target.stages, stamp, 1.0)
+            if marks is None or 'callback' not in marks:
+                missing += 1
+                continue
+            wait = (marks['callback'] - stamp - publish_ns) / 1e6
+            if kind == 'idle':
+                idle.append(wait)
+            elif received - inference * NS <= stamp <= received:  # sent while it ran
+                during.append(wait)
+    return {'during_inference_ms': percentiles(during), 'idle_ms': percentiles(idle),
+            'missing': missing}
+
+
 def measure(robot, directory, nodes, floors, seconds, *, stop_others=False):
     """Interleave the relay runs `floors` (names of FLOORS) and the fake-policy nodes `nodes`
     ({name: parameter changes}); {name: overhead summary}, floors as 'floor_<name>'."""
@@ -572,7 +629,8 @@ def measure(robot, directory, nodes, floors, seconds, *, stop_others=False):
             processes[name] = start_relay(FLOORS[floor], directory, name)
             targets[name] = robot.add(name)
         for name, changes in nodes.items():
-            processes[name] = start_node(parameters(fake, factory, **changes), directory, name)
+            start = start_server if name in FLEET else start_node
+            processes[name] = start(parameters(fake, factory, **changes), directory, name)
             small = name == 'overhead_fake_small'
             targets[name] = robot.add(name, height=96 if small else 480,
                                       width=128 if small else 640, frames=4 if small else 16,
@@ -598,6 +656,8 @@ def overhead_run(robot, directory, seconds, skip, quick):
     variants with a 1 kHz timer would load the machine while idle)."""
     floors = list(FLOORS)[:1] if quick else list(FLOORS)
     nodes = {'overhead_fake': {}, 'stage_timing': {'stage_timing': True}}
+    if 'fleet' not in skip:
+        nodes.update({name: {} for name in FLEET})
     if 'overhead_fake_small' not in skip and not quick:
         nodes['overhead_fake_small'] = {}
     summary = measure(robot, directory, nodes, floors, seconds * HEADLINE_FACTOR)
@@ -651,8 +711,10 @@ def run(args, clock=time.monotonic):
             if skip >= {'overhead_tiny', 'soak'}:
                 return finish(result)
             model = tiny_model(directory)
-            node = start_node(parameters(model), directory, 'tiny')
-            target = robot.add('tiny')
+            # stage_timing: the subscription probe reads its callback marks (after the chunk's
+            # publish: no term of the overhead).
+            node = start_node(parameters(model, stage_timing=True), directory, 'tiny')
+            target = robot.add('tiny', stage_times=True)
             try:
                 robot.wait_ready(target, node, 300)
                 if 'overhead_tiny' not in skip:
@@ -661,6 +723,8 @@ def run(args, clock=time.monotonic):
                         probe=True)
                     section = summarize_overhead(samples, missing)
                     section['callback'] = split_probes(probes, samples)
+                    section['callback']['subscription'] = subscription_waits(
+                        target, node, seconds * 3, timeout=30, rng=random.Random(1))
                     result['sections']['overhead_tiny'] = section
                 if 'soak' not in skip:
                     result['sections']['soak'] = soak_run(target, node, soak, clock)
@@ -709,14 +773,17 @@ def floor_of(sections):
 def finish(result):
     sections, met = result['sections'], {}
     floor = floor_of(sections)
-    for name in ('overhead_fake', 'overhead_fake_small', 'overhead_tiny'):
+    for name in ('overhead_fake', 'overhead_fake_small', *FLEET, 'overhead_tiny'):
         if name in sections:
             overhead = sections[name]['node_overhead_ms']
             if overhead.get('count'):
                 for key in ('p50', 'p99'):
                     met[f'{name}.overhead_{key}_ms'] = (overhead[key],
                                                         TARGETS[f'overhead_{key}_ms'])
-    callback = sections.get('overhead_tiny', {}).get('callback', {}).get('during_inference_ms')
+    # The target's callback: a subscription's (what the issue names); the service round trip
+    # beside it is an upper bound (two more transports and this process's dispatch).
+    callback = sections.get('overhead_tiny', {}).get('callback', {}).get(
+        'subscription', {}).get('during_inference_ms')
     if callback and callback.get('count'):
         met['callback_p99_during_inference_ms'] = (
             callback['p99'], TARGETS['callback_p99_during_inference_ms'])
@@ -726,7 +793,7 @@ def finish(result):
     verdicts = {}
     for name, (value, target) in met.items():
         entry = {'value': round(value, 3), 'target': target, 'met': bool(value <= target)}
-        if floor is not None and name.startswith('overhead_fake.overhead_'):
+        if floor is not None and name.split('.')[0] in ('overhead_fake', *FLEET):
             key = name.split('_')[-2]  # p50 or p99
             floor_value = floor[1][key]
             entry['floor'] = {'relay_executor': floor[0], 'value': round(floor_value, 3)}

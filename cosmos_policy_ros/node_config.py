@@ -232,10 +232,10 @@ class NodeConfig:
         unit='s', low=1e-6, high=0.1)
     executor: str = param(
         'multi_threaded', 'The rclpy executor policy_node spins: multi_threaded (4 threads), '
-                          "single_threaded, or events (rclpy's experimental EventsExecutor, "
-                          'one thread, dispatch in C++: the fastest here, but it aborted the '
-                          'process once at shutdown, docs/performance.md); inference has its '
-                          'own thread in each',
+                          "single_threaded, or events (rclpy's EventsExecutor, one thread, "
+                          'dispatch in C++: the fastest here, but with use_sim_time it did not '
+                          'tick in the lockstep tests, docs/performance.md section 8); inference '
+                          "has its own thread in each. A fleet server's robots share the server's",
         choices=EXECUTORS)
     keep_freed_memory: bool = param(
         True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '

@@ -3,7 +3,7 @@
     server:                         # shared by every robot (one model, one engine)
       model_path: /models/aloha     # also: policy_factory, device, dtype, compile_network,
       device: cuda                  #   cuda_graphs, attention_backend, publish_future_images,
-      dtype: auto                   #   python_switch_interval
+      dtype: auto                   #   python_switch_interval, executor
       max_batch: 8                  # most robots' ticks in one batched pass
       batch_window: 0.0             # seconds an idle engine waits for more (0: none)
     robot_defaults: aloha.yaml      # policy_node parameters every robot starts from: a
@@ -38,7 +38,7 @@ SHARED_FACTORY = 'cosmos_policy_ros.fleet.engine:shared_policy'
 # Node parameters that are the server's: the one model and how it runs.
 SHARED_PARAMETERS = ('model_path', 'policy_factory', 'device', 'dtype', 'compile_network',
                      'cuda_graphs', 'attention_backend', 'publish_future_images',
-                     'python_switch_interval')
+                     'python_switch_interval', 'executor')
 DEFAULT_MAX_BATCH = 8
 MAX_BATCH_LIMIT = 256
 ROBOT_KEYS = ('config', 'parameters', 'remappings')

@@ -323,6 +323,15 @@ class SlicedEventsExecutor:
     busy wait that holds the GIL and ignores SIGTERM), and spin_once goes on after shutdown();
     spin_once(timeout_sec) works and releases the GIL while it waits. spin() here runs until
     shutdown() or the context's end. It gives callbacks no MessageInfo (a SystemError).
+
+    Entities (subscriptions, publishers, timers, services) may be created and destroyed only
+    in the executor's own thread (a callback: lifecycle and parameter services) or while it
+    does not spin: the executor registers the middleware callbacks of a node's entities in its
+    thread, from a snapshot of them, and an entity destroyed by another thread in between makes
+    that registration raise InvalidHandle half-way; the callbacks registered so far are then no
+    longer tracked, and destroying the executor aborts the process ("Destroying callback
+    manager with callbacks remaining", bench/executor_stops.py race). run() does work of
+    another thread in the executor's. shutdown() removes every node and their callbacks.
     """
 
     def __init__(self, context=None):
@@ -340,19 +349,39 @@ class SlicedEventsExecutor:
         while self.context.ok() and not self._stopped.is_set():
             self._executor.spin_once(timeout_sec=EVENTS_SPIN_SLICE)
 
+    def run(self, function, timeout=None):
+        """function() in the executor's thread (it must be spinning); its result, or its
+        exception raised here. TimeoutError after `timeout` seconds."""
+        done = threading.Event()
+        outcome = {}
+
+        def call():
+            try:
+                outcome['result'] = function()
+            except BaseException as error:  # handed to the caller, not to the executor
+                outcome['error'] = error
+            finally:
+                done.set()
+        self._executor.create_task(call)
+        if not done.wait(timeout):
+            raise TimeoutError(f'the executor did not run {function!r} within {timeout} s')
+        if 'error' in outcome:
+            raise outcome['error']
+        return outcome['result']
+
     def shutdown(self, timeout_sec=None):
         self._stopped.set()
         self._executor.wake()
         return self._executor.shutdown()
 
 
-def make_executor(kind, context=None):
-    """The rclpy executor `kind` names (node_config.EXECUTORS)."""
+def make_executor(kind, context=None, threads=4):
+    """The rclpy executor `kind` names (node_config.EXECUTORS); `threads`: multi_threaded's."""
     if kind == 'events':
         return SlicedEventsExecutor(context=context)
     if kind == 'single_threaded':
         return SingleThreadedExecutor(context=context)
-    return MultiThreadedExecutor(num_threads=4, context=context)
+    return MultiThreadedExecutor(num_threads=threads, context=context)
 
 
 def _spin(executor):

@@ -29,7 +29,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
@@ -37,7 +37,8 @@ from cosmos_policy_ros import process_lifetime
 from cosmos_policy_ros.fleet.config import load_fleet, NODE_NAME
 from cosmos_policy_ros.fleet.engine import BatchingEngine, serve, unserve
 from cosmos_policy_ros.policy_loading import load_checked_policy
-from cosmos_policy_ros.ros.policy_node import PolicyNode, spin_nodes, start_process
+from cosmos_policy_ros.ros.policy_node import (make_executor, PolicyNode, spin_nodes,
+                                               start_process)
 
 SERVER_NAME = 'policy_server'
 # The server's own parameters: (name, default, description). Empty / 0 / negative: the
@@ -58,7 +59,8 @@ PARAMETERS = (
                         'unconfigured for ros2 lifecycle)'),
     ('diagnostics_period', 1.0, 'Period of the engine status on /diagnostics [s]'),
 )
-EXECUTOR_THREADS = 4  # plus one per robot: every robot's callbacks can run while others wait
+EXECUTOR_THREADS = 4  # multi_threaded: plus one per robot, so every robot's callbacks can run
+# while others wait
 
 
 def robot_parameter_value(value):
@@ -213,8 +215,9 @@ def main(args=None):
             return 1
         server.start_robots()
         if rclpy.ok():
-            spin_nodes(MultiThreadedExecutor(num_threads=EXECUTOR_THREADS + len(server.robots)),
-                       server.nodes())
+            executor = make_executor(server.fleet.shared['executor'],
+                                     threads=EXECUTOR_THREADS + len(server.robots))
+            spin_nodes(executor, server.nodes())
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:

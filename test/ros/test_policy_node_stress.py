@@ -1,10 +1,12 @@
 """Many configure/activate/deactivate/cleanup cycles and node shutdowns in one process (issue 14).
 
-The node spins on a MultiThreadedExecutor, and on the EventsExecutor (policy_node's default),
-in a background thread (as `policy_node` does) while this thread drives the lifecycle, so each
-transition destroys and creates subscriptions, publishers and timers while executor threads
-build wait sets, and an inference may be running
-when cleanup comes. Every cycle must succeed and produce a chunk; no thread may be left behind.
+The node spins on a MultiThreadedExecutor in a background thread while this thread drives the
+lifecycle, so each transition destroys and creates subscriptions, publishers and timers while
+executor threads build wait sets; and on the EventsExecutor (`executor: events`), where the
+transitions run in the executor's thread (SlicedEventsExecutor.run), as the lifecycle services
+run them in policy_node: that executor must not see entities change in another thread. An
+inference may be running when cleanup comes. Every cycle must succeed and produce a chunk; no
+thread may be left behind.
 Waits are conditions with deadlines, never timing assertions: it passes however slow the machine.
 """
 import threading
@@ -61,12 +63,14 @@ def test_lifecycle_cycles_and_shutdowns_in_one_process(write_setup, client_facto
 
             spinner = threading.Thread(target=spin, name=f'stress_spin_{index}', daemon=True)
             spinner.start()
+            # The EventsExecutor: each transition in its thread (see its docstring).
+            run = executor.run if kind == 'events' else (lambda function: function())
             try:
                 for cycle in range(CYCLES):
                     where = f'node {index}, cycle {cycle}'
-                    assert node.trigger_configure() == success, (
+                    assert run(node.trigger_configure) == success, (
                         where, node.health().configure_error)
-                    assert node.trigger_activate() == success, where
+                    assert run(node.trigger_activate) == success, where
                     seen = len(client.chunks)
                     assert client.spin_until(lambda: len(client.chunks) > seen, 120,
                                              every=lambda: libero_frame(client,
@@ -74,12 +78,12 @@ def test_lifecycle_cycles_and_shutdowns_in_one_process(write_setup, client_facto
                         f'{where}: no chunk', node.health())
                     # Deactivate/cleanup while inputs flow and inferences may be running.
                     libero_frame(client, harness.now_ns())
-                    assert node.trigger_deactivate() == success, where
-                    assert node.trigger_cleanup() == success, where
+                    assert run(node.trigger_deactivate) == success, where
+                    assert run(node.trigger_cleanup) == success, where
                     assert node.health().lifecycle_state == 'unconfigured'
                     assert set(inference_threads()) == before, where  # the worker ended
                     assert spinner.is_alive() and not errors, (where, errors)
-                assert node.trigger_shutdown() == success
+                assert run(node.trigger_shutdown) == success
             finally:
                 executor.shutdown()
                 spinner.join(60)
