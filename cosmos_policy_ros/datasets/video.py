@@ -21,6 +21,7 @@ CODEC = 'libx264'
 PIXEL_FORMAT = 'yuv444p'
 CRF = 12
 PRESET = 'ultrafast'
+THREADS = 1  # x264 in the calling thread: the same bytes on every machine (workers: processes)
 
 
 def step_rate(step_period):
@@ -51,7 +52,7 @@ class VideoWriter:
         stream.width, stream.height = width, height
         stream.pix_fmt = PIXEL_FORMAT
         stream.time_base = 1 / self.rate
-        stream.options = {'crf': str(CRF), 'preset': PRESET}
+        stream.options = {'crf': str(CRF), 'preset': PRESET, 'threads': str(THREADS)}
         self._stream = stream
 
     def add(self, rgb):
