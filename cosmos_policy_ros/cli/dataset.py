@@ -68,10 +68,10 @@ def _common(parser):
     parser.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
                         help='progress bar (default: on a terminal)')
     parser.add_argument('--workers', type=int, default=None,
-                        help='image worker processes (the cameras\' image pipeline, JPEG and '
-                             'MP4 encoding), a camera per worker at most; 0 or 1: all in this '
-                             'process, one frame at a time (the same files either way); '
-                             'default: the CPUs this process may use')
+                        help='image worker processes (the image pipeline, JPEG and MP4 '
+                             'encoding of the cameras), a camera per worker at most; 0 or 1: '
+                             'all in this process, one frame at a time (the same files either '
+                             'way); default: the CPUs this process may use')
 
 
 def build_parser():

@@ -227,8 +227,8 @@ def test_export_reports_a_workers_error_as_the_serial_export(tmp_path, bags, exp
         assert code == 2
         errors.append(err)
         assert (tmp_path / f'out{workers}.partial').is_dir()
-    assert errors[0] == errors[1] == ("cosmos-policy-dataset: error: camera 'wrist': cannot "
-                                      "store frame 3\n")
+    expected = "cosmos-policy-dataset: error: camera 'wrist': cannot store frame 3\n"
+    assert errors[0] == errors[1] == expected
 
 
 def test_export_names_bag_and_topic_when_a_worker_dies(tmp_path, bags, export_cli,
