@@ -67,7 +67,8 @@ class VideoWriter:
                 self._stream.width, self._stream.height):
             raise ValueError(f'{self.path.name}: frame {self.count} is {width} x {height}, '
                              f'the first was {self._stream.width} x {self._stream.height}')
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
+        # the frame's own memory (no copy): it is only read, by the scaler, before add returns
+        frame = self._av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format='rgb24')
         frame = frame.reformat(width=out_w, height=out_h, format=PIXEL_FORMAT,
                                interpolation='BICUBIC')
         frame.pts = self.count
