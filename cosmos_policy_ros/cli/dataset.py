@@ -71,7 +71,8 @@ def _common(parser):
                         help='image worker processes (the image pipeline, JPEG and MP4 '
                              'encoding of the cameras), a camera per worker at most; 0 or 1: '
                              'all in this process, one frame at a time (the same files either '
-                             'way); default: the CPUs this process may use')
+                             'way); default: one more than the CPUs this process may use (1 '
+                             'on one CPU)')
 
 
 def build_parser():

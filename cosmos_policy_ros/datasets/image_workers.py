@@ -35,7 +35,7 @@ import signal
 
 import numpy as np
 
-SLOTS_PER_CAMERA = 4  # frames of a camera handed to its worker and not yet delivered
+SLOTS_PER_CAMERA = 8  # frames of a camera handed to its worker and not yet delivered
 STOP_TIMEOUT_S = 5.0  # a stopped worker gets this long before SIGKILL
 ERROR, CLOSED = 'error', 'closed'
 
@@ -45,11 +45,14 @@ class WorkerError(ValueError):
 
 
 def default_workers():
-    """The CPUs this process may run on (its affinity): the default worker count."""
+    """The default worker count: one more than the CPUs this process may use (its affinity),
+    as the main process (bag reading, sync, HDF5 writes) needs about one camera's share of
+    CPU time; 1 (serial) on one CPU."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return cpus + 1 if cpus > 1 else 1
 
 
 def start_work(jobs, workers, deliver, *, frame_bytes, origins):

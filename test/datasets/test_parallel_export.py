@@ -246,5 +246,8 @@ def test_export_names_bag_and_topic_when_a_worker_dies(tmp_path, bags, export_cl
     assert not _children_alive()
 
 
-def test_worker_count_defaults_to_the_cpus_it_may_use():
-    assert image_workers.default_workers() == len(os.sched_getaffinity(0))
+def test_worker_count_defaults_to_one_more_than_the_cpus_it_may_use(monkeypatch):
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1})
+    assert image_workers.default_workers() == 3
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
+    assert image_workers.default_workers() == 1  # one CPU: serial
