@@ -13,10 +13,14 @@ a step (for RoboCasa the same streams under its camera names).
 
 * throughput: wall time of the export of the ``--short`` episode (the command in a process of
   its own, timed around ``main()``, interpreter start-up excluded), per format and image
-  storage; real-time factor = episode seconds / wall seconds; CPU seconds beside it.
-* memory: peak RSS (``os.wait4``) of the export process, ``--long`` vs ``--short`` episode,
-  ALOHA with MP4; both bags with sensor_msgs/CompressedImage (JPEG q90) cameras, as the raw
-  ten minutes would take 50 GB of disk.
+  storage, with the default worker count (the CPUs it may use) and then serially
+  (``--workers 1``) on the same bag; real-time factor = episode seconds / wall seconds; CPU
+  seconds of the export process and its image workers beside it, and the cores used (CPU /
+  wall).
+* memory: peak RSS of the export process (its VmHWM), ``--long`` vs ``--short`` episode,
+  ALOHA with MP4, the default worker count (beside it the largest image worker's peak RSS,
+  shared pages of the fork included); both bags with sensor_msgs/CompressedImage (JPEG q90)
+  cameras, as the raw ten minutes would take 50 GB of disk.
 * fidelity: the ``--short`` export read back: actions and proprio against the bag's messages at
   the recorded stamps (largest difference), raw images against the node's image pipeline
   (engine/images.py, before its crop) bit for bit, JPEG bytes against PIL's quality-95
@@ -140,13 +144,16 @@ def config(path, fmt, compressed):
 
 
 TIMED = '''
-import json, sys, time
+import json, resource, sys, time
 from cosmos_policy_ros.cli.dataset import main
 start, cpu = time.perf_counter(), time.process_time()
 code = main(sys.argv[1:])
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the image workers, ended and reaped
 peak = [int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM')]
-print(json.dumps({'code': code, 'wall_s': wall, 'cpu_s': cpu, 'peak_rss_kb': peak[0]}))
+print(json.dumps({'code': code, 'wall_s': wall, 'cpu_s': cpu,
+                  'workers_cpu_s': workers.ru_utime + workers.ru_stime,
+                  'peak_rss_kb': peak[0], 'worker_peak_rss_kb': workers.ru_maxrss}))
 '''
 
 
@@ -161,12 +168,14 @@ def text_file(work):
     return path
 
 
-def run_export(bag, out, fmt, storage, config_path):
+def run_export(bag, out, fmt, storage, config_path, workers=None):
     """(result of TIMED, peak RSS MB) of one export process (its VmHWM: the high-water mark
-    of its own memory since exec, whatever the parent holds)."""
+    of its own memory since exec, whatever the parent holds). workers: --workers (None: the
+    command's default)."""
     args = ['export', str(bag), '--config', str(config_path), '--format', fmt, '--out',
             str(out), '--image-storage', storage, '--val-fraction', '0', '--t5-embeddings',
             str(text_file(Path(out).parent)), '--no-progress', '--force']
+    args += [] if workers is None else ['--workers', str(workers)]
     process = subprocess.run([sys.executable, '-c', TIMED, *args], capture_output=True,
                              text=True)
     if process.returncode != 0 or not process.stdout.strip():
@@ -177,18 +186,32 @@ def run_export(bag, out, fmt, storage, config_path):
     return result, result['peak_rss_kb'] / 1024  # KB -> MB
 
 
+def timing(result, seconds):
+    """wall, CPU (the export process and its image workers), real-time factor, cores used."""
+    cpu = result['cpu_s'] + result['workers_cpu_s']
+    return {'wall_s': round(result['wall_s'], 2), 'cpu_s': round(cpu, 2),
+            'workers_cpu_s': round(result['workers_cpu_s'], 2),
+            'real_time_factor': round(seconds / result['wall_s'], 2),
+            'cores_used': round(cpu / result['wall_s'], 2)}
+
+
 def throughput(work, seconds):
+    """Each variant with the default worker count, then serially (--workers 1), the same bag."""
+    from cosmos_policy_ros.datasets.image_workers import default_workers
     bag = work / 'short_raw'
     write_bag(bag, seconds, compressed=False)
     rows = {}
     for fmt, storage in VARIANTS:
         config_path = config(work / f'{fmt}.yaml', fmt, False)
         result, rss = run_export(bag, work / f'out_{fmt}_{storage}', fmt, storage, config_path)
-        rows[f'{fmt}_{storage}'] = {'wall_s': round(result['wall_s'], 2),
-                                    'cpu_s': round(result['cpu_s'], 2),
-                                    'real_time_factor': round(seconds / result['wall_s'], 2),
-                                    'peak_rss_mb': round(rss)}
-        print(f'[throughput] {fmt} {storage}: {rows[f"{fmt}_{storage}"]}', flush=True)
+        serial, _ = run_export(bag, work / 'out_serial', fmt, storage, config_path, workers=1)
+        shutil.rmtree(work / 'out_serial')
+        row = rows[f'{fmt}_{storage}'] = {
+            **timing(result, seconds), 'workers': default_workers(), 'peak_rss_mb': round(rss),
+            'worker_peak_rss_mb': round(result['worker_peak_rss_kb'] / 1024),
+            'serial': timing(serial, seconds)}
+        row['speedup_over_serial'] = round(serial['wall_s'] / result['wall_s'], 2)
+        print(f'[throughput] {fmt} {storage}: {row}', flush=True)
     return rows
 
 
@@ -200,6 +223,7 @@ def memory(work, short, long):
         write_bag(bag, seconds, compressed=True)
         result, rss = run_export(bag, work / f'out_{name}', 'aloha', 'mp4', config_path)
         rows[name] = {'episode_s': seconds, 'peak_rss_mb': round(rss, 1),
+                      'worker_peak_rss_mb': round(result['worker_peak_rss_kb'] / 1024, 1),
                       'wall_s': round(result['wall_s'], 2),
                       'real_time_factor': round(seconds / result['wall_s'], 2)}
         print(f'[memory] {name}: {rows[name]}', flush=True)
@@ -306,8 +330,9 @@ TITLES = {
 
 def headline(section, rows, args):
     if section == 'throughput':
-        return ', '.join(f'{name.replace("_", " ")} {row["real_time_factor"]}x real time'
-                         for name, row in rows.items())
+        return ', '.join(f'{name.replace("_", " ")} {row["real_time_factor"]}x real time '
+                         f'({row["cores_used"]} cores; serial '
+                         f'{row["serial"]["real_time_factor"]}x)' for name, row in rows.items())
     if section == 'memory':
         return (f'peak RSS {rows["long"]["peak_rss_mb"]:.0f} MB ({args.long:g} s) vs '
                 f'{rows["short"]["peak_rss_mb"]:.0f} MB ({args.short:g} s): '

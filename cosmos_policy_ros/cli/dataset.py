@@ -22,6 +22,7 @@ from cosmos_policy_ros.cli.arguments import DefaultsHelpFormatter
 from cosmos_policy_ros.datasets import formats, images
 from cosmos_policy_ros.datasets.check import check_dataset
 from cosmos_policy_ros.datasets.export import ExportPlan, run_export, total_seconds
+from cosmos_policy_ros.datasets.image_workers import default_workers
 from cosmos_policy_ros.datasets.lerobot import LeRobotDataset
 from cosmos_policy_ros.datasets.manifest import DEMONSTRATIONS, ROLLOUTS
 from cosmos_policy_ros.datasets.outcomes import Labels
@@ -66,6 +67,12 @@ def _common(parser):
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
     parser.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
                         help='progress bar (default: on a terminal)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='image worker processes (the image pipeline, JPEG and MP4 '
+                             'encoding of the cameras), a camera per worker at most; 0 or 1: '
+                             'all in this process, one frame at a time (the same files either '
+                             'way); default: one more than the CPUs this process may use (1 '
+                             'on one CPU)')
 
 
 def build_parser():
@@ -167,6 +174,8 @@ def _lerobot_sources(args):
 
 
 def _export(args, sources, plan):
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f'--workers {args.workers}: give 0 or more')
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = None
     if show:
@@ -175,7 +184,8 @@ def _export(args, sources, plan):
                               '(episode time) [{elapsed}<{remaining}]')
     try:
         record = run_export(sources, plan, args.out, restart=args.restart, force=args.force,
-                            log=lambda text: print(text, file=sys.stderr), progress=bar)
+                            log=lambda text: print(text, file=sys.stderr), progress=bar,
+                            workers=default_workers() if args.workers is None else args.workers)
     finally:
         if bar is not None:
             bar.close()

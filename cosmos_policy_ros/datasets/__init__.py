@@ -13,6 +13,7 @@ own trainer reads them back. `cosmos-policy-dataset` (tools/dataset.py) is its c
     images.py      the stored image of a camera frame (the node's image pipeline before the crop)
     video.py       MP4 files of a camera (PyAV): the ALOHA class's video storage
     episode_files.py  the HDF5 (+ MP4) files of one episode, written frame by frame
+    image_workers.py  the cameras' image work in worker processes (or serially), rows in order
     text.py        the T5 embedding pickle of the task texts
     manifest.py    export.json: what a dataset directory holds, and the journal of an export
     export.py      an export run: one episode at a time, a temporary name, resume or restart

@@ -1,9 +1,11 @@
 """The files of one exported episode, written one step at a time (datasets/).
 
 An episode is streamed once, in its format's rollout layout (formats.py), into a staging
-folder: each camera in a worker thread of its own (the stored image, images.py, appended as a
-raw row, as JPEG bytes of quality ``JPEG_QUALITY``, or to an MP4 encoder, video.py), at most
-``MAX_QUEUED`` steps in flight per camera, so memory does not grow with the episode. ``finish``
+folder: each camera's frames go to its CameraJob (the stored image, images.py, as a raw row,
+as JPEG bytes of quality ``JPEG_QUALITY``, or into an MP4 encoder, video.py), run by
+image_workers.py in worker processes (``workers`` >= 2) or in this process, a few frames in
+flight per camera, so memory does not grow with the episode; the rows come back in order and
+this process appends them to the HDF5 file (h5py from one thread only). ``finish``
 writes the vectors (proprio and actions as float64, the messages' own values) and the
 attributes; ``place`` moves the file to its rollout place and, for a demonstration, makes the
 demonstration file from it: LIBERO / RoboCasa copy the datasets into their demo layout (HDF5's
@@ -16,8 +18,6 @@ upstream classes): ``stamps_ns`` (T, streams) header stamps of each step's obser
 came from (an ActionChunk's header stamp for executed rows), and the attributes
 ``source_bag`` and ``episode_outcome`` (the outcome message as recorded).
 """
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 import os
 from pathlib import Path
 import shutil
@@ -28,11 +28,11 @@ import numpy as np
 from cosmos_policy_ros.bags.sample_scene import encode_jpeg
 from cosmos_policy_ros.datasets.formats import (DEMO_GROUP, JPEG, JPEG_SUFFIX, MP4,
                                                 OWN_GROUP, RAW, VIDEO_PATHS_GROUP)
+from cosmos_policy_ros.datasets.image_workers import start_work
 from cosmos_policy_ros.datasets.images import stored_image
 from cosmos_policy_ros.datasets.video import VideoWriter
 
 JPEG_QUALITY = 95  # the reference writers' quality (RL:319-326) and the node's round trip
-MAX_QUEUED = 4  # steps per camera handed to its worker and not yet written
 PARTIAL = '.partial'
 
 
@@ -49,65 +49,35 @@ def link_or_copy(source, target):
         shutil.copy2(source, target)
 
 
-class _Camera:
-    """One camera's sink: a worker thread appending stored frames in order."""
+class CameraJob:
+    """One camera's image work (image_workers.py runs it): a frame -> its stored row (raw:
+    the pipeline's image; JPEG: the bytes of that image at JPEG_QUALITY) or into the camera's
+    MP4 file (None)."""
 
-    def __init__(self, writer, camera):
-        self.writer, self.camera = writer, camera
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f'camera-{camera}')
-        self.queued = deque()
-        self.dataset = None
+    def __init__(self, camera, storage, pipeline, *, video_path=None, rate=None):
+        self.camera, self.storage, self.pipeline = camera, storage, pipeline
+        self.video_path, self.rate = video_path, rate
         self.video = None
-        self.video_path = None
 
-    def submit(self, frame):
-        while len(self.queued) >= MAX_QUEUED:
-            self.queued.popleft().result()
-        self.queued.append(self.pool.submit(self._write, frame))
-
-    def drain(self):
-        while self.queued:
-            self.queued.popleft().result()
+    def process(self, frame):
+        pipeline = self.pipeline
+        if self.storage == MP4:
+            if self.video is None:
+                size = None if pipeline is None else (pipeline.image_size, pipeline.image_size)
+                self.video = VideoWriter(self.video_path, self.rate, size=size,
+                                         flip=bool(pipeline and pipeline.flip_vertical))
+            if pipeline is not None and pipeline.jpeg_quality:
+                frame = stored_image(frame, pipeline, self.camera)  # exact pipeline first
+            self.video.add(frame)
+            return None
+        image = stored_image(frame, pipeline, self.camera)
+        if self.storage == JPEG:
+            return np.frombuffer(encode_jpeg(image, JPEG_QUALITY), np.uint8)
+        return image
 
     def close(self):
-        try:
-            self.drain()
-        finally:
-            self.pool.shutdown(wait=True)
-            if self.video is not None:
-                self.video.close()
-
-    def _write(self, frame):
-        writer = self.writer
-        if writer.storage == MP4:
-            self._write_video(frame)
-            return
-        image = stored_image(frame, writer.pipeline, self.camera)
-        if self.dataset is None:
-            self.dataset = writer.create_images(self.camera, image.shape)
-        elif writer.storage == RAW and image.shape != self.dataset.shape[1:]:
-            raise ValueError(f'camera {self.camera!r}: a frame of {image.shape[1]} x '
-                             f'{image.shape[0]} after {self.dataset.shape[2]} x '
-                             f'{self.dataset.shape[1]}; the stored size must not change')
-        row = np.frombuffer(encode_jpeg(image, JPEG_QUALITY), np.uint8) if (
-            writer.storage == JPEG) else image
-        count = self.dataset.shape[0]
-        self.dataset.resize(count + 1, axis=0)
-        self.dataset[count] = row
-
-    def _write_video(self, frame):
-        writer = self.writer
-        if self.video is None:
-            pipeline = writer.pipeline
-            name = video_file_name(writer.index, writer.fmt.video_names[self.camera])
-            self.video_path = writer.staging / name
-            size = None if pipeline is None else (pipeline.image_size, pipeline.image_size)
-            self.video = VideoWriter(self.video_path, writer.rate, size=size,
-                                     flip=bool(pipeline and pipeline.flip_vertical))
-            writer.h5[VIDEO_PATHS_GROUP][writer.fmt.video_names[self.camera]] = name.encode()
-        if writer.pipeline is not None and writer.pipeline.jpeg_quality:
-            frame = stored_image(frame, writer.pipeline, self.camera)  # exact pipeline first
-        self.video.add(frame)
+        if self.video is not None:
+            self.video.close()
 
 
 class EpisodeWriter:
@@ -118,19 +88,29 @@ class EpisodeWriter:
     rate (MP4 frame rate); streams: the names of the observation's members, in order.
     """
 
-    def __init__(self, fmt, staging, index, *, storage, pipeline, rate, streams):
+    def __init__(self, fmt, staging, index, *, storage, pipeline, rate, streams, workers=1,
+                 origins=None):
         if storage not in fmt.storages:
             raise ValueError(f'the {fmt.name} format stores images as {list(fmt.storages)}; '
                              f'not {storage!r}')
         self.fmt, self.staging, self.index = fmt, Path(staging), index
         self.storage, self.pipeline, self.rate = storage, pipeline, rate
         self.streams = tuple(streams)
+        self.workers = workers
+        self.origins = origins or {camera: f'camera {camera}' for camera in fmt.cameras}
         self.staging.mkdir(parents=True, exist_ok=True)
         self.path = self.staging / f'episode{index:06d}.hdf5{PARTIAL}'
         self.h5 = h5py.File(self.path, 'w')
-        if storage == MP4:  # here, not in the camera threads (a check-then-create race)
+        if storage == MP4:
             self.h5.create_group(VIDEO_PATHS_GROUP)
-        self.cameras = {camera: _Camera(self, camera) for camera in fmt.cameras}
+        self.jobs = {camera: CameraJob(camera, storage, pipeline, rate=rate,
+                                       video_path=self.staging / video_file_name(
+                                           index, fmt.video_names[camera]) if storage == MP4
+                                       else None)
+                     for camera in fmt.cameras}
+        self.datasets = {}  # camera -> its growing image dataset (raw, JPEG)
+        self.started = set()  # cameras with a frame (MP4: named in video_paths)
+        self.work = None  # image_workers' SerialWork or ParallelWork, from the first step
         self.proprio, self.actions, self.stamps, self.action_stamps = [], [], [], []
 
     def create_images(self, camera, shape):
@@ -143,13 +123,37 @@ class EpisodeWriter:
                                       dtype=np.uint8, chunks=(1, *shape))
 
     def add(self, step):
-        """One steps.Step: its camera frames go to the workers, its vectors are kept."""
-        for camera, sink in self.cameras.items():
-            sink.submit(step.images[camera])
+        """One steps.Step: its camera frames go to the image work, its vectors are kept."""
+        if self.work is None:
+            self.work = start_work(
+                self.jobs, self.workers, self._append,
+                frame_bytes=max(step.images[camera].nbytes for camera in self.jobs),
+                origins=self.origins)
+        for camera in self.jobs:
+            if camera not in self.started and self.storage == MP4:
+                name = self.jobs[camera].video_path.name
+                self.h5[VIDEO_PATHS_GROUP][self.fmt.video_names[camera]] = name.encode()
+            self.started.add(camera)
+            self.work.submit(camera, step.images[camera])
         self.proprio.append(step.proprio)
         self.actions.append(step.action)
         self.stamps.append([step.stamps[name] for name in self.streams])
         self.action_stamps.append(step.action_stamp_ns)
+
+    def _append(self, camera, row):
+        """A camera's next stored row (None: it went to the MP4 file)."""
+        if row is None:
+            return
+        dataset = self.datasets.get(camera)
+        if dataset is None:
+            dataset = self.datasets[camera] = self.create_images(camera, row.shape)
+        elif self.storage == RAW and row.shape != dataset.shape[1:]:
+            raise ValueError(f'camera {camera!r}: a frame of {row.shape[1]} x '
+                             f'{row.shape[0]} after {dataset.shape[2]} x '
+                             f'{dataset.shape[1]}; the stored size must not change')
+        count = dataset.shape[0]
+        dataset.resize(count + 1, axis=0)
+        dataset[count] = row
 
     @property
     def num_steps(self):
@@ -157,8 +161,8 @@ class EpisodeWriter:
 
     def finish(self, *, task, success, score=None, source_bag='', outcome_text=''):
         """Wait for the cameras, write the vectors and attributes, close the file."""
-        for sink in self.cameras.values():
-            sink.close()
+        if self.work is not None:
+            self.work.finish()
         fmt, h5 = self.fmt, self.h5
         h5.create_dataset(fmt.rollout_actions, data=np.stack(self.actions))  # (T, d) float64
         h5.create_dataset(fmt.rollout_proprio, data=np.stack(self.proprio))  # (T, D) float64
@@ -177,8 +181,8 @@ class EpisodeWriter:
 
     def videos(self):
         """{camera: staged MP4 path} (MP4 storage)."""
-        return {camera: sink.video_path for camera, sink in self.cameras.items()
-                if sink.video_path is not None}
+        return {camera: self.jobs[camera].video_path for camera in self.jobs
+                if self.storage == MP4 and camera in self.started}
 
     def place(self, *, rollout=None, demo=None, task=''):
         """Give the finished episode its final files; returns their paths.
@@ -236,11 +240,8 @@ class EpisodeWriter:
 
     def abort(self):
         """Stop writing (an error or an interrupt): close everything, remove the files."""
-        for sink in self.cameras.values():
-            try:
-                sink.close()
-            except Exception:  # the error that brought us here is the one to report
-                pass
+        if self.work is not None:
+            self.work.abort()
         if self.h5 is not None:
             self.h5.close()
             self.h5 = None

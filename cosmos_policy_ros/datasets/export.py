@@ -137,10 +137,13 @@ def partial_path(out):
     return out.with_name(out.name + PARTIAL)
 
 
-def run_export(sources, plan, out, *, restart=False, force=False, log=print, progress=None):
+def run_export(sources, plan, out, *, restart=False, force=False, log=print, progress=None,
+               workers=1):
     """Export `sources` (in order) into `out`; returns the final manifest.
 
-    progress: a tqdm-like bar (update(seconds), set_description) or None.
+    progress: a tqdm-like bar (update(seconds), set_description) or None. workers: image
+    worker processes (image_workers.py; 0 or 1: the image work in this process); the files
+    are the same whatever the count, so it is not one of the plan's settings.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -166,7 +169,7 @@ def run_export(sources, plan, out, *, restart=False, force=False, log=print, pro
         if progress is not None:
             progress.set_description(f'export {index + 1}/{len(sources)}')
         entry = export_episode(index, source, plan, work, staging,
-                               VAL if index in val else TRAIN, progress)
+                               VAL if index in val else TRAIN, progress, workers)
         record['episodes'].append(entry)
         manifest.write_manifest(work, record)
     shutil.rmtree(staging, ignore_errors=True)
@@ -205,11 +208,13 @@ def _resume(work, digest, restart, log):
     return record
 
 
-def export_episode(index, source, plan, root, staging, split, progress=None):
+def export_episode(index, source, plan, root, staging, split, progress=None, workers=1):
     """Stream one source into its files; returns its manifest entry."""
     writer = EpisodeWriter(plan.fmt, staging, index, storage=plan.storage,
                            pipeline=plan.pipeline, rate=step_rate(source.step_period),
-                           streams=source.stream_names)
+                           streams=source.stream_names, workers=workers,
+                           origins={camera: source.camera_origin(camera)
+                                    for camera in plan.fmt.cameras})
     try:
         if progress is not None:
             source.progress = progress.update

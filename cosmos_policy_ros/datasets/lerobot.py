@@ -163,6 +163,10 @@ class LeRobotEpisode:
         self.task = record.tasks[0] if record.tasks else None
         self.skipped = Counter()
 
+    def camera_origin(self, camera):
+        """Where a camera's frames come from, for messages."""
+        return f'{self.label}: feature {self.cameras.get(camera)}'
+
     def summary(self):
         return {'skipped_steps': dict(self.skipped), 'surplus_frames': 0,
                 'dropped_messages': {}}

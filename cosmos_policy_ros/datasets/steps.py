@@ -264,6 +264,12 @@ class EpisodeBag:
                        f'sync_tolerance {self.config.sync_tolerance:g} s, '
                        f'max_observation_age {self.config.max_observation_age:g} s)')
 
+    def camera_origin(self, camera):
+        """Where a camera's frames come from, for messages: 'bag PATH: topic TOPIC'."""
+        topic = next((stream.topic for stream in self.loop.streams if stream.name == camera),
+                     None)
+        return f'bag {self.path}' + (f': topic {absolute_topic(topic)}' if topic else '')
+
     def _reference_topic(self):
         return next(stream.topic for stream in self.loop.streams
                     if stream.name == self.config.reference)

@@ -21,6 +21,7 @@ CODEC = 'libx264'
 PIXEL_FORMAT = 'yuv444p'
 CRF = 12
 PRESET = 'ultrafast'
+THREADS = 1  # x264 in the calling thread: the same bytes on every machine (workers: processes)
 
 
 def step_rate(step_period):
@@ -51,7 +52,7 @@ class VideoWriter:
         stream.width, stream.height = width, height
         stream.pix_fmt = PIXEL_FORMAT
         stream.time_base = 1 / self.rate
-        stream.options = {'crf': str(CRF), 'preset': PRESET}
+        stream.options = {'crf': str(CRF), 'preset': PRESET, 'threads': str(THREADS)}
         self._stream = stream
 
     def add(self, rgb):
@@ -66,7 +67,8 @@ class VideoWriter:
                 self._stream.width, self._stream.height):
             raise ValueError(f'{self.path.name}: frame {self.count} is {width} x {height}, '
                              f'the first was {self._stream.width} x {self._stream.height}')
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
+        # the frame's own memory (no copy): it is only read, by the scaler, before add returns
+        frame = self._av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format='rgb24')
         frame = frame.reformat(width=out_w, height=out_h, format=PIXEL_FORMAT,
                                interpolation='BICUBIC')
         frame.pts = self.count
