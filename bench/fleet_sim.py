@@ -5,28 +5,29 @@
         --out /tmp/fleet.json                                       # a smoke run
 
 For each N, the shipped planar-reach model drives arms /arm_0 .. /arm_{N-1}
-(ros/fleet_sim.py: one /clock, config/fleet_sim.yaml's parameters per arm: config/sim.yaml with
-/diagnostics at 20 Hz) through each policy side in turn:
+(ros/fleet_sim.py: one /clock, config/sim.yaml's parameters per arm, /diagnostics at 100 Hz in
+lockstep and 1 Hz in real time: DIAGNOSTICS_PERIOD) through each policy side in turn:
 
-  batched         one policy_server (fleet/), every arm's ticks batched (max_batch 8)
-  batched_window  the same with a 10 ms batch_window (does waiting for the others help?)
+  batched            one policy_server (fleet/) with its defaults: every arm's ticks batched
+                     (max_batch 8), an idle engine waiting up to 10 ms for the others
+  batched_no_window  the same without the window (does waiting for the others help?)
   sequential      the same server running the same requests one at a time (max_batch 1)
   separate        N policy_node processes, one per arm (N models)
 
 all at once, each side on a ROS domain of its own, taking turns round by round (a change of the
-machine's load hits them alike): `--rounds` lockstep rounds (arm i, round r: seed first_seed +
-8 r + i, every arm starting at arm 0's seed slot, so an arm's episodes do not depend on N),
-then `--realtime-rounds` real-time rounds on the same seeds (/clock at 20 Hz; a real-time
-phase whose sims fell behind the wall clock is marked `kept_real_time: false`). Every side gets the
-machine's cores (torch threads: the server all, N nodes a share each). Reported per N and side:
-aggregate chunks per wall second (lockstep: the sim waits for every chunk, so this is the
-whole system's throughput), per-arm
+machine's load hits them alike; each phase starts its own processes): `--rounds` lockstep
+rounds (arm i, round r: seed first_seed + 8 r + i, every arm starting at arm 0's seed slot,
+so an arm's episodes do not depend on N), then `--realtime-rounds` real-time rounds on the
+same seeds (/clock at 20 Hz; a real-time phase whose sims fell behind the wall clock is marked
+`kept_real_time: false`). Every side gets the machine's cores (torch threads: the server
+all, N nodes a share each). Reported per N and side: aggregate chunks per wall second
+(lockstep: the sim waits for every chunk, so this is the whole system's throughput), per-arm
 latency (the chunk's inference_time: queued + computed, as the robot node measures it) p50/p99
 in real time, per-arm success, the resident memory of the policy side (peak RSS, VmHWM, summed
 over processes; and PSS, which counts shared library pages once), and every arm's lockstep
 episodes against its single-robot run (`sequential`: its requests alone, in the same process
-with the same threads): the same success, each episode's first chunk (the same observation)
-within 1e-5 relative (`compare`: later chunks carry rounding through the closed loop). The
+with the same threads): the same success, the same chunks bit for bit (`compare`; the first
+chunk of each episode, the same observation, bounded by 1e-5 relative as the issue asks). The
 engine alone (CosmosPolicy.infer_batch, batch 1/2/4/8) is timed too. Targets (issue 25) and
 whether each is met go into the record (bench/results/fleet_sim.json) and SUMMARY.md.
 """
@@ -49,8 +50,8 @@ if str(HERE) not in sys.path:  # harness.py beside this file
 import harness  # noqa: E402, I100, I202
 
 SIDES = {  # name -> (policy side, max_batch, batch_window s)
-    'batched': ('server', 8, 0.0),
-    'batched_window': ('server', 8, 0.01),
+    'batched': ('server', 8, 0.01),  # the server's defaults (fleet/config.py)
+    'batched_no_window': ('server', 8, 0.0),
     'sequential': ('server', 1, 0.0),
     'separate': ('separate', 1, 0.0),
 }
@@ -165,22 +166,25 @@ def torch_threads(side, arms):
     return cores if side == 'server' else max(1, cores // arms)
 
 
-def robot_parameters(model):
-    """What config/fleet_sim.yaml adds to config/sim.yaml for every arm (its
-    diagnostics_period): given to every side's nodes alike."""
-    from cosmos_policy_ros.fleet.config import load_fleet
-    from cosmos_policy_ros.package_files import config_file
+# /diagnostics period of every arm's node per phase. Lockstep: the sims pace each step on the
+# nodes' reports (tick counts), so a lone node's sim preset rate (config/sim.yaml, 100 Hz) sets
+# the pace, not the engine. Real time: nothing waits on them; NodeConfig's default (1 Hz), what
+# a deployed robot reports, so the server's Python work is the robots' and not 100 reports a
+# second each.
+DIAGNOSTICS_PERIOD = {'lockstep': 0.01, 'realtime': 1.0}
 
-    fleet = load_fleet(config_file('fleet_sim.yaml'), overrides={'model_path': str(model)})
-    return {'diagnostics_period': fleet.robots[0].config.diagnostics_period}
+
+def robot_parameters(phase):
+    """Parameters every side's arms get in `phase` (separate nodes and server robots alike)."""
+    return {'diagnostics_period': DIAGNOSTICS_PERIOD[phase]}
 
 
 class Side:
-    """One policy side with `arms` arms on a ROS domain of its own: every side of an N runs at
-    once and they take turns round by round (a change of the machine's load hits them alike;
-    an idle side's nodes see no /clock, so they only report their diagnostics)."""
+    """One policy side with `arms` arms on a ROS domain of its own for one phase: every side of
+    an N runs at once and they take turns round by round (a change of the machine's load hits
+    them alike; an idle side's nodes see no /clock, so they only report their diagnostics)."""
 
-    def __init__(self, name, arms, model, config, out, domain):
+    def __init__(self, name, arms, model, config, out, domain, phase):
         import rclpy
 
         from cosmos_policy_ros.ros.fleet_sim import FleetSim, start_policies
@@ -192,8 +196,9 @@ class Side:
         self.started = time.monotonic()
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain),
                    OMP_NUM_THREADS=str(torch_threads(side, arms)))
+        self.phase = phase
         self.processes = start_policies(side, names, model, out, node_config=config,
-                                        parameters=robot_parameters(model),
+                                        parameters=robot_parameters(phase),
                                         max_batch=max_batch, batch_window=window, env=env)
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context, domain_id=domain)
@@ -216,9 +221,10 @@ class Side:
         self.start_s = time.monotonic() - self.started
         self.watch = MemoryWatch([process.process.pid for process in self.processes])
 
-    def run_round(self, phase, index, first_seed):
+    def run_round(self, index, first_seed):
         from cosmos_policy_ros.sim.harness import sim_settings
 
+        phase = self.phase
         self.fleet.settings = sim_settings(phase, replan_steps=self.replan)
         began = time.monotonic()
         traces = self.fleet.run_round(seeds_of(index, self.arms, first_seed))
@@ -229,18 +235,19 @@ class Side:
             self.episodes[phase][arm].append(trace_record(trace))
 
     def result(self):
+        """The side's record for its phase: memory, start time and the phase's summary."""
         side, max_batch, window = SIDES[self.name]
+        phase = self.phase
         result = {'side': side, 'max_batch': max_batch, 'batch_window_s': window,
                   'processes': len(self.processes), 'start_s': self.start_s,
                   'memory': self.watch.stop()}
-        for phase in PHASES:
-            result[phase] = phase_summary(self.episodes[phase], self.wall[phase])
-            result[phase]['episodes'] = self.episodes[phase]
-            # Real time is real only while the sims keep up with the wall clock.
-            factor = self.sim_seconds[phase] / self.wall[phase] if self.wall[phase] else 0.0
-            result[phase]['sim_seconds_per_wall_second'] = factor
-        result['realtime']['kept_real_time'] = bool(
-            result['realtime']['sim_seconds_per_wall_second'] >= REAL_TIME_FLOOR)
+        result[phase] = phase_summary(self.episodes[phase], self.wall[phase])
+        result[phase]['episodes'] = self.episodes[phase]
+        # Real time is real only while the sims keep up with the wall clock.
+        factor = self.sim_seconds[phase] / self.wall[phase] if self.wall[phase] else 0.0
+        result[phase]['sim_seconds_per_wall_second'] = factor
+        if phase == 'realtime':
+            result[phase]['kept_real_time'] = bool(factor >= REAL_TIME_FLOOR)
         return result
 
     def close(self):
@@ -255,23 +262,40 @@ class Side:
 
 
 def run_sides(names, arms, model, config, work, args):
-    """Every side of `names` with `arms` arms, interleaved round by round; name -> result."""
-    sides = []
-    try:
-        for index, name in enumerate(names):
-            sides.append(Side(name, arms, model, config, work / f'{name}_{arms}',
-                              args.domain_base + index))
-        for side in sides:
-            side.wait_ready()
-        for phase, count in (('lockstep', args.rounds), ('realtime', args.realtime_rounds)):
+    """Every side of `names` with `arms` arms, interleaved round by round, each phase with its
+    own processes (DIAGNOSTICS_PERIOD); name -> result (memory and start: the larger of the
+    two phases')."""
+    results = {}
+    for phase, count in (('lockstep', args.rounds), ('realtime', args.realtime_rounds)):
+        sides = []
+        try:
+            for index, name in enumerate(names):
+                sides.append(Side(name, arms, model, config, work / f'{name}_{arms}_{phase}',
+                                  args.domain_base + index, phase))
+            for side in sides:
+                side.wait_ready()
             for index in range(count):
                 shift = index % len(sides)  # each side goes first in turn
                 for side in sides[shift:] + sides[:shift]:
-                    side.run_round(phase, index, args.first_seed)
-        return {side.name: side.result() for side in sides}
-    finally:
-        for side in sides:
-            side.close()
+                    side.run_round(index, args.first_seed)
+            for side in sides:
+                merged = results.setdefault(side.name, {})
+                result = side.result()
+                for key in ('memory', 'start_s'):
+                    if key in merged:
+                        result[key] = _larger(merged[key], result[key])
+                merged.update(result)
+        finally:
+            for side in sides:
+                side.close()
+    return results
+
+
+def _larger(a, b):
+    """The larger of two numbers, or of two {key: number} key by key."""
+    if isinstance(a, dict):
+        return {key: max(a[key], b[key]) for key in a}
+    return max(a, b)
 
 
 def compare(run, single):

@@ -9,10 +9,10 @@ it runs its requests one after another). So each robot keeps its own rate, topic
 rules, and its chunk is the one it would get alone (engine/policy.py: per-request seeds); a
 request that fails (a bad observation) fails alone.
 
-``batch_window`` (seconds, default 0: none) lets an idle engine wait that long after the first
-request for the others before it starts, unless every client already waits: docs/fleet.md
-has the measurement that decides it. ``max_batch = 1`` is the same server running the requests
-one at a time (the baseline of bench/fleet_sim.py).
+``batch_window`` (seconds; 0 here, a fleet file's default 0.01: fleet/config.py) lets an idle
+engine wait that long after the first request for the others before it starts, unless every
+client already waits: docs/fleet.md has the measurement that decides it. ``max_batch = 1`` is
+the same server running the requests one at a time (the baseline of bench/fleet_sim.py).
 
 ``shared_policy`` is the policy factory of the robots of a policy server
 (``policy_factory: cosmos_policy_ros.fleet.engine:shared_policy``): it hands out a client of

@@ -30,6 +30,7 @@ from rclpy.qos import QoSProfile
 import yaml
 
 from cosmos_policy_ros.conversions import NS_PER_S as NS
+from cosmos_policy_ros.fleet.config import DEFAULT_BATCH_WINDOW
 from cosmos_policy_ros.node_config import load_parameter_file
 from cosmos_policy_ros.node_process import PolicyProcess
 from cosmos_policy_ros.ros.sim_node import LockstepError, SimRobotNode
@@ -40,7 +41,7 @@ POLICY_SIDES = ('server', 'separate')  # one policy_server for every arm, one po
 
 
 def start_policies(side, names, model, out, *, node_config, parameters=None, max_batch=8,
-                   batch_window=0.0, env=None):
+                   batch_window=DEFAULT_BATCH_WINDOW, env=None):
     """The policy side of a fleet run, as subprocesses (use_sim_time); returns them
     (node_process.PolicyProcess, close() each).
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cosmos_policy_ros.fleet.config import (load_fleet, parse_robot_list, SHARED_FACTORY)
+from cosmos_policy_ros.fleet.config import (DEFAULT_BATCH_WINDOW, load_fleet, parse_robot_list,
+                                            SHARED_FACTORY)
 from cosmos_policy_ros.node_config import DEFAULT_POLICY_FACTORY
 
 ROOT = Path(os.environ.get('COSMOS_ROOT', Path(__file__).resolve().parents[2]))
@@ -52,9 +53,21 @@ def test_the_shipped_sim_fleet_file_needs_its_model_at_launch():
         load_fleet(path)
     config = load_fleet(path, overrides={'model_path': '/m', 'max_batch': 4})
     assert [robot.name for robot in config.robots] == ['arm_0', 'arm_1']
-    assert config.max_batch == 4 and config.batch_window == 0.0
+    assert config.max_batch == 4 and config.batch_window == 0.01
     robot = config.robots[0].config
     assert robot.diagnostics_period == 0.05 and robot.replan_mode == 'steps_left'  # sim.yaml
+
+
+def test_a_server_defaults_to_the_events_executor_and_a_short_batch_window(tmp_path):
+    """Where a server's defaults differ from a lone node's (fleet/config.py: measured)."""
+    config = load_fleet(fleet(tmp_path, {'a': {}, 'b': {}}))
+    assert config.batch_window == DEFAULT_BATCH_WINDOW == 0.01
+    assert config.shared['executor'] == 'events'
+    assert {robot.config.executor for robot in config.robots} == {'events'}
+    chosen = load_fleet(write(tmp_path, {
+        'server': {'model_path': '/m', 'executor': 'multi_threaded', 'batch_window': 0.0},
+        'robot_defaults': ROBOT, 'robots': {'a': {}}}, name='chosen.yaml'))
+    assert chosen.batch_window == 0.0 and chosen.robots[0].config.executor == 'multi_threaded'
 
 
 def test_layers_apply_in_order_and_a_robot_is_added_without_touching_the_others(tmp_path):
