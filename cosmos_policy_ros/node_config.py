@@ -233,9 +233,10 @@ class NodeConfig:
     executor: str = param(
         'multi_threaded', 'The rclpy executor policy_node spins: multi_threaded (4 threads), '
                           "single_threaded, or events (rclpy's EventsExecutor, one thread, "
-                          'dispatch in C++: the fastest here, but with use_sim_time it did not '
-                          'tick in the lockstep tests, docs/performance.md section 8); inference '
-                          "has its own thread in each. A fleet server's robots share the server's",
+                          'dispatch in C++: the fastest here; opt-in for a lone node until the '
+                          'full suite passes with it, docs/performance.md section 8); inference '
+                          "has its own thread in each. A fleet server's robots share the server's "
+                          '(default events)',
         choices=EXECUTORS)
     keep_freed_memory: bool = param(
         True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '
