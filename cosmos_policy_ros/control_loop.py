@@ -54,7 +54,7 @@ from cosmos_policy_ros.execution import (ChunkTiming, known_prefix, LatencyEstim
 from cosmos_policy_ros.interface import InferenceRequest, Observation, PolicyOutput
 from cosmos_policy_ros.node_config import bind_layout
 from cosmos_policy_ros.safety import check_chunk, JUMP
-from cosmos_policy_ros.sync import (current_proprio, MISSING, observation_from_set,
+from cosmos_policy_ros.sync import (current_proprio, MISSING, NOT_NEW, observation_from_set,
                                     SyncBuffer, ZERO_STAMP)
 
 RECEIVED = 'received'  # input_counts reason of every message received
@@ -375,6 +375,8 @@ class ControlLoop:
             if arrival and self._last_start_ns is not None and (
                     0 <= now_ns - self._last_start_ns < round(NS_PER_S / config.rate)):
                 return Skip(RATE_BOUND)
+            if arrival and not self.buffer.has_new_reference(now_ns):
+                return Skip(NOT_NEW)  # most arrivals: skipped without a sync query
             if busy:
                 return Skip(INFERENCE_BUSY)
             if not self.task:

@@ -172,10 +172,7 @@ class SyncBuffer:
         reference_ns: consider only the reference message with this stamp (the offline
         evaluator's one-chunk-per-frame mode) instead of the newest one.
         """
-        now_ns = int(now_ns)
-        if self._last_now_ns is not None and now_ns < self._last_now_ns - self.jump_back_ns:
-            self._forget_after(now_ns + self.jump_back_ns)
-        self._last_now_ns = now_ns
+        now_ns = self._observe_clock(now_ns)
         empty = self.empty_streams()
         if empty:
             return SyncResult(MISSING, f'no message yet from {", ".join(empty)}')
@@ -224,6 +221,15 @@ class SyncBuffer:
                 age_ns=now_ns - oldest)
         return failure
 
+    def has_new_reference(self, now_ns):
+        """False when a query at `now_ns` cannot give a set: the reference stream holds no
+        message newer than the last set used (every candidate would be not_new, or fail
+        before). Notes the clock as `query` does, so calling this instead of a query changes
+        nothing else; a cheap test for the ticks on every arriving message."""
+        self._observe_clock(now_ns)
+        stamps = self._rings[self.reference].stamps
+        return bool(stamps) and stamps[-1] > self._used_ns
+
     def select(self, stamps):
         """The set made of exactly these messages: {stream: stamp_ns} for every stream.
 
@@ -265,6 +271,14 @@ class SyncBuffer:
         for ring in self._rings.values():
             ring.clear()
         self._used_ns = 0
+
+    def _observe_clock(self, now_ns):
+        """A query's time: `now_ns` going back by more than jump_back_ns is a time jump."""
+        now_ns = int(now_ns)
+        if self._last_now_ns is not None and now_ns < self._last_now_ns - self.jump_back_ns:
+            self._forget_after(now_ns + self.jump_back_ns)
+        self._last_now_ns = now_ns
+        return now_ns
 
     def _forget_after(self, limit_ns):
         """Drop every entry stamped after limit_ns (the timeline before a jump back)."""

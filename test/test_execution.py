@@ -246,6 +246,25 @@ def test_latency_estimate_is_a_running_percentile():
         LatencyEstimator(percentile=101)
 
 
+@pytest.mark.parametrize('window', [1, 2, 3, 7, 20])
+def test_latency_estimate_matches_numpy_higher_percentile(window):
+    """The oracle: np.percentile(window, q, method='higher') after every sample, for the
+    node's percentile and others, on random latencies (ties included)."""
+    rng = np.random.default_rng(window)
+    for percentile in (0, 12.5, 50, 90, 97.3, 100):
+        estimator = LatencyEstimator(window=window, percentile=percentile)
+        samples = []
+        for seconds in np.round(rng.exponential(0.2, 60), 3):
+            estimator.add(float(seconds))
+            samples = (samples + [float(seconds)])[-window:]
+            expected = float(np.percentile(np.array(samples), percentile, method='higher'))
+            assert estimator.estimate() == expected, (window, percentile, samples)
+    with pytest.raises(ValueError, match='finite number of seconds'):
+        estimator.add(-0.001)
+    with pytest.raises(ValueError, match='finite number of seconds'):
+        estimator.add(float('inf'))
+
+
 # --- metrics ---------------------------------------------------------------------------------
 def test_jerk_of_polynomials():
     t = np.arange(10, dtype=float)[:, None]

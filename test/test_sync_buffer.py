@@ -275,3 +275,46 @@ def test_query_anchored_at_one_reference_frame():
     assert anchored.ok and anchored.stamps == {name: T0 for name in ('primary', 'wrist',
                                                                      'joints')}
     assert buffer.query(T0 + 70 * MS, reference_ns=T0 + 5 * MS).reason == 'missing'
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_has_new_reference_is_false_only_where_a_query_gives_no_set(seed):
+    """The arrival ticks' cheap test against the query itself, on random arrivals, uses,
+    clock steps and jumps back: False implies the query fails; the two buffers (one asked
+    has_new_reference, one queried) forget the same messages on a jump back."""
+    rng = np.random.default_rng(seed)
+    asked, queried = make(max_age_ms=400), make(max_age_ms=400)
+    now = T0
+    falses = 0
+    for _ in range(400):
+        now += int(rng.integers(1, 15)) * MS
+        jump = rng.random() < 0.02
+        if jump:
+            now -= 3 * S  # a bag loop: the clock goes back before any message says so
+        else:
+            stream = str(rng.choice(asked.streams))
+            stamp = now - int(rng.integers(0, 30)) * MS
+            for buffer in (asked, queried):
+                buffer.add(stream, stamp, stamp)
+        new = asked.has_new_reference(now)
+        result = queried.query(now)
+        assert new or not result.ok, (now, result)
+        falses += not new
+        assert len(asked) == len(queried) and asked.resets == queried.resets
+        if result.ok and rng.random() < 0.5:
+            for buffer in (asked, queried):
+                buffer.mark_used(result.reference_stamp_ns)
+    assert falses > 20 and asked.resets > 0  # both branches and jumps were reached
+
+
+def test_has_new_reference_after_use():
+    buffer = make()
+    assert not buffer.has_new_reference(T0)  # nothing yet
+    fill(buffer, {'primary': [0], 'wrist': [1], 'joints': [0]})
+    assert buffer.has_new_reference(T0 + 20 * MS)
+    buffer.mark_used(T0)
+    assert not buffer.has_new_reference(T0 + 20 * MS)
+    fill(buffer, {'wrist': [40], 'joints': [40]})  # new members, no new reference frame
+    assert not buffer.has_new_reference(T0 + 45 * MS)
+    fill(buffer, {'primary': [40]})
+    assert buffer.has_new_reference(T0 + 45 * MS)
