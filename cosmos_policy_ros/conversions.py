@@ -10,6 +10,7 @@ counts drops by (encoding, size, truncated, format, decode, missing_joint, missi
 non_finite, quaternion) and whose message says what is wrong. numpy only at module level;
 Pillow is imported when a compressed image is decoded.
 """
+import array
 import io
 
 import numpy as np
@@ -63,7 +64,11 @@ def image_to_rgb(msg):
     """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> uint8 RGB (H, W, 3).
 
     Honours row padding (`step` > width * channels); alpha is dropped, mono8 is replicated to
-    three channels. The result is a new array (the message buffer may be reused).
+    three channels. An unpadded rgb8 image whose data is an ``array.array`` (how rclpy hands a
+    message's bytes over: a new array per message, which nothing else writes) is returned as a
+    view of it, without a copy (copying 0.9 MB per camera image took ~0.05 ms and evicted the
+    caches on the node's path); every other result is a new array (e.g. rosbags' data may be
+    a view of a buffer that is reused).
     """
     encoding = str(msg.encoding).strip().lower()
     if encoding not in _RAW_ENCODINGS:
@@ -90,6 +95,8 @@ def image_to_rgb(msg):
     rows = data.reshape(height, step)  # (H * step,) -> (H, step)
     pixels = rows[:, :width * channels].reshape(height, width, channels)  # -> (H, W, C)
     if channels == 3 and rgb == (0, 1, 2):
+        if type(msg.data) is array.array and pixels.flags.c_contiguous:
+            return pixels  # the message's own buffer (see above)
         return np.array(pixels, order='C')  # a copy: the message buffer may be reused
     out = np.empty((height, width, 3), np.uint8)  # (H, W, C) -> (H, W, 3) RGB, channel-wise
     for target, source in enumerate(rgb):  # (three strided copies beat fancy indexing)

@@ -357,7 +357,8 @@ def _ceil_div(a, b):
 
 
 def _check_int(name, value, *, minimum=0, signed=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (  # the common case without the ABC's isinstance
+            isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise ValueError(f'`{name}` must be an integer. Got {value!r}.')
     if not signed and value < minimum:
         raise ValueError(f'`{name}` must be >= {minimum}. Got {value!r}.')

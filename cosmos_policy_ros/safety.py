@@ -94,12 +94,15 @@ def check_chunk(actions, limits, *, horizon, action_dim, value=math.nan, current
     first-step jump check (skipped when None or when the check is disabled).
     names: optional (d,) names used in the detail messages.
     """
-    with np.errstate(over='ignore'):  # float64 beyond float32's range becomes inf: rejected
-        array = np.asarray(actions, dtype=np.float32).astype(np.float64)  # what gets published
+    if isinstance(actions, np.ndarray) and actions.dtype == np.float32:
+        array = actions.astype(np.float64)  # what gets published (a policy's usual output)
+    else:
+        with np.errstate(over='ignore'):  # float64 beyond float32's range becomes inf: rejected
+            array = np.asarray(actions, dtype=np.float32).astype(np.float64)
     if array.shape != (horizon, action_dim):
         return _reject(SHAPE, f'chunk has shape {array.shape}, expected ({horizon}, '
                               f'{action_dim})')
-    names = list(names) if names is not None else [str(j) for j in range(action_dim)]
+    names = names if names is not None else [str(j) for j in range(action_dim)]
     finite = np.isfinite(array)
     if not finite.all():
         step, dim = np.argwhere(~finite)[0]

@@ -53,11 +53,29 @@ def test_data_containers(container):
     np.testing.assert_array_equal(image_to_rgb(msg), RGB)
 
 
-def test_result_does_not_alias_the_message_buffer():
-    buffer = bytearray(raw(RGB, 'rgb8').data)
+@pytest.mark.parametrize('container', [bytearray, np.frombuffer])
+def test_result_does_not_alias_a_buffer_that_may_be_reused(container):
+    buffer = container(bytearray(raw(RGB, 'rgb8').data), *(
+        [np.uint8] if container is np.frombuffer else []))
     out = image_to_rgb(raw(RGB, 'rgb8', data=buffer))
     buffer[0] ^= 0xFF
     assert out[0, 0, 0] == RGB[0, 0, 0]
+
+
+def test_rclpy_array_data_is_viewed_not_copied():
+    """rclpy gives each message a new array.array: an unpadded rgb8 image is a view of it (no
+    copy on the node's path); padded rows and other encodings are copied as before."""
+    msg = raw(RGB, 'rgb8')
+    msg.data = array.array('B', msg.data)
+    out = image_to_rgb(msg)
+    np.testing.assert_array_equal(out, RGB)
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+    assert out.flags.c_contiguous and out.flags.writeable
+    for padded in (raw(RGB, 'rgb8', pad=3), raw(RGB[:, :, ::-1].copy(), 'bgr8')):
+        padded.data = array.array('B', padded.data)
+        copy = image_to_rgb(padded)
+        np.testing.assert_array_equal(copy, RGB)
+        assert not np.shares_memory(copy, np.frombuffer(padded.data, np.uint8))
 
 
 def test_big_endian_flag_is_irrelevant_for_8_bit_but_validated():
