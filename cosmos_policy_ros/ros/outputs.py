@@ -10,6 +10,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from cosmos_policy_ros.conversions import ns_to_stamp, rgb_to_image_fields
 from cosmos_policy_ros.msg import ActionChunk, StageTimes, ValueEstimate
+from cosmos_policy_ros.ros.action_chunk_wire import action_chunk_bytes
 
 
 def time_msg(ns):
@@ -27,7 +28,8 @@ def action_chunk_msg(*, stamp_ns, frame_id, action_names, actions, step_period, 
                      source_names, source_stamps_ns, seed, num_denoising_steps, inference_time,
                      model_id, stitching='none', conditioned_steps=0, takeover_step=0,
                      blended_steps=0, expected_latency=0.0):
-    """ActionChunk; actions (K, d) float32 are flattened row-major (timestep-major)."""
+    """ActionChunk; actions (K, d) float32 are flattened row-major (timestep-major). The node
+    publishes the same message as bytes (action_chunk_wire.action_chunk_bytes)."""
     actions = np.asarray(actions, dtype=np.float32)
     horizon, action_dim = actions.shape
     msg = ActionChunk()
@@ -131,12 +133,12 @@ class ChunkPublishers:
 
         marks: None, or a dict that gets the 'built' and 'published' marks of the ActionChunk.
         """
-        msg = action_chunk_msg(**chunk.action_chunk_fields())
+        data = action_chunk_bytes(**chunk.action_chunk_fields())  # rclpy sends bytes as they are
         if marks is None:
-            self._chunk.publish(msg)
+            self._chunk.publish(data)
         else:
             marks['built'] = time.time_ns()
-            self._chunk.publish(msg)
+            self._chunk.publish(data)
             marks['published'] = time.time_ns()
         self._value.publish(value_msg(**chunk.value_fields()))
         elapsed = self._trajectory is not None and not len(chunk.trajectory_indices)
