@@ -90,7 +90,7 @@ BEFORE = {'executor': 'multi_threaded', 'tick_on_arrival': False, 'rate': 1000.0
 VARIANTS = {
     'before': BEFORE,
     'before_timed': dict(BEFORE, stage_timing=True),
-    'multi_threaded': {'executor': 'multi_threaded'},  # the node's default
+    'multi_threaded': {'executor': 'multi_threaded'},  # the node's default before events
     'single_threaded': {'executor': 'single_threaded'},
     'single_threaded_timed': {'executor': 'single_threaded', 'stage_timing': True},
     'timer_1khz': {'tick_on_arrival': False, 'rate': 1000.0},
@@ -199,7 +199,7 @@ def parameters(model_path, factory=None, **changes):
         'max_observation_age': 5.0, 'max_publish_age': 30.0, 'watchdog_timeout': 0.0,
         'diagnostics_period': 1.0, 'input_reliability': 'best_effort', 'device': 'cpu',
         'dtype': 'float32',
-        'executor': 'events'}  # the fastest; the node's default is multi_threaded
+        'executor': 'events'}  # the node's default (the fastest), set for the record
     if factory:
         values['policy_factory'] = factory
     values.update(changes)

@@ -231,12 +231,10 @@ class NodeConfig:
               'callbacks run; the Python default 5 ms made a CPU inference 25x slower here',
         unit='s', low=1e-6, high=0.1)
     executor: str = param(
-        'multi_threaded', 'The rclpy executor policy_node spins: multi_threaded (4 threads), '
-                          "single_threaded, or events (rclpy's EventsExecutor, one thread, "
-                          'dispatch in C++: the fastest here; opt-in for a lone node until the '
-                          'full suite passes with it, docs/performance.md section 8); inference '
-                          "has its own thread in each. A fleet server's robots share the server's "
-                          '(default events)',
+        'events', "The rclpy executor policy_node spins: events (rclpy's EventsExecutor, one "
+                  'thread, dispatch in C++: the fastest here, docs/performance.md section 8), '
+                  'single_threaded, or multi_threaded (4 threads); inference has its own '
+                  "thread in each. A fleet server's robots share the server's (default events)",
         choices=EXECUTORS)
     keep_freed_memory: bool = param(
         True, 'glibc (process-wide, applied at configure): serve allocations up to 32 MiB (camera '

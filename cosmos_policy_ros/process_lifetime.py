@@ -7,7 +7,12 @@ exits and leaves its children), SIGKILL of launch, a closed terminal.
 * ``absorb_stop_signals()``: SIGINT and SIGTERM handlers that do nothing at the Python level.
   Installed before ``rclpy.init``: rclpy's own handler shuts the context down (the node
   stops) and then calls the handler it found, this one, so no KeyboardInterrupt ever lands in
-  the middle of a shutdown: a second Ctrl-C during a slow shutdown is absorbed.
+  the middle of a shutdown: a second Ctrl-C during a slow shutdown is absorbed. A signal that
+  comes while ``rclpy.init`` runs (rcl_init, the DDS participant: long under load) reaches
+  this handler alone, before rclpy's exists: ``stop_requested()`` then says so, and the node
+  stops itself once rclpy's handler is in place (``stop_self()``), instead of running on.
+  (Before ``absorb_stop_signals``, while Python imports, a SIGINT is Python's
+  KeyboardInterrupt: the process ends at once, exit code -2.)
 * ``ignore_stop_signals()``: SIG_IGN for both, once the node is closed and rclpy shut down.
   Python's finalization puts SIG_DFL back for signals with a Python handler (not for ignored
   ones), and a Ctrl-C while torch and DDS are torn down would then kill the process (exit
@@ -25,10 +30,18 @@ import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PARENT_POLL_PERIOD = 0.2  # seconds between two looks at the parent pid
+_absorbed = []  # the stop signals _absorb saw
 
 
 def _absorb(signum, frame):
-    """Python-level handler: nothing to do, rclpy's handler before it already stopped the node."""
+    """Python-level handler: rclpy's handler before it already stopped the node; one that
+    came before rclpy's handler was installed is remembered (stop_requested)."""
+    _absorbed.append(signum)
+
+
+def stop_requested():
+    """Whether a stop signal has reached the handler of absorb_stop_signals."""
+    return bool(_absorbed)
 
 
 def absorb_stop_signals():

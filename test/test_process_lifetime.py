@@ -59,3 +59,21 @@ def test_a_second_sigint_during_shutdown_is_absorbed(tmp_path):
     assert child.stdout.readline() == 'done\n'
     child.send_signal(signal.SIGINT)  # during finalization: ignored
     assert child.wait(DEADLINE) == 0
+
+
+def test_a_stop_signal_absorbed_is_remembered(tmp_path):
+    # Before rclpy's handler exists, only this one sees a stop: the node asks stop_requested()
+    # once rclpy is up (ros/policy_node.py start_process).
+    script = tmp_path / 'child.py'
+    script.write_text(textwrap.dedent('''
+        import os, signal
+        from cosmos_policy_ros import process_lifetime
+        process_lifetime.absorb_stop_signals()
+        before = process_lifetime.stop_requested()
+        os.kill(os.getpid(), signal.SIGTERM)
+        print(before, process_lifetime.stop_requested(), flush=True)
+    '''))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            env=dict(os.environ), timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['False', 'True']

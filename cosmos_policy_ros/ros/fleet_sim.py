@@ -33,10 +33,9 @@ from cosmos_policy_ros.conversions import NS_PER_S as NS
 from cosmos_policy_ros.fleet.config import DEFAULT_BATCH_WINDOW
 from cosmos_policy_ros.node_config import load_parameter_file
 from cosmos_policy_ros.node_process import PolicyProcess
-from cosmos_policy_ros.ros.sim_node import LockstepError, SimRobotNode
+from cosmos_policy_ros.ros.sim_node import LockstepError, RESEND_PERIOD, SimRobotNode
 from cosmos_policy_ros.sim.arm import CAMERAS, JOINT_NAMES, PlanarReachEnv
 
-RESEND_PERIOD = 5.0  # seconds before a lockstep wait publishes its message again
 POLICY_SIDES = ('server', 'separate')  # one policy_server for every arm, one policy_node each
 
 
@@ -135,8 +134,7 @@ class FleetSim:
         if timeout is not None:
             self.settings = dataclasses.replace(settings, guard_timeout=timeout)
         try:
-            self.wait(lambda: all(sim.diagnostics.get('lifecycle_state') == 'active'
-                                  and sim.inputs_matched() for sim in self.sims),
+            self.wait(lambda: all(sim.policy_ready() for sim in self.sims),
                       'every policy node active and subscribed')
         finally:
             self.settings = settings

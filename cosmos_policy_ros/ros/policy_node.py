@@ -415,7 +415,8 @@ def spin_nodes(executor, nodes):
 
 def start_process(script, logger, args):
     """The start of a ROS console script of this package (policy_node, policy_server): SIGUSR1
-    prints every thread's stack, the stop signals are absorbed (process_lifetime), rclpy is
+    prints every thread's stack, the stop signals are absorbed (process_lifetime; one that came
+    while rclpy.init ran stops the process once rclpy's handler is in place), rclpy is
     initialized with `args`, and a ParentWatch stops the process once its parent has ended
     (logged by `logger`). Returns the started watch (stop it on the way out), or None after
     one line on stderr when ROS cannot start."""
@@ -426,6 +427,8 @@ def start_process(script, logger, args):
     except Exception as error:  # e.g. an unparsable --params-file
         print(f'{script}: cannot start ROS: {error}', file=sys.stderr)
         return None
+    if process_lifetime.stop_requested():  # it came during rclpy.init, before rclpy's handler
+        process_lifetime.stop_self()
 
     def parent_gone(pid):
         get_logger(logger).warning(

@@ -51,8 +51,10 @@ from cosmos_policy_ros.sim.arm import CAMERAS, JOINT_NAMES, PlanarReachEnv
 from cosmos_policy_ros.sim.controller import ChunkController
 from cosmos_policy_ros.sim.episode_trace import ChunkRecord, EpisodeTrace
 from cosmos_policy_ros.sim.node_settings import SimSettings
+from cosmos_policy_ros.sync import DUPLICATE_STAMP
 
 START_TIMEOUT_S = 300.0  # wall seconds the policy node gets to become active
+RESEND_PERIOD = 5.0  # seconds before a lockstep wait publishes its message again
 
 
 class LockstepError(RuntimeError):
@@ -127,7 +129,7 @@ class SimRobotNode:
             self.node.create_subscription(DiagnosticArray, '/diagnostics', self.on_diagnostics,
                                           QoSProfile(depth=50))
         self.now_ns = 0  # the sim clock (last published /clock)
-        self.obs_sent = 0
+        self.obs_sent = 0  # observations published (a resend repeats one: not counted)
         self.clock_ticks = 0
         self._ticks_base = None
         self._refused_before = {}
@@ -226,7 +228,7 @@ class SimRobotNode:
         self._joint_pub.publish(joints)
         if not resend:
             self._record('/joint_states', ns, joints)
-        self.obs_sent += 1
+            self.obs_sent += 1
         return images
 
     def inputs_matched(self):
@@ -258,7 +260,7 @@ class SimRobotNode:
     def _wait(self, condition, what, resend=None):
         """Spin until condition(diagnostic values) holds; LockstepError after guard_timeout."""
         deadline = time.monotonic() + self.settings.guard_timeout
-        resend_at = time.monotonic() + 5.0
+        resend_at = time.monotonic() + RESEND_PERIOD
         seen = -1
         while True:
             if self._diag_count != seen:
@@ -273,15 +275,31 @@ class SimRobotNode:
                     f'{dict(self._diag)})')
             if resend is not None and now > resend_at:
                 resend()
-                resend_at = now + 5.0
+                resend_at = now + RESEND_PERIOD
             self.spin(0.05)
 
+    def policy_ready(self):
+        """Whether the policy node reports being active and is matched on every input and on
+        its chunks (inputs_matched): an observation published before its subscriptions match
+        never reaches it."""
+        return self._diag.get('lifecycle_state') == 'active' and self.inputs_matched()
+
     def wait_for_policy(self):
-        """Wait until the policy node is active (its diagnostics say so)."""
-        self._wait(lambda v: v.get('lifecycle_state') == 'active', 'being active')
+        """Wait until the policy node is active and subscribed (policy_ready)."""
+        self._wait(lambda v: self.policy_ready(), 'being active and subscribed')
 
     def _received_all(self, values, task):
-        counts = [int(v) for k, v in values.items() if k.startswith('received.')]
+        """Whether the node has every observation published (each stamp of a stream counted
+        once: a resend that arrives beside its original is dropped there as a duplicate
+        stamp, and one whose original was lost takes its place), the task, and is idle."""
+        streams = [key.removeprefix('received.') for key in values
+                   if key.startswith('received.')]
+        try:
+            counts = [int(values[f'received.{stream}'])
+                      - int(values.get(f'dropped.{stream}.{DUPLICATE_STAMP}', 0))
+                      for stream in streams]
+        except ValueError:
+            return False
         return (bool(counts) and min(counts) >= self.obs_sent and values.get('task') == task
                 and self._idle(values))
 
@@ -447,8 +465,8 @@ def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
     """Episodes through the sim node on the ROS graph; returns (traces, future images, last
     diagnostics of the policy node): the episode runner of sim/harness.py. policy: a
     PolicyProcess to watch; wait_for_policy: first wait until the policy node reports being
-    active; recorder: an EpisodeRecorder (ros/episode_recorder.py) writing each episode as a
-    rollout bag, or None."""
+    active and is subscribed to every input (policy_ready); recorder: an EpisodeRecorder
+    (ros/episode_recorder.py) writing each episode as a rollout bag, or None."""
     own = context is None
     if own:
         context = rclpy.Context()
@@ -458,11 +476,11 @@ def run_sim_episodes(seeds, settings, *, env=None, on_episode=None, policy=None,
     traces = []
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while wait_for_policy and sim.diagnostics.get('lifecycle_state') != 'active':
+        while wait_for_policy and not sim.policy_ready():
             if policy is not None:
                 policy.check()
             if time.monotonic() > deadline:
-                raise RuntimeError('policy_node did not become active in time')
+                raise RuntimeError('policy_node did not become active and subscribed in time')
             sim.spin(0.1)
         for seed in seeds:
             if policy is not None:

@@ -2,6 +2,8 @@
 import json
 import math
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -512,6 +514,36 @@ def test_signal_during_a_long_configure_exits_cleanly(write_setup, start_node, h
     assert code == 0, node.output
     assert len(calls()) < warmups, 'the node finished its whole configure first'
     assert 'configure failed' not in node.output, node.output
+
+
+# policy_node's main with rclpy.init sending `signum` to its own process first: the signal
+# comes after process_lifetime's handler is installed and before rclpy's (as a Ctrl-C while
+# rcl_init and the DDS participant start, long under load).
+SIGNAL_DURING_INIT = '''
+import os, sys
+import rclpy
+from cosmos_policy_ros.ros import policy_node
+real_init = rclpy.init
+def init(*args, **kwargs):
+    os.kill(os.getpid(), int(sys.argv[1]))
+    return real_init(*args, **kwargs)
+rclpy.init = init
+sys.exit(policy_node.main(['policy_node', *sys.argv[2:]]))
+'''
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_rclpy_starts_stops_the_node(write_setup, harness, ros_env, signum):
+    params = write_setup(harness.libero_parameters(), {'layout': {'preset': 'libero'}})
+    try:
+        result = subprocess.run(
+            [sys.executable, '-c', SIGNAL_DURING_INIT, str(int(signum)), '--ros-args',
+             '--params-file', str(params)], env=ros_env, capture_output=True, text=True,
+            timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired as error:  # it ran on: the stop was lost
+        pytest.fail(f'still running {START_TIMEOUT:g} s after the signal:\n{error.stdout}'
+                    f'{error.stderr}')
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_chunk_computed_for_the_old_task_is_not_published(write_setup, start_node,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cosmos_policy_ros.cli.dataset import main as dataset_main
+from cosmos_policy_ros.ros import sim_node
 from cosmos_policy_ros.ros.episode_recorder import EpisodeRecorder
 from cosmos_policy_ros.ros.sim_node import run_sim_episodes
 from cosmos_policy_ros.sim.arm import (CAMERAS, JOINT_NAMES, PlanarReachEnv, SimConfig)
@@ -174,6 +175,129 @@ def test_lockstep_episodes_through_policy_node_are_bit_for_bit_repeatable(
     # Negative control: another seed (other images, other stamps) gives other chunks.
     assert first[0].chunks[0].actions.tobytes() != first[1].chunks[0].actions.tobytes()
     assert first[0].chunks[0].seed != first[1].chunks[0].seed
+
+
+class _HandshakePolicy:
+    """A stand-in for policy_node on the lockstep handshake, in a context and thread of its
+    own: it counts what arrives on the sim's inputs and reports it on /diagnostics as the
+    node does (received.<stream>, dropped.<stream>.duplicate_stamp, the task, ticks: one per
+    new /clock, idle, no chunk). lose_first: the first message of every stream never counts
+    (lost on the way). subscribe_after: its inputs are subscribed only after that many
+    reports since the sim subscribed to them, as when the node's subscriptions match later
+    than its diagnostics reach the sim."""
+
+    def __init__(self, *, lose_first=False, subscribe_after=0):
+        import threading
+
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile
+        from rosgraph_msgs.msg import Clock
+        from std_msgs.msg import String
+
+        from cosmos_policy_ros.msg import ActionChunk
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('cosmos_policy', context=self.context)
+        self.lose_first, self.subscribe_after = lose_first, subscribe_after
+        self.streams = {**{camera: f'cameras/{camera}/image' for camera in CAMERAS},
+                        'arm': 'joint_states'}
+        self.received = dict.fromkeys(self.streams, 0)
+        self.stamps = {stream: [] for stream in self.streams}
+        self.lost = set()
+        self.task, self.clocks, self.seen_reports, self.subscribed = '', set(), 0, False
+        self.node.create_subscription(String, 'task', self._on_task, QoSProfile(
+            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))  # the sim's is latched
+        self.node.create_subscription(Clock, '/clock', lambda m: self.clocks.add(
+            (m.clock.sec, m.clock.nanosec)), 10)
+        self.node.create_publisher(ActionChunk, 'action_chunk', 10)  # matched, silent
+        self._diagnostics = self.node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.node.create_timer(0.02, self._report)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_task(self, msg):
+        self.task = msg.data
+
+    def _subscribe(self):
+        from sensor_msgs.msg import Image, JointState
+        for stream, topic in self.streams.items():
+            self.node.create_subscription(
+                JointState if stream == 'arm' else Image, topic,
+                lambda msg, stream=stream: self._on_input(stream, msg), 10)
+
+    def _on_input(self, stream, msg):
+        if self.lose_first and stream not in self.lost:
+            self.lost.add(stream)
+            return
+        self.received[stream] += 1
+        self.stamps[stream].append(msg.header.stamp.sec * NS + msg.header.stamp.nanosec)
+
+    def _report(self):
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+        self.seen_reports += self._diagnostics.get_subscription_count() > 0
+        if not self.subscribed and self.seen_reports > self.subscribe_after:
+            self._subscribe()
+            self.subscribed = True
+        values = {'lifecycle_state': 'active', 'inference_in_flight': 'false',
+                  'chunks_published': '0', 'task': self.task, 'ticks': str(len(self.clocks))}
+        for stream, stamps in self.stamps.items():
+            values[f'received.{stream}'] = str(self.received[stream])
+            values[f'dropped.{stream}.duplicate_stamp'] = str(len(stamps) - len(set(stamps)))
+        status = DiagnosticStatus(name='/cosmos_policy: policy')
+        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        self._diagnostics.publish(DiagnosticArray(status=[status]))
+
+    def close(self):
+        import rclpy
+        self.executor.shutdown()
+        self.thread.join(30)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def handshake_policy():
+    made = []
+
+    def make(**options):
+        made.append(_HandshakePolicy(**options))
+        return made[-1]
+    yield make
+    for policy in made:
+        policy.close()
+
+
+def _handshake_episode(ros_context):
+    """One lockstep episode of 3 steps (a decision at each: the stand-in sends no chunk)."""
+    env = PlanarReachEnv(SimConfig(episode_timeout=0.3))
+    traces, _, _ = run_sim_episodes([5], sim_settings('lockstep', guard_timeout=30.0),
+                                    env=env, context=ros_context)
+    return traces[0]
+
+
+def test_the_lockstep_handshake_survives_a_lost_observation(ros_context, handshake_policy,
+                                                            monkeypatch):
+    monkeypatch.setattr(sim_node, 'RESEND_PERIOD', 0.2)
+    policy = handshake_policy(lose_first=True)
+    trace = _handshake_episode(ros_context)
+    # The resend of the first observation took the lost one's place (its stamp counted once).
+    assert trace.steps == 3 and policy.lost == set(policy.streams)
+    for stamps in policy.stamps.values():
+        assert sorted(set(stamps)) == [trace.start_ns + step * P for step in range(3)]
+
+
+def test_the_first_observation_waits_for_the_policy_inputs_to_match(
+        ros_context, handshake_policy, monkeypatch):
+    monkeypatch.setattr(sim_node, 'RESEND_PERIOD', 1e6)  # no resend: nothing may be lost
+    policy = handshake_policy(subscribe_after=50)  # 1 s after its reports reach the sim
+    trace = _handshake_episode(ros_context)
+    assert trace.steps == 3
+    for stream, stamps in policy.stamps.items():
+        assert stamps == [trace.start_ns + step * P for step in range(3)], stream
 
 
 # Lockstep is deterministic, so this holds at any machine speed; the margin of one episode is
