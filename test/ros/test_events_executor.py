@@ -1,7 +1,8 @@
 """policy_node's EventsExecutor (SlicedEventsExecutor, the default `executor`): work of another
 thread runs in the executor's own, and a node whose entities change that way while it spins
 leaves the process to end cleanly (rclpy 9.1.2 aborts when an entity destroyed in another
-thread interrupts the executor's registration of callbacks: docs/performance.md section 8).
+thread interrupts the executor's registration of callbacks: docs/performance.md section 8);
+and its ROS-time timers under use_sim_time are called at a lockstep sim's /clock.
 """
 import subprocess
 import sys

@@ -1,5 +1,7 @@
-"""The simulated robot node on a real ROS graph: bad input refused and counted, lockstep episodes
-through the real policy_node deterministic, and the shipped trained model solving the task.
+"""The simulated robot node on a real ROS graph: bad input refused and counted, the lockstep
+handshake against a stand-in node (inputs that match late, a lost observation), lockstep
+episodes through the real policy_node deterministic, and the shipped trained model solving
+the task.
 
 No timing assertions: every wait is a condition with a generous deadline (a failure guard)."""
 import json
