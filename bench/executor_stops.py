@@ -40,6 +40,10 @@ RACE_SECONDS = 4.0  # per trial of `race`
 def stops(args):
     sys.path.insert(0, str(HERE))
     import node_suite
+    # The nodes start with SIGINT's default, as from a terminal or ros2 launch: a job a shell
+    # put in the background has SIGINT ignored, its children inherit that, and a SIGINT while a
+    # node still imports (before its own handler) would be lost instead of ending it (-2).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     directory = Path(tempfile.mkdtemp(prefix='executor-stops-'))
     node_suite.use_fastdds_profile(directory)
     fake = directory / 'fake.yaml'
@@ -78,7 +82,7 @@ def stops(args):
             if code != 0:
                 kept.append({'stop': number, 'early': early, 'code': code,
                              'log_tail': process.tail(15)})
-            print(f'[stops] {number + 1}/{args.n}: exit {code}', flush=True)
+            print(f'[stops] {number + 1}/{args.n} ({name}.log): exit {code}', flush=True)
     finally:
         robot.close()
     return {'executor': args.executor, 'stops': args.n, 'exit_codes': dict(codes),
