@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from cosmos_policy_ros.conversions import NS_PER_S
+from cosmos_policy_ros.conversions import ns_to_stamp
 
 ENCAPSULATION = b'\x00\x01\x00\x00'  # CDR, little endian, no options
 FIELDS = ('header', 'action_names', 'horizon', 'action_dim', 'step_period', 'actions', 'value',
@@ -55,7 +55,7 @@ class _Format:
     """A struct format over the CDR body, padding each value to its alignment ('x': zeros)."""
 
     def __init__(self):
-        self.parts, self.size = ['<'], 0
+        self.parts, self.size = ['<4s'], 0
 
     def add(self, code, size, align=4):
         pad = -self.size % align
@@ -70,9 +70,7 @@ def _layout(frame_id, action_names, source_names, model_id, stitching, values, s
     blocks = {'frame_id': _string(frame_id), 'action_names': _strings(action_names),
               'source_names': _strings(source_names), 'model_id': _string(model_id),
               'stitching': _string(stitching)}
-    out = _Format()
-    out.add('4s', 4)  # the encapsulation: the body's offsets count from after it
-    out.size = 0
+    out = _Format()  # ENCAPSULATION is its first field: offsets count from after it
     out.add('iI', 8)
     out.add(f'{len(blocks["frame_id"])}s', len(blocks['frame_id']))
     out.add(f'{len(blocks["action_names"])}s', len(blocks['action_names']))
@@ -103,9 +101,9 @@ def action_chunk_bytes(*, stamp_ns, frame_id, action_names, actions, step_period
                              stitching, actions.size, len(source_stamps_ns))
     stamps = []
     for ns in source_stamps_ns:
-        stamps += divmod(int(ns), NS_PER_S)
+        stamps += ns_to_stamp(ns)
     return layout.pack(
-        ENCAPSULATION, *divmod(int(stamp_ns), NS_PER_S), blocks['frame_id'],
+        ENCAPSULATION, *ns_to_stamp(stamp_ns), blocks['frame_id'],
         blocks['action_names'], horizon, action_dim, step_period, actions.size,
         actions.tobytes(), value, len(source_stamps_ns), *stamps, blocks['source_names'],
         seed, num_denoising_steps, inference_time, blocks['model_id'], blocks['stitching'],
